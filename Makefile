@@ -1,0 +1,123 @@
+# vhostd — vhost-user network back-end.  `make help` lists the targets.
+PREFIX ?= /usr/local
+SBINDIR ?= $(PREFIX)/sbin
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+UNITDIR ?= /lib/systemd/system
+DESTDIR ?=
+
+CC ?= cc
+O ?= build
+V ?= 0
+Q := $(if $(filter 1,$(V)),,@)
+
+WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wno-unused-parameter -Wmissing-prototypes -Wstrict-prototypes
+HARDEN := -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
+CFLAGS ?= -O2 -g
+ifneq ($(filter 1 true,$(WERROR) $(CI)),)
+WARN += -Werror
+endif
+ALL_CFLAGS := -std=gnu11 $(WARN) $(HARDEN) -I. -D_GNU_SOURCE -pthread $(CFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS ?=
+ALL_LDFLAGS := -pie -Wl,-z,relro,-z,now -pthread $(LDFLAGS) $(EXTRA_LDFLAGS)
+XDP_LIBS := $(shell pkg-config --libs libxdp libbpf 2>/dev/null || echo -lxdp -lbpf)
+LIBS := -lev $(XDP_LIBS)
+
+VRING_SRC := $(wildcard vring/*.c)
+BACKEND_SRC := $(wildcard backends/*.c)
+CONFIG_SRC := $(wildcard config/*.c)
+DAEMON_SRC := $(filter-out daemon/main.c daemon/vhostctl.c,$(wildcard daemon/*.c))
+CORE_OBJ := $(patsubst %.c,$(O)/%.o,$(VRING_SRC) $(BACKEND_SRC) $(CONFIG_SRC) $(DAEMON_SRC))
+FAKEFE_OBJ := $(patsubst %.c,$(O)/%.o,$(wildcard tests/fakefe/*.c))
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(patsubst tests/unit/%.c,$(O)/tests/%,$(UNIT_SRC))
+INTEG_SRC := $(wildcard tests/integration/*.c)
+INTEG_BIN := $(patsubst tests/integration/%.c,$(O)/tests/%,$(INTEG_SRC))
+
+all: $(O)/vhostd $(O)/vhostctl
+
+$(O)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(O)/libvhostd.a: $(CORE_OBJ)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(O)/vhostd: $(O)/daemon/main.o $(O)/libvhostd.a
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(O)/vhostctl: $(O)/daemon/vhostctl.o
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^
+
+$(O)/libfakefe.a: $(FAKEFE_OBJ)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(O)/tests/test_%: $(O)/tests/unit/test_%.o $(O)/libvhostd.a $(O)/libfakefe.a
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
+
+$(O)/tests/%: $(O)/tests/integration/%.o $(O)/libfakefe.a $(O)/libvhostd.a
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+tests: $(UNIT_BIN) $(INTEG_BIN)
+
+# All tests: unit, integration, end-to-end (each says clearly when it skips and why).
+check: all tests
+	$(Q)O=$(O) tests/run-tests.sh
+
+check-unit: all tests
+	$(Q)O=$(O) tests/run-tests.sh unit
+
+# ASan+UBSan build in build-asan/, running the same tests.
+sanitize:
+	$(MAKE) O=build-asan EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all -O1" \
+		EXTRA_LDFLAGS="-fsanitize=address,undefined" check
+
+# ThreadSanitizer build in build-tsan/ for the threaded tests.
+tsan:
+	$(MAKE) O=build-tsan CC=clang EXTRA_CFLAGS="-fsanitize=thread -O1" EXTRA_LDFLAGS="-fsanitize=thread" \
+		HARDEN_OFF=1 all tests
+	O=build-tsan VHOSTD_TSAN=1 tests/run-tests.sh unit integration
+
+deps:
+	tests/install-deps.sh
+
+compile_commands.json:
+	$(MAKE) clean && bear -- $(MAKE) all tests
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+install: all
+	install -D -m 0755 $(O)/vhostd $(DESTDIR)$(SBINDIR)/vhostd
+	install -D -m 0755 $(O)/vhostctl $(DESTDIR)$(BINDIR)/vhostctl
+	for m in man/*.[0-9]; do install -D -m 0644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/$${m##*/}; done
+	for u in systemd/*.service systemd/*.socket; do [ -e "$$u" ] && install -D -m 0644 $$u $(DESTDIR)$(UNITDIR)/$${u##*/}; done; true
+	install -d $(DESTDIR)$(SYSCONFDIR)/vhostd
+	install -D -m 0644 config/examples/*.conf -t $(DESTDIR)$(PREFIX)/share/doc/vhostd/examples
+
+clean:
+	rm -rf build build-asan build-tsan build-fuzz
+
+help:
+	@echo "make            build vhostd and vhostctl into $(O)/"
+	@echo "make check      all tests (unit, integration, e2e with real QEMU)"
+	@echo "make sanitize   the same tests under ASan+UBSan (build-asan/)"
+	@echo "make tsan       threaded tests under ThreadSanitizer (build-tsan/)"
+	@echo "make fuzz       libFuzzer targets (build-fuzz/)"
+	@echo "make demo       boot a demo guest through vhostd and a tap port"
+	@echo "make bench      benchmarks against peers, printed as ratios"
+	@echo "make deps       install Debian build and test dependencies"
+	@echo "make install    PREFIX=$(PREFIX) DESTDIR=..."
+	@echo "V=1             show commands"
+
+.PHONY: all tests check check-unit sanitize tsan deps format format-check install clean help compile_commands.json
+.SECONDARY:
+-include $(shell find $(O) -name '*.d' 2>/dev/null)

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The port interface: one small ops table per kind of host port.
+ * Backends see iovecs and virtio-net headers, never vrings or guest addresses,
+ * and they never log: they return negative errno and the daemon reports it.
+ */
+#ifndef BACKENDS_BACKEND_H
+#define BACKENDS_BACKEND_H
+
+#include <net/if.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+enum xdp_mode { XDP_MODE_AUTO = 0, XDP_MODE_NATIVE, XDP_MODE_SKB };
+
+/* Everything a port needs from the configuration, filled by config/ or the command line. */
+struct backend_cfg {
+        char kind[16];            /* "loopback", "tap", "rawsock", "afxdp" */
+        char ifname[IF_NAMESIZE]; /* tap name, or the interface to bind to */
+        unsigned mtu;             /* 0: leave the interface's MTU alone */
+        bool set_up;              /* tap: bring the link up */
+        bool offloads;            /* tap/rawsock: offer checksum/TSO offloads */
+        bool promisc;             /* rawsock */
+        bool qdisc_bypass;        /* rawsock */
+        enum xdp_mode xdp_mode;   /* afxdp */
+        bool force_copy;          /* afxdp */
+        bool zero_copy;           /* afxdp: require zero-copy */
+        bool busy_poll;           /* afxdp: SO_PREFER_BUSY_POLL */
+        unsigned start_queue;     /* afxdp: first NIC queue */
+        unsigned frame_size;      /* afxdp: UMEM frame size, 2048 or 4096 */
+        char xsks_map[256];       /* afxdp: pinned xsks_map path: inhibit program loading */
+};
+
+/* One guest->port frame. iov starts with the guest's virtio-net header (hdr_len bytes). */
+struct frame {
+        const struct iovec *iov;
+        unsigned iovcnt;
+        size_t len; /* header included */
+};
+
+/*
+ * Where received frames go. reserve() hands out guest buffers for one frame of frame_len bytes, header
+ * included (0 when the backend cannot know before reading). The first hdr_len bytes are the header slot:
+ * the backend writes a struct virtio_net_hdr there and leaves the rest of the slot alone. reserve()
+ * returns -ENOBUFS when the guest has no room now (stop and keep the frame), -EMSGSIZE when the frame
+ * can never fit (drop it; already counted). commit() reports the bytes written, header included.
+ */
+struct rx_sink {
+        int (*reserve)(struct rx_sink *sink, size_t frame_len, const struct iovec **ret_iov, unsigned *ret_iovcnt);
+        void (*commit)(struct rx_sink *sink, size_t len);
+};
+
+struct backend; /* each kind embeds this first */
+
+struct backend_ops {
+        const char *name;
+        /* Opens the port with nqueues queue pairs (privileged; done once at start-up). */
+        int (*open)(const struct backend_cfg *cfg, unsigned nqueues, struct backend **ret);
+        void (*close)(struct backend *be); /* NULL-safe */
+        /* Offload feature bits (VIRTIO_NET_F_*) the port can honour, and the largest MTU it carries. */
+        uint64_t (*features)(const struct backend *be);
+        unsigned (*max_mtu)(const struct backend *be);
+        /* Applies what the guest accepted before traffic starts; hdr_len is the guest's header size. */
+        int (*configure)(struct backend *be, unsigned q, uint64_t acked_features, unsigned hdr_len);
+        /* The fd the worker waits on for queue q (readable: frames to receive; writable: room to send). */
+        int (*queue_fd)(const struct backend *be, unsigned q);
+        /* Sends up to n frames; returns how many were taken, or -errno when none was (-EAGAIN: wait for room). */
+        int (*tx_burst)(struct backend *be, unsigned q, const struct frame *frames, unsigned n);
+        /* Receives up to budget frames into sink; returns how many, or -errno. */
+        int (*rx_burst)(struct backend *be, unsigned q, struct rx_sink *sink, unsigned budget);
+};
+
+struct backend {
+        const struct backend_ops *ops;
+        unsigned nqueues;
+};
+
+extern const struct backend_ops backend_loopback_ops;
+extern const struct backend_ops backend_tap_ops;
+extern const struct backend_ops backend_rawsock_ops;
+extern const struct backend_ops backend_afxdp_ops;
+
+/* Looks a kind up by name; NULL when unknown. */
+const struct backend_ops *backend_find(const char *kind);
+/* Space-separated list of kinds, for error messages. */
+const char *backend_kinds(void);
+
+#endif

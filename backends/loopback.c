@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: MIT
+/*
+ * loopback: what the guest sends on queue pair i comes back on its receive queue i. No host port;
+ * kept for tests and for measuring the vhost-user side alone. One byte FIFO per queue pair, touched only
+ * by that pair's worker; an eventfd is readable while the FIFO holds frames.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "backends/backend.h"
+#include "backends/iov.h"
+#include "vring/virtio.h"
+
+#define LO_FIFO_SIZE (1u << 20)
+#define LO_WRAP 0xffffffffu
+#define LO_MAX_FRAME (65535 + 14 + 4)
+
+struct lo_queue {
+        uint8_t *buf;
+        uint64_t head, tail; /* byte counters: tail - head bytes in use */
+        int efd;
+        unsigned hdr_len;
+};
+
+struct lo_backend {
+        struct backend base;
+        struct lo_queue q[];
+};
+
+static size_t rec_size(size_t len)
+{
+        return (4 + len + 7) & ~(size_t)7;
+}
+
+static void lo_close(struct backend *be)
+{
+        struct lo_backend *lo = (struct lo_backend *)be;
+
+        if (!lo)
+                return;
+        for (unsigned i = 0; i < be->nqueues; i++) {
+                free(lo->q[i].buf);
+                if (lo->q[i].efd >= 0)
+                        close(lo->q[i].efd);
+        }
+        free(lo);
+}
+
+static int lo_open(const struct backend_cfg *cfg, unsigned nqueues, struct backend **ret)
+{
+        struct lo_backend *lo = calloc(1, sizeof(*lo) + nqueues * sizeof(struct lo_queue));
+
+        if (!lo)
+                return -ENOMEM;
+        lo->base.ops = &backend_loopback_ops;
+        lo->base.nqueues = nqueues;
+        for (unsigned i = 0; i < nqueues; i++)
+                lo->q[i].efd = -1;
+        for (unsigned i = 0; i < nqueues; i++) {
+                lo->q[i].buf = malloc(LO_FIFO_SIZE);
+                lo->q[i].efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+                lo->q[i].hdr_len = sizeof(struct virtio_net_hdr_mrg);
+                if (!lo->q[i].buf || lo->q[i].efd < 0) {
+                        int r = lo->q[i].buf ? -errno : -ENOMEM;
+                        lo_close(&lo->base);
+                        return r;
+                }
+        }
+        *ret = &lo->base;
+        return 0;
+}
+
+static uint64_t lo_features(const struct backend *be)
+{
+        return 0; /* frames never leave the host: no offloads to honour */
+}
+
+static unsigned lo_max_mtu(const struct backend *be)
+{
+        return 65535;
+}
+
+static int lo_configure(struct backend *be, unsigned q, uint64_t acked, unsigned hdr_len)
+{
+        ((struct lo_backend *)be)->q[q].hdr_len = hdr_len;
+        return 0;
+}
+
+static int lo_queue_fd(const struct backend *be, unsigned q)
+{
+        return ((const struct lo_backend *)be)->q[q].efd;
+}
+
+static int lo_tx_burst(struct backend *be, unsigned qi, const struct frame *frames, unsigned n)
+{
+        struct lo_queue *q = &((struct lo_backend *)be)->q[qi];
+        bool was_empty = q->head == q->tail;
+        unsigned i;
+
+        for (i = 0; i < n; i++) {
+                size_t len = frames[i].len - q->hdr_len, need = rec_size(len);
+                size_t pos = q->tail % LO_FIFO_SIZE, to_end = LO_FIFO_SIZE - pos;
+                uint64_t used = q->tail - q->head;
+                uint32_t len32 = (uint32_t)len;
+
+                if (len > LO_MAX_FRAME) {
+                        if (i == 0)
+                                return -EMSGSIZE;
+                        break;
+                }
+                if (need > to_end) { /* records never wrap: skip to the start */
+                        if (used + to_end + need > LO_FIFO_SIZE)
+                                break;
+                        if (to_end >= 4)
+                                memcpy(q->buf + pos, &(uint32_t){LO_WRAP}, 4);
+                        q->tail += to_end;
+                        pos = 0;
+                } else if (used + need > LO_FIFO_SIZE) {
+                        break;
+                }
+                memcpy(q->buf + pos, &len32, 4);
+                iov_to_buf(frames[i].iov, frames[i].iovcnt, q->hdr_len, q->buf + pos + 4, len);
+                q->tail += need;
+        }
+        if (i && was_empty)
+                (void)eventfd_write(q->efd, 1);
+        return i ? (int)i : -ENOBUFS;
+}
+
+static int lo_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, unsigned budget)
+{
+        struct lo_queue *q = &((struct lo_backend *)be)->q[qi];
+        struct virtio_net_hdr hdr = {0};
+        unsigned done = 0;
+
+        while (done < budget && q->head != q->tail) {
+                size_t pos = q->head % LO_FIFO_SIZE;
+                const struct iovec *iov;
+                unsigned iovcnt;
+                uint32_t len;
+                int r;
+
+                if (LO_FIFO_SIZE - pos < 4) {
+                        q->head += LO_FIFO_SIZE - pos;
+                        continue;
+                }
+                memcpy(&len, q->buf + pos, 4);
+                if (len == LO_WRAP) {
+                        q->head += LO_FIFO_SIZE - pos;
+                        continue;
+                }
+                r = sink->reserve(sink, q->hdr_len + len, &iov, &iovcnt);
+                if (r == -ENOBUFS || r == -EIO)
+                        break;
+                if (r == 0) {
+                        size_t cap = iov_size(iov, iovcnt), copy = len;
+                        if (copy > cap - q->hdr_len)
+                                copy = cap - q->hdr_len;
+                        iov_from_buf(iov, iovcnt, 0, &hdr, sizeof(hdr));
+                        iov_from_buf(iov, iovcnt, q->hdr_len, q->buf + pos + 4, copy);
+                        sink->commit(sink, q->hdr_len + copy);
+                        done++;
+                }
+                q->head += rec_size(len);
+        }
+        if (q->head == q->tail) {
+                uint64_t v;
+                (void)!read(q->efd, &v, sizeof(v));
+        }
+        return (int)done;
+}
+
+const struct backend_ops backend_loopback_ops = {
+        .name = "loopback",
+        .open = lo_open,
+        .close = lo_close,
+        .features = lo_features,
+        .max_mtu = lo_max_mtu,
+        .configure = lo_configure,
+        .queue_fd = lo_queue_fd,
+        .tx_burst = lo_tx_burst,
+        .rx_burst = lo_rx_burst,
+};

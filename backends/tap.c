@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: MIT
+/*
+ * tap: one /dev/net/tun fd per queue pair (IFF_MULTI_QUEUE when more than one), with the guest's
+ * virtio-net header carried as the tap's vnet header (TUNSETVNETHDRSZ), so frames move between guest
+ * memory and the kernel with one writev/readv and no copy of ours. TUNSETOFFLOAD carries only what the
+ * guest acked, so a guest that refused GSO never gets GSO frames.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "backends/backend.h"
+#include "vring/virtio.h"
+
+struct tap_backend {
+        struct backend base;
+        char ifname[IF_NAMESIZE];
+        bool ufo; /* the kernel accepts TUN_F_UFO */
+        int fds[];
+};
+
+static int link_ioctl(unsigned long req, struct ifreq *ifr)
+{
+        int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), r = 0;
+
+        if (s < 0)
+                return -errno;
+        if (ioctl(s, req, ifr) < 0)
+                r = -errno;
+        close(s);
+        return r;
+}
+
+static int set_link(const char *ifname, unsigned mtu, bool up)
+{
+        struct ifreq ifr = {0};
+        int r;
+
+        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+        if (mtu) {
+                ifr.ifr_mtu = (int)mtu;
+                r = link_ioctl(SIOCSIFMTU, &ifr);
+                if (r < 0)
+                        return r;
+        }
+        if (!up)
+                return 0;
+        r = link_ioctl(SIOCGIFFLAGS, &ifr);
+        if (r < 0 || (ifr.ifr_flags & IFF_UP))
+                return r;
+        ifr.ifr_flags |= IFF_UP;
+        return link_ioctl(SIOCSIFFLAGS, &ifr);
+}
+
+static void tap_close(struct backend *be)
+{
+        struct tap_backend *t = (struct tap_backend *)be;
+
+        if (!t)
+                return;
+        for (unsigned i = 0; i < be->nqueues; i++)
+                if (t->fds[i] >= 0)
+                        close(t->fds[i]);
+        free(t);
+}
+
+static int tap_open(const struct backend_cfg *cfg, unsigned nqueues, struct backend **ret)
+{
+        struct tap_backend *t = calloc(1, sizeof(*t) + nqueues * sizeof(int));
+        unsigned features = 0;
+        int r;
+
+        if (!t)
+                return -ENOMEM;
+        t->base.ops = &backend_tap_ops;
+        t->base.nqueues = nqueues;
+        for (unsigned i = 0; i < nqueues; i++)
+                t->fds[i] = -1;
+        if (!cfg->ifname[0]) {
+                r = -EINVAL;
+                goto fail;
+        }
+        for (unsigned i = 0; i < nqueues; i++) {
+                struct ifreq ifr = {0};
+                int hdr = sizeof(struct virtio_net_hdr_mrg);
+
+                t->fds[i] = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+                if (t->fds[i] < 0) {
+                        r = -errno;
+                        goto fail;
+                }
+                if (i == 0 && ioctl(t->fds[0], TUNGETFEATURES, &features) == 0 && nqueues > 1 &&
+                    !(features & IFF_MULTI_QUEUE)) {
+                        r = -EOPNOTSUPP;
+                        goto fail;
+                }
+                snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", cfg->ifname);
+                ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | (nqueues > 1 ? IFF_MULTI_QUEUE : 0);
+                if (ioctl(t->fds[i], TUNSETIFF, &ifr) < 0) {
+                        /* EINVAL here usually means the tap exists with other flags (e.g. not multi-queue). */
+                        r = -errno;
+                        goto fail;
+                }
+                if (i == 0)
+                        snprintf(t->ifname, sizeof(t->ifname), "%s", ifr.ifr_name);
+                if (ioctl(t->fds[i], TUNSETVNETHDRSZ, &hdr) < 0 || ioctl(t->fds[i], TUNSETOFFLOAD, 0) < 0) {
+                        r = -errno;
+                        goto fail;
+                }
+        }
+        t->ufo = ioctl(t->fds[0], TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_UFO) == 0;
+        (void)ioctl(t->fds[0], TUNSETOFFLOAD, 0);
+        r = set_link(t->ifname, cfg->mtu, cfg->set_up);
+        if (r < 0)
+                goto fail;
+        *ret = &t->base;
+        return 0;
+fail:
+        tap_close(&t->base);
+        return r;
+}
+
+static uint64_t tap_features(const struct backend *be)
+{
+        const struct tap_backend *t = (const struct tap_backend *)be;
+        uint64_t f = BIT_ULL(VIRTIO_NET_F_CSUM) | BIT_ULL(VIRTIO_NET_F_HOST_TSO4) | BIT_ULL(VIRTIO_NET_F_HOST_TSO6) |
+                     BIT_ULL(VIRTIO_NET_F_HOST_ECN) | BIT_ULL(VIRTIO_NET_F_GUEST_CSUM) |
+                     BIT_ULL(VIRTIO_NET_F_GUEST_TSO4) | BIT_ULL(VIRTIO_NET_F_GUEST_TSO6) |
+                     BIT_ULL(VIRTIO_NET_F_GUEST_ECN);
+
+        if (t->ufo)
+                f |= BIT_ULL(VIRTIO_NET_F_HOST_UFO) | BIT_ULL(VIRTIO_NET_F_GUEST_UFO);
+        return f;
+}
+
+static unsigned tap_max_mtu(const struct backend *be)
+{
+        return 65521; /* ETH_MAX_MTU less the Ethernet header and FCS the tap accounts for */
+}
+
+static int tap_configure(struct backend *be, unsigned q, uint64_t acked, unsigned hdr_len)
+{
+        struct tap_backend *t = (struct tap_backend *)be;
+        unsigned off = 0;
+        int hdr = (int)hdr_len;
+
+        if (acked & BIT_ULL(VIRTIO_NET_F_GUEST_CSUM)) {
+                off |= TUN_F_CSUM;
+                if (acked & BIT_ULL(VIRTIO_NET_F_GUEST_TSO4))
+                        off |= TUN_F_TSO4;
+                if (acked & BIT_ULL(VIRTIO_NET_F_GUEST_TSO6))
+                        off |= TUN_F_TSO6;
+                if ((acked & BIT_ULL(VIRTIO_NET_F_GUEST_ECN)) && (off & (TUN_F_TSO4 | TUN_F_TSO6)))
+                        off |= TUN_F_TSO_ECN;
+                if ((acked & BIT_ULL(VIRTIO_NET_F_GUEST_UFO)) && t->ufo)
+                        off |= TUN_F_UFO;
+        }
+        if (ioctl(t->fds[q], TUNSETVNETHDRSZ, &hdr) < 0 || ioctl(t->fds[q], TUNSETOFFLOAD, off) < 0)
+                return -errno;
+        return 0;
+}
+
+static int tap_queue_fd(const struct backend *be, unsigned q)
+{
+        return ((const struct tap_backend *)be)->fds[q];
+}
+
+static int tap_tx_burst(struct backend *be, unsigned q, const struct frame *frames, unsigned n)
+{
+        int fd = ((struct tap_backend *)be)->fds[q];
+        unsigned i;
+
+        for (i = 0; i < n; i++) {
+                if (writev(fd, frames[i].iov, (int)frames[i].iovcnt) >= 0)
+                        continue;
+                if (i)
+                        break; /* report what went; the error comes back on the next call */
+                /* EIO: the tap is down; EBADFD: it was deleted. Both may come back: wait, don't drop. */
+                if (errno == EIO || errno == EBADFD)
+                        return -ENETDOWN;
+                return -errno;
+        }
+        return (int)i;
+}
+
+static int tap_rx_burst(struct backend *be, unsigned q, struct rx_sink *sink, unsigned budget)
+{
+        int fd = ((struct tap_backend *)be)->fds[q];
+        unsigned done = 0;
+
+        while (done < budget) {
+                const struct iovec *iov;
+                unsigned iovcnt;
+                ssize_t n;
+
+                if (sink->reserve(sink, 0, &iov, &iovcnt) < 0)
+                        break;
+                n = readv(fd, iov, (int)iovcnt);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                break;
+                        return done ? (int)done : -errno;
+                }
+                if (n == 0)
+                        break;
+                sink->commit(sink, (size_t)n);
+                done++;
+        }
+        return (int)done;
+}
+
+const struct backend_ops backend_tap_ops = {
+        .name = "tap",
+        .open = tap_open,
+        .close = tap_close,
+        .features = tap_features,
+        .max_mtu = tap_max_mtu,
+        .configure = tap_configure,
+        .queue_fd = tap_queue_fd,
+        .tx_burst = tap_tx_burst,
+        .rx_burst = tap_rx_burst,
+};

@@ -1,0 +1,11 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef DAEMON_ISOLATE_H
+#define DAEMON_ISOLATE_H
+
+/*
+ * Drops to user/group (when user is non-empty) after every privileged open is done, and sets
+ * no_new_privs. Changing to a non-root uid clears all capabilities: no port needs any afterwards.
+ */
+int isolate_drop(const char *user, const char *group);
+
+#endif

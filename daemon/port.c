@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: MIT
+/* The socket side of a port: listen (server mode) or connect with back-off (client mode). */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "daemon/port.h"
+#include "daemon/vu.h"
+
+#define RETRY_MIN 0.1
+#define RETRY_MAX 5.0
+
+int port_open_backend(struct port *p)
+{
+        const struct backend_cfg *bc = &p->cfg->backend;
+        const struct backend_ops *ops = backend_find(bc->kind);
+        int r;
+
+        if (!ops)
+                return log_err_errno(-EINVAL, "%s: unknown backend '%s' (known: %s)", p->name, bc->kind,
+                                     backend_kinds());
+        r = ops->open(bc, p->cfg->queues, &p->be);
+        if (r < 0)
+                return log_err_errno(r, "%s: cannot open %s port%s%s", p->name, bc->kind, bc->ifname[0] ? " " : "",
+                                     bc->ifname);
+        log_info("%s: %s port%s%s open with %u queue pair%s", p->name, bc->kind, bc->ifname[0] ? " " : "",
+                 bc->ifname, p->cfg->queues, p->cfg->queues > 1 ? "s" : "");
+        return 0;
+}
+
+static void new_connection(struct port *p, int fd)
+{
+        int r;
+
+        if (p->dev) {
+                log_warn("%s: a front-end is already connected; refusing another", p->name);
+                close(fd);
+                return;
+        }
+        r = vu_dev_new(p, fd, &p->dev);
+        if (r < 0) {
+                log_msg(3, r, "%s: cannot set up the connection", p->name);
+                close(fd);
+                return;
+        }
+        p->connections++;
+        log_info("%s: front-end connected", p->name);
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+        struct port *p = io->data;
+        int fd = accept4(p->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+        if (fd < 0) {
+                if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                        log_warn("%s: accept: %s", p->name, strerror(errno));
+                return;
+        }
+        new_connection(p, fd);
+}
+
+static void connect_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+        struct port *p = t->data;
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int fd;
+
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", p->cfg->socket);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+                p->retry_delay = RETRY_MIN;
+                new_connection(p, fd);
+                return;
+        }
+        if (p->retry_delay <= RETRY_MIN)
+                log_info("%s: cannot connect to %s yet (%s); retrying with back-off", p->name, p->cfg->socket,
+                         strerror(errno));
+        if (fd >= 0)
+                close(fd);
+        ev_timer_set(&p->retry_timer, p->retry_delay, 0);
+        ev_timer_start(loop, &p->retry_timer);
+        p->retry_delay = p->retry_delay * 2 > RETRY_MAX ? RETRY_MAX : p->retry_delay * 2;
+}
+
+static int socket_owner(const struct port *p)
+{
+        const struct port_cfg *cfg = p->cfg;
+        char user[64], *group;
+        uid_t uid = (uid_t)-1;
+        gid_t gid = (gid_t)-1;
+
+        if (cfg->socket_mode && chmod(cfg->socket, cfg->socket_mode) < 0)
+                return log_err_errno(-errno, "%s: chmod %s", p->name, cfg->socket);
+        if (!cfg->socket_owner[0])
+                return 0;
+        snprintf(user, sizeof(user), "%s", cfg->socket_owner);
+        group = strchr(user, ':');
+        if (group)
+                *group++ = 0;
+        if (user[0]) {
+                struct passwd *pw = getpwnam(user);
+                if (!pw)
+                        return log_err_errno(-ENOENT, "%s: socket_owner: no user '%s'", p->name, user);
+                uid = pw->pw_uid;
+        }
+        if (group && group[0]) {
+                struct group *gr = getgrnam(group);
+                if (!gr)
+                        return log_err_errno(-ENOENT, "%s: socket_owner: no group '%s'", p->name, group);
+                gid = gr->gr_gid;
+        }
+        if (chown(cfg->socket, uid, gid) < 0)
+                return log_err_errno(-errno, "%s: chown %s", p->name, cfg->socket);
+        return 0;
+}
+
+static int listen_on(struct port *p)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        struct stat st;
+        int fd, r;
+
+        if (strlen(p->cfg->socket) >= sizeof(sa.sun_path))
+                return log_err_errno(-ENAMETOOLONG, "%s: socket path too long", p->name);
+        strcpy(sa.sun_path, p->cfg->socket);
+        /* A stale socket from a previous run (QEMU and we both leave them) is replaced; anything else is not. */
+        if (lstat(sa.sun_path, &st) == 0) {
+                if (!S_ISSOCK(st.st_mode))
+                        return log_err_errno(-EEXIST, "%s: %s exists and is not a socket", p->name, sa.sun_path);
+                (void)unlink(sa.sun_path);
+        }
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return log_err_errno(-errno, "%s: socket", p->name);
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0) {
+                r = -errno;
+                close(fd);
+                return log_err_errno(r, "%s: cannot listen on %s", p->name, sa.sun_path);
+        }
+        p->listen_fd = fd;
+        r = socket_owner(p);
+        if (r < 0)
+                return r;
+        log_info("%s: listening on %s", p->name, sa.sun_path);
+        return 0;
+}
+
+int port_start(struct port *p, struct ev_loop *loop, int listen_fd)
+{
+        int r;
+
+        p->loop = loop;
+        p->listen_fd = -1;
+        ev_timer_init(&p->retry_timer, connect_cb, 0, 0);
+        p->retry_timer.data = p;
+        p->retry_delay = RETRY_MIN;
+        if (listen_fd >= 0) {
+                int fl = fcntl(listen_fd, F_GETFL);
+                (void)fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK);
+                (void)fcntl(listen_fd, F_SETFD, FD_CLOEXEC);
+                p->listen_fd = listen_fd;
+                p->listen_fd_inherited = true;
+                log_info("%s: listening on an inherited socket (socket activation)", p->name);
+        } else if (p->cfg->mode == PORT_MODE_CLIENT) {
+                ev_timer_start(loop, &p->retry_timer);
+                return 0;
+        } else {
+                r = listen_on(p);
+                if (r < 0)
+                        return r;
+        }
+        ev_io_init(&p->listen_io, accept_cb, p->listen_fd, EV_READ);
+        p->listen_io.data = p;
+        ev_io_start(loop, &p->listen_io);
+        return 0;
+}
+
+void port_connection_closed(struct port *p)
+{
+        vu_dev_free(p->dev);
+        p->dev = NULL;
+        if (p->cfg->mode == PORT_MODE_CLIENT && p->listen_fd < 0) {
+                p->retry_delay = RETRY_MIN;
+                ev_timer_set(&p->retry_timer, RETRY_MIN, 0);
+                ev_timer_start(p->loop, &p->retry_timer);
+        }
+}
+
+void port_stop(struct port *p)
+{
+        if (p->loop) {
+                ev_timer_stop(p->loop, &p->retry_timer);
+                if (p->listen_fd >= 0)
+                        ev_io_stop(p->loop, &p->listen_io);
+        }
+        vu_dev_free(p->dev);
+        p->dev = NULL;
+        if (p->listen_fd >= 0) {
+                close(p->listen_fd);
+                if (!p->listen_fd_inherited)
+                        (void)unlink(p->cfg->socket);
+        }
+        p->listen_fd = -1;
+        if (p->be)
+                p->be->ops->close(p->be);
+        p->be = NULL;
+}

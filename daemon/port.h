@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/* A configured vhost-user port: its socket (listening or connecting), its host backend and the current connection. */
+#ifndef DAEMON_PORT_H
+#define DAEMON_PORT_H
+
+#include <ev.h>
+#include <stdbool.h>
+
+#include "backends/backend.h"
+#include "config/config.h"
+
+struct vu_dev;
+
+struct port {
+        const struct port_cfg *cfg;
+        char name[48]; /* "port NAME", for logs */
+        struct backend *be;
+        struct ev_loop *loop;
+        int listen_fd; /* server mode; -1 in client mode */
+        bool listen_fd_inherited;
+        ev_io listen_io;
+        ev_timer retry_timer; /* client mode: reconnect with back-off */
+        double retry_delay;
+        struct vu_dev *dev; /* current front-end, NULL when none */
+        unsigned long connections;
+};
+
+int port_open_backend(struct port *p);
+/* Sets up the socket side; listen_fd >= 0 is an inherited (socket-activated) listening socket. */
+int port_start(struct port *p, struct ev_loop *loop, int listen_fd);
+void port_stop(struct port *p);
+/* Called by the connection code when the front-end leaves or breaks the protocol. */
+void port_connection_closed(struct port *p);
+
+#endif

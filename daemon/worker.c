@@ -1,0 +1,605 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The data path of one queue pair: guest tx ring -> port, port -> guest rx ring. Runs on its own thread,
+ * waits in epoll on the two kick eventfds, the port's fd and a wake eventfd, and works in bursts.
+ * Chains complete in the order they were popped, so unpopping the tail is always possible and a
+ * front-end rewinding to the used index after a crash neither replays nor loses frames.
+ * No malloc, no logging above debug: problems become counters or a broken ring reported to the
+ * control thread through dev->async.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon/port.h"
+#include "daemon/vu.h"
+
+#define BURST_MAX 256
+#define TX_IOV_POOL 2048
+#define RX_RES_MAX 128   /* reserved rx chains (mergeable buffers of one or more frames) */
+#define RX_ELEM_IOV 32   /* segments of one rx chain */
+#define RX_GATHER_MAX 1024
+#define ROUNDS_MAX 16    /* bursts per wakeup before yielding (fairness, CVE-2019-3900) */
+#define RETRY_MS 50      /* port full without a wakeup fd, or down */
+
+enum { TAG_WAKE = 1, TAG_RX_KICK, TAG_TX_KICK, TAG_PORT };
+
+struct rx_res {
+        struct vq_elem e;
+        struct iovec iov[RX_ELEM_IOV];
+};
+
+struct worker_data {
+        struct worker *w;
+        struct rx_sink sink;
+        unsigned burst;
+        int port_fd;
+        uint32_t port_events; /* registered epoll mask for port_fd */
+
+        /* tx: popped, not yet taken by the port; always the newest chains of the tx ring */
+        struct vq_elem tx_elems[BURST_MAX];
+        struct frame tx_frames[BURST_MAX];
+        unsigned tx_first, tx_pending;
+        struct iovec tx_iov[TX_IOV_POOL];
+
+        /* rx: FIFO of popped chains waiting for frames; always the newest chains of the rx ring */
+        struct rx_res rx_res[RX_RES_MAX];
+        unsigned rx_head, rx_count;
+        uint64_t rx_cap;  /* sum of in_len of reserved chains */
+        struct iovec rx_gather[RX_GATHER_MAX];
+        unsigned rx_gather_n, rx_gather_chains;
+        bool rx_no_room;  /* the last reserve failed: wait for the guest */
+        unsigned rx_frames, rx_pushed;
+
+        bool tx_ready, port_readable, rx_wait_guest, tx_wait_port, tx_retry;
+        long long last_work_ns;
+};
+
+static long long now_ns(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void drain_eventfd(int fd)
+{
+        uint64_t v;
+        (void)!read(fd, &v, sizeof(v));
+}
+
+static void report_broken(struct worker *w, struct vu_vring *vr)
+{
+        if (vr->err_fd >= 0)
+                (void)eventfd_write(vr->err_fd, 1);
+        ev_async_send(w->dev->port->loop, &w->dev->async);
+}
+
+static void call_guest(struct vu_vring *vr)
+{
+        if (vr->call_fd >= 0 && vq_should_call(&vr->vq)) {
+                (void)eventfd_write(vr->call_fd, 1);
+                atomic_fetch_add_explicit(&vr->stats.calls, 1, memory_order_relaxed);
+        }
+}
+
+static void set_port_events(struct worker_data *d)
+{
+        uint32_t want = (d->rx_wait_guest ? 0 : EPOLLIN) | (d->tx_wait_port ? EPOLLOUT : 0);
+        struct epoll_event ev = {.events = want, .data.u32 = TAG_PORT};
+
+        if (d->port_fd < 0 || want == d->port_events)
+                return;
+        if (epoll_ctl(d->w->epoll_fd, EPOLL_CTL_MOD, d->port_fd, &ev) == 0)
+                d->port_events = want;
+}
+
+static size_t iov_write(const struct iovec *iov, unsigned n, size_t off, const void *src, size_t len)
+{
+        const uint8_t *s = src;
+        size_t done = 0;
+
+        for (unsigned i = 0; i < n && done < len; i++) {
+                if (off >= iov[i].iov_len) {
+                        off -= iov[i].iov_len;
+                        continue;
+                }
+                size_t chunk = iov[i].iov_len - off;
+                if (chunk > len - done)
+                        chunk = len - done;
+                memcpy((uint8_t *)iov[i].iov_base + off, s + done, chunk);
+                done += chunk;
+                off = 0;
+        }
+        return done;
+}
+
+/* ---- guest -> port ---- */
+
+static bool tx_pop_batch(struct worker_data *d, struct vu_vring *vr)
+{
+        struct vu_dev *dev = d->w->dev;
+        unsigned iov_used = 0, n = 0;
+
+        d->tx_first = 0;
+        while (n < d->burst) {
+                struct vq_elem *e = &d->tx_elems[n];
+                unsigned room = TX_IOV_POOL - iov_used;
+                int r;
+
+                e->iov = d->tx_iov + iov_used;
+                r = vq_pop(&vr->vq, e, room < VQ_CHAIN_IOV_MAX ? room : VQ_CHAIN_IOV_MAX);
+                if (r == 0)
+                        break;
+                if (r == -ENOBUFS && room < VQ_CHAIN_IOV_MAX)
+                        break; /* the pool is full: next batch */
+                if (r == -ENOBUFS)
+                        vq_set_broken(&vr->vq, "tx chain %u needs more than %u segments", e->head, VQ_CHAIN_IOV_MAX);
+                if (r < 0)
+                        break;
+                if (e->in_num) {
+                        vq_unpop(&vr->vq, 1);
+                        vq_set_broken(&vr->vq, "tx chain %u has device-writable descriptors", e->head);
+                        break;
+                }
+                if (e->out_len < dev->hdr_len) {
+                        /* A runt: complete it on its own so used order stays pop order. */
+                        if (n) {
+                                vq_unpop(&vr->vq, 1);
+                                break;
+                        }
+                        vq_push(&vr->vq, e->head, 0);
+                        atomic_fetch_add_explicit(&vr->stats.drops, 1, memory_order_relaxed);
+                        continue;
+                }
+                d->tx_frames[n].iov = e->iov;
+                d->tx_frames[n].iovcnt = e->out_num;
+                d->tx_frames[n].len = e->out_len;
+                iov_used += e->out_num;
+                n++;
+        }
+        d->tx_pending = n;
+        return n > 0;
+}
+
+static unsigned handle_tx(struct worker_data *d, struct vu_vring *vr)
+{
+        struct vu_dev *dev = d->w->dev;
+        struct backend *be = dev->port->be;
+        unsigned qp = d->w->qp, sent_total = 0;
+        uint16_t used_before = vr->vq.used_idx;
+
+        d->tx_ready = false;
+        vq_disable_notify(&vr->vq);
+        while (sent_total < d->burst * 4) {
+                int r;
+
+                if (!d->tx_pending && !tx_pop_batch(d, vr)) {
+                        if (vr->vq.broken)
+                                break;
+                        if (!vq_enable_notify(&vr->vq))
+                                break;
+                        vq_disable_notify(&vr->vq);
+                        continue;
+                }
+                r = be->ops->tx_burst(be, qp, d->tx_frames + d->tx_first, d->tx_pending);
+                if (r > 0) {
+                        for (int i = 0; i < r; i++) {
+                                const struct vq_elem *e = &d->tx_elems[d->tx_first + i];
+                                vq_push(&vr->vq, e->head, 0);
+                                atomic_fetch_add_explicit(&vr->stats.bytes, e->out_len - dev->hdr_len,
+                                                          memory_order_relaxed);
+                        }
+                        atomic_fetch_add_explicit(&vr->stats.frames, (unsigned long)r, memory_order_relaxed);
+                        d->tx_first += (unsigned)r;
+                        d->tx_pending -= (unsigned)r;
+                        sent_total += (unsigned)r;
+                        continue;
+                }
+                if (r == -EAGAIN) {
+                        d->tx_wait_port = true;
+                        atomic_fetch_add_explicit(&vr->stats.wait_port, 1, memory_order_relaxed);
+                        break;
+                }
+                if (r == -ENOBUFS || r == -ENOMEM || r == -ENETDOWN || r == -EIO || r == -ENXIO) {
+                        d->tx_retry = true;
+                        atomic_fetch_add_explicit(&vr->stats.wait_port, 1, memory_order_relaxed);
+                        break;
+                }
+                /* The port refuses this frame for good: drop it, count it, go on. */
+                vq_push(&vr->vq, d->tx_elems[d->tx_first].head, 0);
+                atomic_fetch_add_explicit(&vr->stats.drops, 1, memory_order_relaxed);
+                atomic_fetch_add_explicit(&vr->stats.drop_port, 1, memory_order_relaxed);
+                d->tx_first++;
+                d->tx_pending--;
+        }
+        if (vr->vq.used_idx != used_before) {
+                vq_publish(&vr->vq);
+                call_guest(vr);
+        }
+        if (sent_total >= d->burst * 4)
+                d->tx_ready = true;
+        if (vr->vq.broken && !vr->broken_reported)
+                report_broken(d->w, vr);
+        return sent_total;
+}
+
+/* ---- port -> guest ---- */
+
+static struct vu_vring *rx_vring(struct worker_data *d)
+{
+        return &d->w->dev->vrings[2 * d->w->qp];
+}
+
+static int rx_reserve(struct rx_sink *sink, size_t frame_len, const struct iovec **ret_iov, unsigned *ret_iovcnt)
+{
+        struct worker_data *d = (struct worker_data *)((char *)sink - offsetof(struct worker_data, sink));
+        struct vu_dev *dev = d->w->dev;
+        struct vu_vring *vr = rx_vring(d);
+        bool mrg = vu_has_feature(dev, VIRTIO_NET_F_MRG_RXBUF);
+        uint64_t need = frame_len;
+        unsigned n = 0, chains = 0;
+        uint64_t cap = 0;
+
+        if (!need) {
+                bool gso = dev->features & (BIT_ULL(VIRTIO_NET_F_GUEST_TSO4) | BIT_ULL(VIRTIO_NET_F_GUEST_TSO6) |
+                                            BIT_ULL(VIRTIO_NET_F_GUEST_UFO));
+                need = dev->hdr_len + (gso ? 65535 + 14 + 4 : dev->mtu + 14 + 4);
+        }
+        while ((mrg ? d->rx_cap < need : d->rx_count == 0) && d->rx_count < RX_RES_MAX) {
+                struct rx_res *res = &d->rx_res[(d->rx_head + d->rx_count) % RX_RES_MAX];
+                int r;
+
+                res->e.iov = res->iov;
+                r = vq_pop(&vr->vq, &res->e, RX_ELEM_IOV);
+                if (r == 0)
+                        break;
+                if (r == -ENOBUFS)
+                        vq_set_broken(&vr->vq, "rx chain needs more than %u segments", RX_ELEM_IOV);
+                if (r < 0)
+                        goto broken;
+                if (res->e.out_num || res->e.in_len < dev->hdr_len) {
+                        vq_set_broken(&vr->vq, "rx chain %u is not a writable buffer of at least %u bytes",
+                                      res->e.head, dev->hdr_len);
+                        goto broken;
+                }
+                d->rx_count++;
+                d->rx_cap += res->e.in_len;
+        }
+        if (d->rx_count == 0 || (mrg && d->rx_cap < need)) {
+                /* A known-size frame that could never fit is dropped rather than stalling the queue. */
+                if (frame_len && mrg && (d->rx_count == RX_RES_MAX || d->rx_count >= vr->vq.num)) {
+                        atomic_fetch_add_explicit(&vr->stats.drops, 1, memory_order_relaxed);
+                        atomic_fetch_add_explicit(&vr->stats.drop_too_big, 1, memory_order_relaxed);
+                        return -EMSGSIZE;
+                }
+                d->rx_no_room = true;
+                return -ENOBUFS;
+        }
+        /* Gather the chains this frame may use: one without mergeable buffers, enough for `need` with. */
+        for (unsigned c = 0; c < d->rx_count && n < RX_GATHER_MAX; c++) {
+                const struct rx_res *res = &d->rx_res[(d->rx_head + c) % RX_RES_MAX];
+                unsigned take = res->e.in_num;
+
+                if (take > RX_GATHER_MAX - n)
+                        break;
+                memcpy(d->rx_gather + n, res->e.iov, take * sizeof(struct iovec));
+                n += take;
+                chains++;
+                cap += res->e.in_len;
+                if (!mrg || cap >= need)
+                        break;
+        }
+        d->rx_gather_n = n;
+        d->rx_gather_chains = chains;
+        *ret_iov = d->rx_gather;
+        *ret_iovcnt = n;
+        return 0;
+
+broken:
+        d->rx_no_room = true;
+        return -EIO;
+}
+
+static void rx_commit(struct rx_sink *sink, size_t len)
+{
+        struct worker_data *d = (struct worker_data *)((char *)sink - offsetof(struct worker_data, sink));
+        struct vu_dev *dev = d->w->dev;
+        struct vu_vring *vr = rx_vring(d);
+        size_t left = len;
+        uint16_t nbufs = 0;
+
+        do {
+                struct rx_res *res = &d->rx_res[d->rx_head];
+                size_t use = left < res->e.in_len ? left : res->e.in_len;
+
+                vq_push(&vr->vq, res->e.head, (uint32_t)use);
+                left -= use;
+                d->rx_cap -= res->e.in_len;
+                d->rx_head = (d->rx_head + 1) % RX_RES_MAX;
+                d->rx_count--;
+                nbufs++;
+        } while (left && nbufs < d->rx_gather_chains);
+        if (dev->hdr_len == sizeof(struct virtio_net_hdr_mrg)) {
+                uint16_t le = htole16(nbufs);
+                iov_write(d->rx_gather, d->rx_gather_n, offsetof(struct virtio_net_hdr_mrg, num_buffers), &le,
+                          sizeof(le));
+        }
+        d->rx_pushed += nbufs;
+        d->rx_frames++;
+        atomic_fetch_add_explicit(&vr->stats.frames, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&vr->stats.bytes, len - dev->hdr_len, memory_order_relaxed);
+}
+
+static unsigned handle_rx(struct worker_data *d, struct vu_vring *vr)
+{
+        struct backend *be = d->w->dev->port->be;
+        int r;
+
+        d->rx_no_room = false;
+        d->rx_frames = d->rx_pushed = 0;
+        r = be->ops->rx_burst(be, d->w->qp, &d->sink, d->burst);
+        if (d->rx_pushed) {
+                vq_publish(&vr->vq);
+                call_guest(vr);
+        }
+        if (vr->vq.broken) {
+                if (!vr->broken_reported)
+                        report_broken(d->w, vr);
+                return d->rx_frames;
+        }
+        if (d->rx_no_room) {
+                /* Stop watching the port until the guest posts buffers (its kick wakes us). */
+                atomic_fetch_add_explicit(&vr->stats.wait_guest, 1, memory_order_relaxed);
+                if (vq_enable_notify(&vr->vq)) {
+                        vq_disable_notify(&vr->vq);
+                } else {
+                        d->rx_wait_guest = true;
+                }
+        } else if (r < (int)d->burst) {
+                d->port_readable = false; /* drained (or an error): epoll tells us when there is more */
+        }
+        return d->rx_frames;
+}
+
+/* ---- the loop ---- */
+
+static void run_queues(struct worker_data *d)
+{
+        struct vu_dev *dev = d->w->dev;
+        struct vu_vring *rx = &dev->vrings[2 * d->w->qp], *tx = &dev->vrings[2 * d->w->qp + 1];
+
+        /* A ring that is not running is woken again by the control thread when it starts. */
+        if (!vu_vring_ready(dev, rx))
+                d->rx_wait_guest = true;
+        if (!vu_vring_ready(dev, tx))
+                d->tx_ready = false;
+        for (unsigned round = 0; round < ROUNDS_MAX; round++) {
+                unsigned progress = 0;
+
+                if (d->tx_ready && !d->tx_wait_port && vu_vring_ready(dev, tx))
+                        progress += handle_tx(d, tx);
+                if (d->port_readable && !d->rx_wait_guest && vu_vring_ready(dev, rx))
+                        progress += handle_rx(d, rx);
+                if (!progress)
+                        break;
+                d->last_work_ns = now_ns();
+        }
+        set_port_events(d);
+}
+
+static int poll_timeout(const struct worker_data *d)
+{
+        const struct port_cfg *cfg = d->w->dev->port->cfg;
+
+        if (d->tx_ready || (d->port_readable && !d->rx_wait_guest))
+                return 0; /* budget ran out: yield to the lock and to events, then continue */
+        if (cfg->busy_poll_us && now_ns() - d->last_work_ns < (long long)cfg->busy_poll_us * 1000)
+                return 0;
+        if (d->tx_retry)
+                return RETRY_MS;
+        return -1;
+}
+
+static void *worker_main(void *arg)
+{
+        struct worker *w = arg;
+        struct worker_data *d = w->data;
+        const struct port_cfg *cfg = w->dev->port->cfg;
+        struct epoll_event evs[8];
+
+        if (cfg->ncpus) {
+                cpu_set_t set;
+                CPU_ZERO(&set);
+                CPU_SET(cfg->cpus[w->qp % cfg->ncpus], &set);
+                (void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+        }
+        for (;;) {
+                int n = epoll_wait(w->epoll_fd, evs, 8, poll_timeout(d));
+
+                if (atomic_load(&w->stop))
+                        break;
+                pthread_mutex_lock(&w->lock);
+                if (n == 0 && (d->tx_retry || cfg->busy_poll_us)) {
+                        d->tx_retry = false;
+                        d->tx_ready = true;
+                        d->port_readable = true;
+                }
+                for (int i = 0; i < n; i++) {
+                        struct vu_vring *vr;
+                        switch (evs[i].data.u32) {
+                        case TAG_WAKE:
+                                drain_eventfd(w->wake_fd);
+                                d->tx_ready = d->port_readable = true;
+                                d->rx_wait_guest = false;
+                                break;
+                        case TAG_RX_KICK:
+                                vr = &w->dev->vrings[2 * w->qp];
+                                drain_eventfd(vr->kick_fd);
+                                atomic_fetch_add_explicit(&vr->stats.kicks, 1, memory_order_relaxed);
+                                d->rx_wait_guest = false;
+                                d->port_readable = true;
+                                break;
+                        case TAG_TX_KICK:
+                                vr = &w->dev->vrings[2 * w->qp + 1];
+                                drain_eventfd(vr->kick_fd);
+                                atomic_fetch_add_explicit(&vr->stats.kicks, 1, memory_order_relaxed);
+                                d->tx_ready = true;
+                                break;
+                        case TAG_PORT:
+                                if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+                                        d->port_readable = true;
+                                if (evs[i].events & EPOLLOUT) {
+                                        d->tx_wait_port = false;
+                                        d->tx_ready = true;
+                                }
+                                break;
+                        }
+                }
+                run_queues(d);
+                pthread_mutex_unlock(&w->lock);
+        }
+        return NULL;
+}
+
+int worker_set_kick(struct worker *w, unsigned vring_index, int old_fd, int new_fd)
+{
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (vring_index & 1) ? TAG_TX_KICK : TAG_RX_KICK};
+
+        if (old_fd >= 0)
+                (void)epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, old_fd, NULL);
+        if (new_fd >= 0 && epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, new_fd, &ev) < 0)
+                return -errno;
+        return 0;
+}
+
+int worker_start(struct worker *w, struct vu_dev *dev, unsigned qp)
+{
+        struct backend *be = dev->port->be;
+        struct epoll_event ev;
+        struct worker_data *d;
+        int r;
+
+        memset(w, 0, sizeof(*w));
+        w->dev = dev;
+        w->qp = qp;
+        w->epoll_fd = w->wake_fd = -1;
+        d = calloc(1, sizeof(*d));
+        if (!d)
+                return -ENOMEM;
+        w->data = d;
+        d->w = w;
+        d->sink.reserve = rx_reserve;
+        d->sink.commit = rx_commit;
+        d->burst = dev->port->cfg->burst ? dev->port->cfg->burst : 32;
+        if (d->burst > BURST_MAX)
+                d->burst = BURST_MAX;
+        d->port_fd = be->ops->queue_fd(be, qp);
+        pthread_mutex_init(&w->lock, NULL);
+
+        w->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+        w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (w->epoll_fd < 0 || w->wake_fd < 0) {
+                r = -errno;
+                goto fail;
+        }
+        ev = (struct epoll_event){.events = EPOLLIN, .data.u32 = TAG_WAKE};
+        if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, w->wake_fd, &ev) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        if (d->port_fd >= 0) {
+                ev = (struct epoll_event){.events = EPOLLIN, .data.u32 = TAG_PORT};
+                if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, d->port_fd, &ev) < 0) {
+                        r = -errno;
+                        goto fail;
+                }
+                d->port_events = EPOLLIN;
+        }
+        d->port_readable = true;
+        r = -pthread_create(&w->thread, NULL, worker_main, w);
+        if (r < 0)
+                goto fail;
+        w->running = true;
+        return 0;
+fail:
+        if (w->epoll_fd >= 0)
+                close(w->epoll_fd);
+        if (w->wake_fd >= 0)
+                close(w->wake_fd);
+        w->epoll_fd = w->wake_fd = -1;
+        pthread_mutex_destroy(&w->lock);
+        free(d);
+        w->data = NULL;
+        return r;
+}
+
+void worker_stop(struct worker *w)
+{
+        if (!w->running)
+                return;
+        atomic_store(&w->stop, true);
+        (void)eventfd_write(w->wake_fd, 1);
+        pthread_join(w->thread, NULL);
+        w->running = false;
+        close(w->epoll_fd);
+        close(w->wake_fd);
+        w->epoll_fd = w->wake_fd = -1;
+        pthread_mutex_destroy(&w->lock);
+        free(w->data);
+        w->data = NULL;
+}
+
+void worker_quiesce(struct worker *w)
+{
+        if (w->running)
+                pthread_mutex_lock(&w->lock);
+}
+
+void worker_resume(struct worker *w)
+{
+        if (!w->running)
+                return;
+        pthread_mutex_unlock(&w->lock);
+        (void)eventfd_write(w->wake_fd, 1);
+}
+
+void worker_return_chains(struct worker *w)
+{
+        struct worker_data *d = w->data;
+        struct vu_dev *dev = w->dev;
+
+        if (!d)
+                return;
+        if (d->rx_count)
+                vq_unpop(&dev->vrings[2 * w->qp].vq, d->rx_count);
+        if (d->tx_pending)
+                vq_unpop(&dev->vrings[2 * w->qp + 1].vq, d->tx_pending);
+        d->rx_count = d->rx_head = 0;
+        d->rx_cap = 0;
+        d->tx_pending = d->tx_first = 0;
+        d->tx_wait_port = d->rx_wait_guest = false;
+}
+
+int worker_send_raw(struct worker *w, const void *frame, size_t len)
+{
+        struct backend *be = w->dev->port->be;
+        uint8_t buf[sizeof(struct virtio_net_hdr_mrg) + 64];
+        struct iovec iov;
+        struct frame f;
+        unsigned hdr = w->dev->hdr_len ? w->dev->hdr_len : sizeof(struct virtio_net_hdr_mrg);
+
+        if (len > 64)
+                return -EMSGSIZE;
+        memset(buf, 0, hdr);
+        memcpy(buf + hdr, frame, len);
+        iov = (struct iovec){.iov_base = buf, .iov_len = hdr + len};
+        f = (struct frame){.iov = &iov, .iovcnt = 1, .len = hdr + len};
+        int r = be->ops->tx_burst(be, w->qp, &f, 1);
+        return r < 0 ? r : 0;
+}

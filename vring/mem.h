@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Guest memory: the regions the front-end shares, and the only way a guest-physical address (from a
+ * descriptor) or a front-end virtual address (from SET_VRING_ADDR) becomes a host pointer.
+ */
+#ifndef VRING_MEM_H
+#define VRING_MEM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#define MEM_MAX_REGIONS 32
+
+struct mem_region {
+        uint64_t gpa;         /* guest-physical start */
+        uint64_t size;        /* bytes */
+        uint64_t uva;         /* front-end virtual start */
+        uint64_t mmap_offset; /* where the region starts in the fd */
+        uint8_t *host;        /* host pointer to gpa */
+        void *map_base;       /* what mmap returned (covers mmap_offset too) */
+        size_t map_len;
+        bool writable;        /* false when the fd only allowed a read-only mapping */
+};
+
+/* Replaced as a whole, never edited while a worker may read it. Sorted by gpa. */
+struct mem_table {
+        unsigned nregions;
+        struct mem_region regions[MEM_MAX_REGIONS];
+};
+
+/*
+ * Checks a region description from the front-end: non-empty, no wrap-around of gpa, uva or fd offset.
+ * Returns 0 or -EINVAL with *ret_why set to a static reason.
+ */
+int mem_region_check(uint64_t gpa, uint64_t size, uint64_t uva, uint64_t mmap_offset, const char **ret_why);
+
+/* Maps one region from fd (the fd is not consumed). -errno on failure. */
+int mem_region_map(struct mem_region *r, int fd, uint64_t gpa, uint64_t size, uint64_t uva, uint64_t mmap_offset);
+void mem_region_unmap(struct mem_region *r);
+
+/* Adds a mapped region, keeping gpa order; -EEXIST when it overlaps (gpa or uva), -E2BIG when full. */
+int mem_table_add(struct mem_table *t, const struct mem_region *r, const char **ret_why);
+/* Finds the region matching exactly (gpa, size, uva), removes it from the table and returns it in *ret. */
+int mem_table_remove(struct mem_table *t, uint64_t gpa, uint64_t size, uint64_t uva, struct mem_region *ret);
+/* Unmaps every region and empties the table. */
+void mem_table_clear(struct mem_table *t);
+
+/*
+ * Translates [gpa, gpa+len) into at most max iovec entries (a range crossing regions takes several).
+ * *hint is the caller's last-hit region cache (any value is safe). write asks for writable memory.
+ * Returns the number of entries, -EFAULT when any byte lies outside guest memory (or is read-only and
+ * write was asked), -ENOBUFS when max entries are not enough.
+ */
+int mem_translate(const struct mem_table *t, uint64_t gpa, uint64_t len, bool write, struct iovec *iov,
+                  unsigned max, unsigned *hint);
+
+/* Translates a front-end virtual range that must be contiguous in one region; NULL otherwise. */
+void *mem_uva_to_host(const struct mem_table *t, uint64_t uva, uint64_t len, bool write);
+
+#endif

@@ -1,0 +1,294 @@
+// SPDX-License-Identifier: MIT
+#include "vring/vq.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Chains longer than this are refused even in huge rings (they are loops in practice). */
+#define VQ_CHAIN_LEN_MAX 4096
+
+static inline uint16_t load_acquire16(const uint16_t *p)
+{
+        return le16toh(__atomic_load_n(p, __ATOMIC_ACQUIRE));
+}
+
+static inline uint16_t load16(const uint16_t *p)
+{
+        return le16toh(__atomic_load_n(p, __ATOMIC_RELAXED));
+}
+
+static inline void store16(uint16_t *p, uint16_t v)
+{
+        __atomic_store_n(p, htole16(v), __ATOMIC_RELAXED);
+}
+
+int vq_set_broken(struct vq *vq, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (!vq->broken) {
+                va_start(ap, fmt);
+                vsnprintf(vq->broken_reason, sizeof(vq->broken_reason), fmt, ap);
+                va_end(ap);
+                vq->broken = true;
+        }
+        return -EINVAL;
+}
+
+int vq_check_num(unsigned num)
+{
+        if (num == 0 || num > VIRTQ_MAX_SIZE || (num & (num - 1)))
+                return -EINVAL;
+        return 0;
+}
+
+int vq_alloc(struct vq *vq, unsigned num)
+{
+        struct vring_desc *scratch;
+
+        if (vq_check_num(num) < 0)
+                return -EINVAL;
+        scratch = calloc(num, sizeof(*scratch));
+        if (!scratch)
+                return -ENOMEM;
+        free(vq->indirect_scratch);
+        vq->indirect_scratch = scratch;
+        vq->num = num;
+        return 0;
+}
+
+void vq_free(struct vq *vq)
+{
+        free(vq->indirect_scratch);
+        vq->indirect_scratch = NULL;
+}
+
+int vq_map_rings(struct vq *vq, const struct mem_table *mem, uint64_t desc_uva, uint64_t avail_uva,
+                 uint64_t used_uva, const char **ret_why)
+{
+        uint64_t num = vq->num;
+        void *desc, *avail, *used;
+
+        if (vq_check_num(vq->num) < 0) {
+                *ret_why = "ring size not set";
+                return -EINVAL;
+        }
+        if ((desc_uva & 15) || (avail_uva & 1) || (used_uva & 3)) {
+                *ret_why = "ring address misaligned";
+                return -EINVAL;
+        }
+        desc = mem_uva_to_host(mem, desc_uva, num * sizeof(struct vring_desc), false);
+        avail = mem_uva_to_host(mem, avail_uva, 4 + 2 * num + 2, false);
+        used = mem_uva_to_host(mem, used_uva, 4 + 8 * num + 2, true);
+        if (!desc || !avail || !used) {
+                *ret_why = !desc ? "descriptor table is not in guest memory"
+                         : !avail ? "available ring is not in guest memory"
+                                  : "used ring is not in writable guest memory";
+                return -EFAULT;
+        }
+        vq->desc = desc;
+        vq->avail = avail;
+        vq->used = used;
+        vq->mem = mem;
+        vq->mem_hint = 0;
+        return 0;
+}
+
+unsigned vq_avail_count(const struct vq *vq)
+{
+        if (vq->broken || !vq->avail)
+                return 0;
+        return (uint16_t)(load_acquire16(&vq->avail->idx) - vq->last_avail_idx);
+}
+
+static void read_desc(struct vring_desc *d, const struct vring_desc *src)
+{
+        /* One copy, so a guest changing the descriptor under us cannot make checks and use disagree. */
+        memcpy(d, src, sizeof(*d));
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        d->addr = le64toh(d->addr);
+        d->len = le32toh(d->len);
+        d->flags = le16toh(d->flags);
+        d->next = le16toh(d->next);
+}
+
+/* Maps an indirect table; copies it when it crosses regions. NULL with vq broken on failure. */
+static const struct vring_desc *map_indirect(struct vq *vq, const struct vring_desc *d, unsigned *ret_count)
+{
+        struct iovec iov[8];
+        unsigned count = d->len / sizeof(struct vring_desc);
+        int n;
+
+        if (d->len == 0 || d->len % sizeof(struct vring_desc)) {
+                vq_set_broken(vq, "indirect table length %u is not a multiple of 16", d->len);
+                return NULL;
+        }
+        if (count > vq->num) {
+                vq_set_broken(vq, "indirect table of %u descriptors exceeds queue size %u", count, vq->num);
+                return NULL;
+        }
+        n = mem_translate(vq->mem, d->addr, d->len, false, iov, 8, &vq->mem_hint);
+        if (n < 0) {
+                vq_set_broken(vq, "indirect table at 0x%llx+%u is outside guest memory",
+                              (unsigned long long)d->addr, d->len);
+                return NULL;
+        }
+        *ret_count = count;
+        if (n == 1 && ((uintptr_t)iov[0].iov_base % _Alignof(struct vring_desc)) == 0)
+                return iov[0].iov_base;
+        uint8_t *dst = (uint8_t *)vq->indirect_scratch;
+        for (int i = 0; i < n; i++) {
+                memcpy(dst, iov[i].iov_base, iov[i].iov_len);
+                dst += iov[i].iov_len;
+        }
+        return vq->indirect_scratch;
+}
+
+int vq_pop(struct vq *vq, struct vq_elem *elem, unsigned iov_max)
+{
+        const struct vring_desc *table = vq->desc;
+        unsigned table_size = vq->num, chain_len = 0, chain_max = vq->num, nio = 0;
+        uint16_t avail_idx, head, i;
+        bool indirect = false;
+        struct vring_desc d;
+
+        if (vq->broken)
+                return -EIO;
+        avail_idx = load_acquire16(&vq->avail->idx);
+        if (avail_idx == vq->last_avail_idx)
+                return 0;
+        if ((uint16_t)(avail_idx - vq->last_avail_idx) > vq->num)
+                return vq_set_broken(vq, "guest moved avail index from %u to %u (ring size %u)", vq->last_avail_idx,
+                                     avail_idx, vq->num);
+
+        head = load16(&vq->avail->ring[vq->last_avail_idx & (vq->num - 1)]);
+        if (head >= vq->num)
+                return vq_set_broken(vq, "avail ring entry %u holds head %u >= ring size %u", vq->last_avail_idx, head,
+                                     vq->num);
+        if (chain_max > VQ_CHAIN_LEN_MAX)
+                chain_max = VQ_CHAIN_LEN_MAX;
+
+        elem->head = head;
+        elem->out_num = elem->in_num = 0;
+        elem->out_len = elem->in_len = 0;
+        i = head;
+        for (;;) {
+                bool write;
+                int n;
+
+                read_desc(&d, &table[i]);
+                if (d.flags & VRING_DESC_F_INDIRECT) {
+                        if (indirect)
+                                return vq_set_broken(vq, "chain %u: nested indirect table", head);
+                        if (d.flags & VRING_DESC_F_NEXT)
+                                return vq_set_broken(vq, "chain %u: indirect descriptor also has NEXT", head);
+                        table = map_indirect(vq, &d, &table_size);
+                        if (!table)
+                                return -EINVAL;
+                        indirect = true;
+                        chain_len = 0;
+                        chain_max = table_size;
+                        i = 0;
+                        continue;
+                }
+                if (++chain_len > chain_max)
+                        return vq_set_broken(vq, "chain %u: longer than %u descriptors (loop?)", head, chain_max);
+                write = d.flags & VRING_DESC_F_WRITE;
+                if (!write && elem->in_num)
+                        return vq_set_broken(vq, "chain %u: readable descriptor after a writable one", head);
+                if (write) {
+                        if (elem->in_len + d.len > UINT32_MAX)
+                                return vq_set_broken(vq, "chain %u: total length over 4 GiB", head);
+                        elem->in_len += d.len;
+                } else {
+                        if (elem->out_len + d.len > UINT32_MAX)
+                                return vq_set_broken(vq, "chain %u: total length over 4 GiB", head);
+                        elem->out_len += d.len;
+                }
+                n = mem_translate(vq->mem, d.addr, d.len, write, elem->iov + nio, iov_max - nio, &vq->mem_hint);
+                if (n == -ENOBUFS)
+                        return -ENOBUFS;
+                if (n < 0)
+                        return vq_set_broken(vq, "chain %u: buffer 0x%llx+%u is outside %sguest memory", head,
+                                             (unsigned long long)d.addr, d.len, write ? "writable " : "");
+                nio += (unsigned)n;
+                if (write)
+                        elem->in_num += (unsigned)n;
+                else
+                        elem->out_num += (unsigned)n;
+                if (!(d.flags & VRING_DESC_F_NEXT))
+                        break;
+                i = d.next;
+                if (i >= table_size)
+                        return vq_set_broken(vq, "chain %u: next index %u >= table size %u", head, i, table_size);
+        }
+        vq->last_avail_idx++;
+        return 1;
+}
+
+void vq_unpop(struct vq *vq, unsigned n)
+{
+        vq->last_avail_idx -= (uint16_t)n;
+}
+
+void vq_push(struct vq *vq, uint16_t head, uint32_t len)
+{
+        struct vring_used_elem *e = &vq->used->ring[vq->used_idx & (vq->num - 1)];
+
+        e->id = htole32(head);
+        e->len = htole32(len);
+        vq->used_idx++;
+}
+
+void vq_publish(struct vq *vq)
+{
+        __atomic_store_n(&vq->used->idx, htole16(vq->used_idx), __ATOMIC_RELEASE);
+}
+
+bool vq_should_call(struct vq *vq)
+{
+        uint16_t old, new_idx, event;
+        bool valid;
+
+        /* Order our used-index store before reading the guest's suppression state. */
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        if (!vq->event_idx)
+                return !(load16(&vq->avail->flags) & VRING_AVAIL_F_NO_INTERRUPT);
+
+        old = vq->signalled_used;
+        valid = vq->signalled_used_valid;
+        new_idx = vq->used_idx;
+        vq->signalled_used = new_idx;
+        vq->signalled_used_valid = true;
+        if (!valid)
+                return true;
+        event = load16(&vq->avail->ring[vq->num]); /* used_event */
+        /* virtio spec vring_need_event(): call if event lies in (old, new]. */
+        return (uint16_t)(new_idx - event - 1) < (uint16_t)(new_idx - old);
+}
+
+void vq_disable_notify(struct vq *vq)
+{
+        if (!vq->notify_enabled)
+                return;
+        vq->notify_enabled = false;
+        if (!vq->event_idx)
+                store16(&vq->used->flags, VRING_USED_F_NO_NOTIFY);
+        /* With EVENT_IDX, leaving avail_event behind is enough: the guest kicks only when it passes it. */
+}
+
+bool vq_enable_notify(struct vq *vq)
+{
+        vq->notify_enabled = true;
+        if (vq->event_idx)
+                store16((uint16_t *)&vq->used->ring[vq->num], vq->last_avail_idx); /* avail_event */
+        else
+                store16(&vq->used->flags, 0);
+        /* Our store must be visible before we look again, or a kick can be lost. */
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        return load_acquire16(&vq->avail->idx) != vq->last_avail_idx;
+}
