@@ -194,6 +194,13 @@ static int handle_add_mem_reg(struct vu_dev *dev, struct vu_msg *msg)
                 return fail(dev, -ENOMEM, "out of memory");
         if (dev->mem)
                 *t = *dev->mem;
+        r = mem_table_find(t, reg->guest_phys_addr, reg->memory_size, reg->userspace_addr);
+        if (r >= 0) {
+                /* The same region again, from another queue pair's view of the device: count it. */
+                t->regions[r].refs++;
+                swap_mem(dev, t, false);
+                return 0;
+        }
         if (mem_region_check(reg->guest_phys_addr, reg->memory_size, reg->userspace_addr, reg->mmap_offset, &why) <
             0) {
                 free(t);
@@ -227,13 +234,15 @@ static int handle_rem_mem_reg(struct vu_dev *dev, struct vu_msg *msg)
         if (!t)
                 return fail(dev, -ENOMEM, "out of memory");
         *t = *dev->mem;
-        if (mem_table_remove(t, reg->guest_phys_addr, reg->memory_size, reg->userspace_addr, &gone) < 0) {
+        int r = mem_table_remove(t, reg->guest_phys_addr, reg->memory_size, reg->userspace_addr, &gone);
+        if (r < 0) {
                 free(t);
                 return fail(dev, -ENOENT, "no region at gpa 0x%llx size 0x%llx",
                             (unsigned long long)reg->guest_phys_addr, (unsigned long long)reg->memory_size);
         }
         swap_mem(dev, t, false);
-        mem_region_unmap(&gone); /* workers are quiesced and no longer point into it */
+        if (r == 1)
+                mem_region_unmap(&gone); /* workers are quiesced and no longer point into it */
         return 0;
 }
 
@@ -457,8 +466,7 @@ static int handle_set_vring_enable(struct vu_dev *dev, struct vu_msg *msg)
 {
         struct vu_vring *vr = msg_vring(dev, msg);
 
-        if (!vu_has_feature(dev, VHOST_USER_F_PROTOCOL_FEATURES))
-                return fail(dev, -EINVAL, "vring %u: enable without PROTOCOL_FEATURES negotiated", vr->index);
+        /* QEMU sends this before SET_FEATURES too (to disable rings beyond the active queue pairs). */
         if (msg->payload.state.num > 1)
                 return fail(dev, -EINVAL, "vring %u: enable value %u is not 0 or 1", vr->index,
                             msg->payload.state.num);

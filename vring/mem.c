@@ -73,6 +73,7 @@ int mem_region_map(struct mem_region *r, int fd, uint64_t gpa, uint64_t size, ui
         r->map_base = p;
         r->map_len = len;
         r->host = (uint8_t *)p + mmap_offset;
+        r->refs = 1;
         return 0;
 }
 
@@ -116,19 +117,33 @@ int mem_table_add(struct mem_table *t, const struct mem_region *r, const char **
         return 0;
 }
 
-int mem_table_remove(struct mem_table *t, uint64_t gpa, uint64_t size, uint64_t uva, struct mem_region *ret)
+int mem_table_find(const struct mem_table *t, uint64_t gpa, uint64_t size, uint64_t uva)
 {
         for (unsigned i = 0; i < t->nregions; i++) {
-                struct mem_region *o = &t->regions[i];
-                if (o->gpa != gpa || o->size != size || o->uva != uva)
-                        continue;
-                *ret = *o;
-                memmove(o, o + 1, (t->nregions - i - 1) * sizeof(*o));
-                t->nregions--;
-                memset(&t->regions[t->nregions], 0, sizeof(*o));
+                const struct mem_region *o = &t->regions[i];
+                if (o->gpa == gpa && o->size == size && o->uva == uva)
+                        return (int)i;
+        }
+        return -1;
+}
+
+int mem_table_remove(struct mem_table *t, uint64_t gpa, uint64_t size, uint64_t uva, struct mem_region *ret)
+{
+        int i = mem_table_find(t, gpa, size, uva);
+        struct mem_region *o;
+
+        if (i < 0)
+                return -ENOENT;
+        o = &t->regions[i];
+        if (o->refs > 1) {
+                o->refs--;
                 return 0;
         }
-        return -ENOENT;
+        *ret = *o;
+        memmove(o, o + 1, (t->nregions - (unsigned)i - 1) * sizeof(*o));
+        t->nregions--;
+        memset(&t->regions[t->nregions], 0, sizeof(*o));
+        return 1;
 }
 
 void mem_table_clear(struct mem_table *t)

@@ -22,6 +22,7 @@ struct mem_region {
         void *map_base;       /* what mmap returned (covers mmap_offset too) */
         size_t map_len;
         bool writable;        /* false when the fd only allowed a read-only mapping */
+        unsigned refs;        /* ADD_MEM_REG of an identical region (QEMU sends one per queue pair) */
 };
 
 /* Replaced as a whole, never edited while a worker may read it. Sorted by gpa. */
@@ -42,7 +43,12 @@ void mem_region_unmap(struct mem_region *r);
 
 /* Adds a mapped region, keeping gpa order; -EEXIST when it overlaps (gpa or uva), -E2BIG when full. */
 int mem_table_add(struct mem_table *t, const struct mem_region *r, const char **ret_why);
-/* Finds the region matching exactly (gpa, size, uva), removes it from the table and returns it in *ret. */
+/* Index of the region matching exactly (gpa, size, uva), or -1. */
+int mem_table_find(const struct mem_table *t, uint64_t gpa, uint64_t size, uint64_t uva);
+/*
+ * Drops one reference to the region matching exactly (gpa, size, uva). Returns 1 when it was the last
+ * (the region left the table and is returned in *ret for unmapping), 0 when others remain, -ENOENT.
+ */
 int mem_table_remove(struct mem_table *t, uint64_t gpa, uint64_t size, uint64_t uva, struct mem_region *ret);
 /* Unmaps every region and empties the table. */
 void mem_table_clear(struct mem_table *t);
