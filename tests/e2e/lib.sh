@@ -212,18 +212,18 @@ _vm_mac() { printf '52:54:00:%02x:%02x:%02x' $(($$ & 255)) $((($$ >> 8) & 255)) 
 # vm_reset: drop NICs/args queued for the next vm_start.
 vm_reset() { _VM_PENDING=(); _VM_PENDING_SOCKS=(); }
 
-# vm_add_vhost_user_nic SOCK [QUEUES=1] [MAC=auto] [CHARDEV_OPTS]
+# vm_add_vhost_user_nic SOCK [QUEUES=1] [MAC=auto] [CHARDEV_OPTS] [DEVICE_OPTS]
 #   Queue a vhost-user virtio-net NIC for the next vm_start. CHARDEV_OPTS is
 #   appended to the socket chardev, e.g. "server=on" (QEMU listens; it still
 #   waits for the back-end before the guest runs) or "reconnect=1" (QEMU is
 #   the client and reconnects when the back-end restarts). Default: client,
 #   no reconnect. Uses vectors=0 (INTx): QEMU 7.2 TCG crashes with MSI-X here.
 vm_add_vhost_user_nic() {
-    local sock=$1 q=${2:-1} mac=${3:-} copts=${4:-} n=$_VM_NIC_N
+    local sock=$1 q=${2:-1} mac=${3:-} copts=${4:-} devopts=${5:-} n=$_VM_NIC_N
     [[ -n $mac ]] || mac=$(_VM_NIC_N=$n _vm_mac)
     _VM_PENDING+=(-chardev "socket,id=c$n,path=$sock${copts:+,$copts}"
                   -netdev "vhost-user,id=n$n,chardev=c$n,queues=$q"
-                  -device "virtio-net-pci,netdev=n$n,mq=on,vectors=0,romfile=,mac=$mac")
+                  -device "virtio-net-pci,netdev=n$n,mq=on,vectors=0,romfile=,mac=$mac${devopts:+,$devopts}")
     [[ $copts == *server=on* ]] && _VM_PENDING_SOCKS+=("$sock")
     _VM_NIC_N=$((n + 1))
 }
