@@ -121,3 +121,13 @@ help:
 .PHONY: all tests check check-unit sanitize tsan deps format format-check install clean help compile_commands.json
 .SECONDARY:
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
+
+# Boot a demo guest through vhostd and a tap port, and show what happened.
+demo:
+	tests/e2e/demo.sh
+
+# Benchmarks against peers measured in the same run (see bench/README.md).
+bench: all
+	bench/run.sh
+
+.PHONY: demo bench
