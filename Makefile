@@ -66,7 +66,10 @@ $(O)/tests/%: $(O)/tests/integration/%.o $(O)/libfakefe.a $(O)/libvhostd.a
 tests: $(UNIT_BIN) $(INTEG_BIN)
 
 # All tests: unit, integration, end-to-end (each says clearly when it skips and why).
-check: all tests
+# Installs missing Debian packages first (as root), so it works on a fresh machine.
+check:
+	$(Q)tests/install-deps.sh
+	$(Q)$(MAKE) --no-print-directory all tests
 	$(Q)O=$(O) tests/run-tests.sh
 
 check-unit: all tests
