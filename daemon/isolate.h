@@ -8,4 +8,7 @@
  */
 int isolate_drop(const char *user, const char *group);
 
+/* Installs the system-call allow-list (after isolate_drop, which sets no_new_privs). */
+int isolate_seccomp(void);
+
 #endif

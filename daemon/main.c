@@ -35,6 +35,7 @@ static void usage(FILE *f)
                    "  -o, --option KEY=VALUE  any port key of vhostd.conf(5), repeatable\n"
                    "  -C, --control PATH      control socket for vhostctl\n"
                    "  -u, --user USER         drop privileges to USER after opening ports\n"
+                   "      --seccomp           confine the running daemon to a system-call allow-list\n"
                    "  -l, --log-level LEVEL   err, warn, info (default), debug\n"
                    "  -h, --help              this text\n"
                    "  -V, --version\n",
@@ -60,6 +61,7 @@ static int parse_args(int argc, char **argv, const char **ret_config, bool *ret_
                 {"backend", required_argument, NULL, 'b'}, {"ifname", required_argument, NULL, 'i'},
                 {"queues", required_argument, NULL, 'q'},  {"option", required_argument, NULL, 'o'},
                 {"control", required_argument, NULL, 'C'}, {"user", required_argument, NULL, 'u'},
+                {"seccomp", no_argument, NULL, 'S'},
                 {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
                 {"version", no_argument, NULL, 'V'},       {0},
         };
@@ -116,6 +118,9 @@ static int parse_args(int argc, char **argv, const char **ret_config, bool *ret_
                         break;
                 case 'u':
                         snprintf(cfg.user, sizeof(cfg.user), "%s", optarg);
+                        break;
+                case 'S':
+                        cfg.seccomp = true;
                         break;
                 case 'l':
                         if (!strcmp(optarg, "err"))
@@ -265,7 +270,7 @@ int main(int argc, char **argv)
                 r = 1;
                 goto out;
         }
-        if (isolate_drop(cfg.user, cfg.group) < 0) {
+        if (isolate_drop(cfg.user, cfg.group) < 0 || (cfg.seccomp && isolate_seccomp() < 0)) {
                 r = 1;
                 goto out;
         }

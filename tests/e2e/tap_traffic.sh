@@ -14,7 +14,8 @@ SOCK=$E2E_TMP/vhost.sock
 CTL=$E2E_TMP/vhostd.ctl
 
 netns_create NS
-vhostd_start VHOSTD "$CTL" --netns "$NS" -s "$SOCK" -b tap -i vtap0 -q 2
+# Runs as nobody under the seccomp allow-list: the tap is opened before the drop.
+vhostd_start VHOSTD "$CTL" --netns "$NS" -s "$SOCK" -b tap -i vtap0 -q 2 -u nobody --seccomp
 netns_set_ip "$NS" vtap0 "$HOST_IP/24"
 
 e2e_spawn IPERF_PID --log "$E2E_TMP/iperf3-server.log" ip netns exec "$NS" iperf3 -s -B "$HOST_IP"
