@@ -86,6 +86,20 @@ tsan:
 		HARDEN_OFF=1 all tests
 	O=build-tsan VHOSTD_TSAN=1 tests/run-tests.sh unit integration
 
+# libFuzzer targets in build-fuzz/: fuzz_config, fuzz_vq, fuzz_vu_msg (clang).
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+fuzz:
+	$(MAKE) --no-print-directory O=build-fuzz CC=clang EXTRA_CFLAGS="-fsanitize=fuzzer-no-link $(FUZZ_SAN) -O1" build-fuzz/libvhostd.a
+	set -e; for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+		clang -std=gnu11 -g -O1 -I. -D_GNU_SOURCE -pthread -fsanitize=fuzzer $(FUZZ_SAN) -o build-fuzz/$$n $$f \
+			build-fuzz/libvhostd.a $(LIBS); done
+
+# A short run of every fuzz target over its committed seed corpus (FUZZ_SECONDS each).
+FUZZ_SECONDS ?= 60
+fuzz-run: fuzz
+	tests/fuzz/run.sh $(FUZZ_SECONDS)
+
 deps:
 	tests/install-deps.sh
 
@@ -114,14 +128,14 @@ help:
 	@echo "make check      all tests (unit, integration, e2e with real QEMU)"
 	@echo "make sanitize   the same tests under ASan+UBSan (build-asan/)"
 	@echo "make tsan       threaded tests under ThreadSanitizer (build-tsan/)"
-	@echo "make fuzz       libFuzzer targets (build-fuzz/)"
+	@echo "make fuzz       libFuzzer targets (build-fuzz/); make fuzz-run FUZZ_SECONDS=60 runs each"
 	@echo "make demo       boot a demo guest through vhostd and a tap port"
 	@echo "make bench      benchmarks against peers, printed as ratios"
 	@echo "make deps       install Debian build and test dependencies"
 	@echo "make install    PREFIX=$(PREFIX) DESTDIR=..."
 	@echo "V=1             show commands"
 
-.PHONY: all tests check check-unit sanitize tsan deps format format-check install clean help compile_commands.json
+.PHONY: all tests check check-unit sanitize tsan fuzz fuzz-run deps format format-check install clean help compile_commands.json
 .SECONDARY:
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
 
