@@ -70,6 +70,11 @@ struct backend_ops {
         int (*tx_burst)(struct backend *be, unsigned q, const struct frame *frames, unsigned n);
         /* Receives up to budget frames into sink; returns how many, or -errno. */
         int (*rx_burst)(struct backend *be, unsigned q, struct rx_sink *sink, unsigned budget);
+        /*
+         * Optional. After a port fault (device deleted or down), checks the port and reattaches queue q if it
+         * can (queue_fd may return a new fd afterwards); 0 when the queue works again, -errno while not.
+         */
+        int (*recover)(struct backend *be, unsigned q);
 };
 
 struct backend {

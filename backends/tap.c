@@ -23,6 +23,10 @@ struct tap_backend {
         struct backend base;
         char ifname[IF_NAMESIZE];
         bool ufo; /* the kernel accepts TUN_F_UFO */
+        short flags;       /* TUNSETIFF flags, to reattach after the device was deleted */
+        bool set_up;       /* link_up=: also after re-creating the device */
+        int hdr_len;       /* what configure() set, reapplied on reattach */
+        unsigned offloads;
         int fds[];
 };
 
@@ -102,7 +106,9 @@ static int tap_open(const struct backend_cfg *cfg, unsigned nqueues, struct back
                         goto fail;
                 }
                 snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", cfg->ifname);
-                ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | (nqueues > 1 ? IFF_MULTI_QUEUE : 0);
+                t->flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | (nqueues > 1 ? IFF_MULTI_QUEUE : 0);
+                t->hdr_len = hdr;
+                ifr.ifr_flags = t->flags;
                 if (ioctl(t->fds[i], TUNSETIFF, &ifr) < 0) {
                         /* EINVAL here usually means the tap exists with other flags (e.g. not multi-queue). */
                         r = -errno;
@@ -115,6 +121,7 @@ static int tap_open(const struct backend_cfg *cfg, unsigned nqueues, struct back
                         goto fail;
                 }
         }
+        t->set_up = cfg->set_up;
         t->ufo = ioctl(t->fds[0], TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_UFO) == 0;
         (void)ioctl(t->fds[0], TUNSETOFFLOAD, 0);
         r = set_link(t->ifname, cfg->mtu, cfg->set_up);
@@ -164,7 +171,43 @@ static int tap_configure(struct backend *be, unsigned q, uint64_t acked, unsigne
         }
         if (ioctl(t->fds[q], TUNSETVNETHDRSZ, &hdr) < 0 || ioctl(t->fds[q], TUNSETOFFLOAD, off) < 0)
                 return -errno;
+        t->hdr_len = hdr;
+        t->offloads = off;
         return 0;
+}
+
+static int tap_recover(struct backend *be, unsigned q)
+{
+        struct tap_backend *t = (struct tap_backend *)be;
+        struct ifreq ifr = {0};
+        int fd;
+
+        if (ioctl(t->fds[q], TUNGETIFF, &ifr) < 0) {
+                /*
+                 * Detached: the device was deleted. Attach to one of that name again (creating it, as at
+                 * start-up, if nobody else did), on the same fd number.
+                 */
+                fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+                if (fd < 0)
+                        return -errno;
+                snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", t->ifname);
+                ifr.ifr_flags = t->flags;
+                if (ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETVNETHDRSZ, &t->hdr_len) < 0 ||
+                    ioctl(fd, TUNSETOFFLOAD, t->offloads) < 0 || dup3(fd, t->fds[q], O_CLOEXEC) < 0) {
+                        int r = -errno;
+                        close(fd);
+                        return r;
+                }
+                close(fd);
+        }
+        memset(&ifr, 0, sizeof(ifr));
+        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", t->ifname);
+        int r = link_ioctl(SIOCGIFFLAGS, &ifr);
+        if (r < 0)
+                return r;
+        if (!(ifr.ifr_flags & IFF_UP) && t->set_up && q == 0 && set_link(t->ifname, 0, true) == 0)
+                return 0;
+        return (ifr.ifr_flags & IFF_UP) ? 0 : -ENETDOWN;
 }
 
 static int tap_queue_fd(const struct backend *be, unsigned q)
@@ -183,8 +226,10 @@ static int tap_tx_burst(struct backend *be, unsigned q, const struct frame *fram
                 if (i)
                         break; /* report what went; the error comes back on the next call */
                 /* EIO: the tap is down; EBADFD: it was deleted. Both may come back: wait, don't drop. */
-                if (errno == EIO || errno == EBADFD)
+                if (errno == EIO)
                         return -ENETDOWN;
+                if (errno == EBADFD)
+                        return -ENODEV;
                 return -errno;
         }
         return (int)i;
@@ -228,4 +273,5 @@ const struct backend_ops backend_tap_ops = {
         .queue_fd = tap_queue_fd,
         .tx_burst = tap_tx_burst,
         .rx_burst = tap_rx_burst,
+        .recover = tap_recover,
 };

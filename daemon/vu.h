@@ -60,7 +60,9 @@ struct worker {
         int epoll_fd;
         int wake_fd;        /* eventfd: the control thread changed something */
         atomic_bool stop;
-        atomic_bool changed;
+        atomic_bool port_down; /* set by the worker; the control thread logs changes once */
+        atomic_int port_err;
+        bool port_down_logged;
         struct worker_data *data; /* the data path's private state (worker.c) */
 };
 

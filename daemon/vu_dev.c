@@ -44,6 +44,16 @@ static void async_cb(struct ev_loop *loop, ev_async *a, int revents)
 
         for (unsigned q = 0; q < dev->nqueues; q++) {
                 struct worker *w = &dev->workers[q];
+                bool down = atomic_load(&w->port_down);
+
+                if (down != w->port_down_logged) {
+                        w->port_down_logged = down;
+                        if (down)
+                                log_warn("%s: queue pair %u: port fault (%s); frames wait until it is back",
+                                         dev->name, q, strerror(-atomic_load(&w->port_err)));
+                        else
+                                log_info("%s: queue pair %u: port is back, traffic resumes", dev->name, q);
+                }
                 worker_quiesce(w);
                 for (unsigned i = 2 * q; i < 2 * q + 2; i++) {
                         struct vu_vring *vr = &dev->vrings[i];

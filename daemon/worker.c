@@ -25,7 +25,8 @@
 #define RX_ELEM_IOV 32   /* segments of one rx chain */
 #define RX_GATHER_MAX 1024
 #define ROUNDS_MAX 16    /* bursts per wakeup before yielding (fairness, CVE-2019-3900) */
-#define RETRY_MS 50      /* port full without a wakeup fd, or down */
+#define RETRY_MS 50      /* port full without a wakeup fd */
+#define RECOVER_MS 200   /* port down or gone: how often to look again */
 
 enum { TAG_WAKE = 1, TAG_RX_KICK, TAG_TX_KICK, TAG_PORT };
 
@@ -57,6 +58,8 @@ struct worker_data {
         unsigned rx_frames, rx_pushed;
 
         bool tx_ready, port_readable, rx_wait_guest, tx_wait_port, tx_retry;
+        bool port_down;       /* out of epoll until recover() says it works again */
+        long long next_recover_ns;
         long long last_work_ns;
 };
 
@@ -93,10 +96,47 @@ static void set_port_events(struct worker_data *d)
         uint32_t want = (d->rx_wait_guest ? 0 : EPOLLIN) | (d->tx_wait_port ? EPOLLOUT : 0);
         struct epoll_event ev = {.events = want, .data.u32 = TAG_PORT};
 
-        if (d->port_fd < 0 || want == d->port_events)
+        if (d->port_fd < 0 || d->port_down || want == d->port_events)
                 return;
         if (epoll_ctl(d->w->epoll_fd, EPOLL_CTL_MOD, d->port_fd, &ev) == 0)
                 d->port_events = want;
+}
+
+/* The port failed (deleted, down): stop watching it, tell the control thread, retry on a timer. */
+static void port_fault(struct worker_data *d, int err)
+{
+        struct worker *w = d->w;
+
+        if (d->port_down)
+                return;
+        d->port_down = true;
+        if (d->port_fd >= 0)
+                (void)epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, d->port_fd, NULL);
+        d->port_events = 0;
+        d->next_recover_ns = now_ns() + RECOVER_MS * 1000000LL;
+        atomic_store(&w->port_err, err);
+        atomic_store(&w->port_down, true);
+        ev_async_send(w->dev->port->loop, &w->dev->async);
+}
+
+static void port_try_recover(struct worker_data *d)
+{
+        struct worker *w = d->w;
+        struct backend *be = w->dev->port->be;
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = TAG_PORT};
+
+        d->next_recover_ns = now_ns() + RECOVER_MS * 1000000LL;
+        if (be->ops->recover && be->ops->recover(be, w->qp) < 0)
+                return;
+        d->port_fd = be->ops->queue_fd(be, w->qp);
+        if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, d->port_fd, &ev) < 0 && errno != EEXIST)
+                return;
+        d->port_events = EPOLLIN;
+        d->port_down = false;
+        d->tx_ready = d->port_readable = true;
+        d->rx_wait_guest = d->tx_wait_port = false;
+        atomic_store(&w->port_down, false);
+        ev_async_send(w->dev->port->loop, &w->dev->async);
 }
 
 static size_t iov_write(const struct iovec *iov, unsigned n, size_t off, const void *src, size_t len)
@@ -206,8 +246,14 @@ static unsigned handle_tx(struct worker_data *d, struct vu_vring *vr)
                         atomic_fetch_add_explicit(&vr->stats.wait_port, 1, memory_order_relaxed);
                         break;
                 }
-                if (r == -ENOBUFS || r == -ENOMEM || r == -ENETDOWN || r == -EIO || r == -ENXIO) {
+                if (r == -ENOBUFS || r == -ENOMEM) {
                         d->tx_retry = true;
+                        atomic_fetch_add_explicit(&vr->stats.wait_port, 1, memory_order_relaxed);
+                        break;
+                }
+                if (r == -ENETDOWN || r == -ENODEV || r == -ENXIO || r == -EIO || r == -EBADFD) {
+                        /* Hold the frames: the guest's queue waits until the port is back. */
+                        port_fault(d, r);
                         atomic_fetch_add_explicit(&vr->stats.wait_port, 1, memory_order_relaxed);
                         break;
                 }
@@ -361,8 +407,10 @@ static unsigned handle_rx(struct worker_data *d, struct vu_vring *vr)
                 } else {
                         d->rx_wait_guest = true;
                 }
+        } else if (r < 0 && r != -EAGAIN && r != -EINTR) {
+                port_fault(d, r);
         } else if (r < (int)d->burst) {
-                d->port_readable = false; /* drained (or an error): epoll tells us when there is more */
+                d->port_readable = false; /* drained: epoll tells us when there is more */
         }
         return d->rx_frames;
 }
@@ -382,9 +430,11 @@ static void run_queues(struct worker_data *d)
         for (unsigned round = 0; round < ROUNDS_MAX; round++) {
                 unsigned progress = 0;
 
+                if (d->port_down)
+                        break;
                 if (d->tx_ready && !d->tx_wait_port && vu_vring_ready(dev, tx))
                         progress += handle_tx(d, tx);
-                if (d->port_readable && !d->rx_wait_guest && vu_vring_ready(dev, rx))
+                if (d->port_readable && !d->rx_wait_guest && !d->port_down && vu_vring_ready(dev, rx))
                         progress += handle_rx(d, rx);
                 if (!progress)
                         break;
@@ -397,6 +447,8 @@ static int poll_timeout(const struct worker_data *d)
 {
         const struct port_cfg *cfg = d->w->dev->port->cfg;
 
+        if (d->port_down)
+                return RECOVER_MS;
         if (d->tx_ready || (d->port_readable && !d->rx_wait_guest))
                 return 0; /* budget ran out: yield to the lock and to events, then continue */
         if (cfg->busy_poll_us && now_ns() - d->last_work_ns < (long long)cfg->busy_poll_us * 1000)
@@ -425,7 +477,10 @@ static void *worker_main(void *arg)
                 if (atomic_load(&w->stop))
                         break;
                 pthread_mutex_lock(&w->lock);
-                if (n == 0 && (d->tx_retry || cfg->busy_poll_us)) {
+                /* Kicks keep coming while the port is down: recover on a deadline, not on a quiet epoll. */
+                if (d->port_down && now_ns() >= d->next_recover_ns)
+                        port_try_recover(d);
+                else if (n == 0 && (d->tx_retry || cfg->busy_poll_us)) {
                         d->tx_retry = false;
                         d->tx_ready = true;
                         d->port_readable = true;
@@ -452,7 +507,10 @@ static void *worker_main(void *arg)
                                 d->tx_ready = true;
                                 break;
                         case TAG_PORT:
-                                if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+                                /* Errors are reported even when we are not asking for input: look now. */
+                                if ((evs[i].events & (EPOLLERR | EPOLLHUP)) && d->rx_wait_guest)
+                                        port_fault(d, -EIO);
+                                else if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
                                         d->port_readable = true;
                                 if (evs[i].events & EPOLLOUT) {
                                         d->tx_wait_port = false;
