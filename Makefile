@@ -12,7 +12,7 @@ O ?= build
 V ?= 0
 Q := $(if $(filter 1,$(V)),,@)
 
-WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wno-unused-parameter -Wmissing-prototypes -Wstrict-prototypes
+WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wno-unused-parameter -Wno-missing-field-initializers -Wmissing-prototypes -Wstrict-prototypes
 HARDEN := -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
 CFLAGS ?= -O2 -g
 ifneq ($(filter 1 true,$(WERROR) $(CI)),)
@@ -84,7 +84,8 @@ sanitize:
 tsan:
 	$(MAKE) O=build-tsan CC=clang EXTRA_CFLAGS="-fsanitize=thread -O1" EXTRA_LDFLAGS="-fsanitize=thread" \
 		HARDEN_OFF=1 all tests
-	O=build-tsan VHOSTD_TSAN=1 tests/run-tests.sh unit integration
+	O=build-tsan VHOSTD_TSAN=1 TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 exitcode=66" \
+		tests/run-tests.sh unit integration
 
 # libFuzzer targets in build-fuzz/: fuzz_config, fuzz_vq, fuzz_vu_msg (clang).
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)

@@ -471,8 +471,12 @@ static void *worker_main(void *arg)
                 CPU_SET(cfg->cpus[w->qp % cfg->ncpus], &set);
                 (void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
         }
+        pthread_mutex_lock(&w->lock);
+        int timeout = poll_timeout(d);
+        pthread_mutex_unlock(&w->lock);
         for (;;) {
-                int n = epoll_wait(w->epoll_fd, evs, 8, poll_timeout(d));
+                /* The timeout was computed under the lock; a change made since then also wrote wake_fd. */
+                int n = epoll_wait(w->epoll_fd, evs, 8, timeout);
 
                 if (atomic_load(&w->stop))
                         break;
@@ -520,6 +524,7 @@ static void *worker_main(void *arg)
                         }
                 }
                 run_queues(d);
+                timeout = poll_timeout(d);
                 pthread_mutex_unlock(&w->lock);
         }
         return NULL;
