@@ -117,7 +117,11 @@ install: all
 	install -D -m 0755 $(O)/vhostd $(DESTDIR)$(SBINDIR)/vhostd
 	install -D -m 0755 $(O)/vhostctl $(DESTDIR)$(BINDIR)/vhostctl
 	for m in man/*.[0-9]; do install -D -m 0644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/$${m##*/}; done
-	for u in systemd/*.service systemd/*.socket; do [ -e "$$u" ] && install -D -m 0644 $$u $(DESTDIR)$(UNITDIR)/$${u##*/}; done; true
+	for u in systemd/*.service systemd/*.socket; do \
+		sed 's|/usr/sbin/vhostd|$(SBINDIR)/vhostd|' $$u > $(O)/$${u##*/} && \
+		install -D -m 0644 $(O)/$${u##*/} $(DESTDIR)$(UNITDIR)/$${u##*/}; done
+	install -D -m 0644 systemd/vhostd.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/vhostd.conf
+	install -D -m 0644 systemd/vhostd.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/vhostd.conf
 	install -d $(DESTDIR)$(SYSCONFDIR)/vhostd
 	install -D -m 0644 config/examples/*.conf -t $(DESTDIR)$(PREFIX)/share/doc/vhostd/examples
 

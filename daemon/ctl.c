@@ -115,12 +115,19 @@ static void report_port(struct out *o, const struct port *p, bool json)
                 out_json_str(o, pc->backend.ifname);
                 outf(o, ",\"socket\":");
                 out_json_str(o, pc->socket);
+                outf(o, ",\"fd_name\":");
+                out_json_str(o, pc->fd_name);
                 outf(o, ",\"mode\":\"%s\",\"queue_pairs\":%u,\"connected\":%s,\"connections\":%lu",
                      pc->mode == PORT_MODE_CLIENT ? "client" : "server", pc->queues, dev ? "true" : "false",
                      p->connections);
         } else {
+                char sock[160];
+                if (pc->socket[0])
+                        snprintf(sock, sizeof(sock), "%s", pc->socket);
+                else
+                        snprintf(sock, sizeof(sock), "inherited fd '%s'", pc->fd_name);
                 outf(o, "port %s: %s%s%s, socket %s (%s), %u queue pair%s, %s, %lu connection%s\n", pc->name,
-                     pc->backend.kind, pc->backend.ifname[0] ? " " : "", pc->backend.ifname, pc->socket,
+                     pc->backend.kind, pc->backend.ifname[0] ? " " : "", pc->backend.ifname, sock,
                      pc->mode == PORT_MODE_CLIENT ? "client" : "server", pc->queues, pc->queues == 1 ? "" : "s",
                      dev ? "connected" : "no front-end", p->connections, p->connections == 1 ? "" : "s");
         }

@@ -44,7 +44,7 @@ static void usage(FILE *f)
 
 static int cli_port_set(struct port_cfg *pc, const char *key, const char *value)
 {
-        char err[256];
+        char err[1024];
 
         if (config_port_set(pc, key, value, err, sizeof(err)) < 0) {
                 fprintf(stderr, "vhostd: %s\n", err);
@@ -156,7 +156,10 @@ static int parse_args(int argc, char **argv, const char **ret_config, bool *ret_
                 return -EINVAL;
         }
         if (!*ret_config) {
-                char err[256];
+                char err[1024];
+                /* Socket activation without --socket: the port takes the inherited fd. */
+                if (!pc->socket[0] && !pc->fd_name[0] && getenv("LISTEN_FDS"))
+                        snprintf(pc->fd_name, sizeof(pc->fd_name), "%s", pc->name);
                 if (!cli_port && !getenv("LISTEN_FDS")) {
                         fprintf(stderr, "vhostd: nothing to do: give --config FILE or --socket PATH\n");
                         usage(stderr);
@@ -180,7 +183,7 @@ static int inherited_fd(unsigned i, const int *fds, char names[][64], int nfds)
         for (int k = 0; k < nfds; k++)
                 if (names[k][0] && !strcmp(names[k], want))
                         return fds[k];
-        if (i < (unsigned)nfds && (!names[i][0] || !strcmp(names[i], "unknown") || nfds == 1))
+        if (i < (unsigned)nfds && (!names[i][0] || !strcmp(names[i], "unknown")))
                 return fds[i];
         return -1;
 }
@@ -234,8 +237,6 @@ int main(int argc, char **argv)
         signal(SIGPIPE, SIG_IGN);
 
         nfds = sd_listen(listen_fds, listen_names, SD_MAX_LISTEN_FDS);
-        if (!config_path && nfds > 0 && !cfg.ports[0].socket[0])
-                snprintf(cfg.ports[0].socket, sizeof(cfg.ports[0].socket), "(socket activation)");
 
         /* Privileged part: open every port first. */
         for (unsigned i = 0; i < cfg.nports; i++) {
@@ -255,9 +256,9 @@ int main(int argc, char **argv)
         }
         for (unsigned i = 0; i < cfg.nports; i++) {
                 int fd = nfds > 0 ? inherited_fd(i, listen_fds, listen_names, nfds) : -1;
-                if (nfds > 0 && fd < 0 && !cfg.ports[i].socket[0]) {
-                        log_err("port %s: no inherited socket named '%s'", cfg.ports[i].name,
-                                cfg.ports[i].fd_name[0] ? cfg.ports[i].fd_name : cfg.ports[i].name);
+                if (fd < 0 && !cfg.ports[i].socket[0]) {
+                        log_err("port %s: no socket path, and no inherited socket named '%s' (socket activation)",
+                                cfg.ports[i].name, cfg.ports[i].fd_name[0] ? cfg.ports[i].fd_name : cfg.ports[i].name);
                         r = 1;
                         goto out;
                 }

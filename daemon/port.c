@@ -28,9 +28,21 @@ int port_open_backend(struct port *p)
                 return log_err_errno(-EINVAL, "%s: unknown backend '%s' (known: %s)", p->name, bc->kind,
                                      backend_kinds());
         r = ops->open(bc, p->cfg->queues, &p->be);
-        if (r < 0)
-                return log_err_errno(r, "%s: cannot open %s port%s%s", p->name, bc->kind, bc->ifname[0] ? " " : "",
-                                     bc->ifname);
+        if (r < 0) {
+                const char *hint = "";
+                if (!strcmp(bc->kind, "tap") && r == -EINVAL)
+                        hint = " (an interface of that name exists and is not a tap, or a tap whose flags differ, "
+                               "e.g. multi_queue for queues > 1)";
+                else if (r == -ENODEV)
+                        hint = " (no such interface)";
+                else if (r == -EPERM || r == -EACCES)
+                        hint = " (not permitted: see the privileges each port kind needs in vhostd(8))";
+                else if (r == -EMSGSIZE)
+                        hint = " (the MTU is larger than this port can carry)";
+                log_msg(3, r, "%s: cannot open %s port%s%s%s", p->name, bc->kind, bc->ifname[0] ? " " : "",
+                        bc->ifname, hint);
+                return r;
+        }
         log_info("%s: %s port%s%s open with %u queue pair%s", p->name, bc->kind, bc->ifname[0] ? " " : "",
                  bc->ifname, p->cfg->queues, p->cfg->queues > 1 ? "s" : "");
         return 0;
@@ -106,13 +118,17 @@ static int socket_owner(const struct port *p)
         group = strchr(user, ':');
         if (group)
                 *group++ = 0;
-        if (user[0]) {
+        if (user[0] && strspn(user, "0123456789") == strlen(user)) {
+                uid = (uid_t)strtoul(user, NULL, 10);
+        } else if (user[0]) {
                 struct passwd *pw = getpwnam(user);
                 if (!pw)
                         return log_err_errno(-ENOENT, "%s: socket_owner: no user '%s'", p->name, user);
                 uid = pw->pw_uid;
         }
-        if (group && group[0]) {
+        if (group && group[0] && strspn(group, "0123456789") == strlen(group)) {
+                gid = (gid_t)strtoul(group, NULL, 10);
+        } else if (group && group[0]) {
                 struct group *gr = getgrnam(group);
                 if (!gr)
                         return log_err_errno(-ENOENT, "%s: socket_owner: no group '%s'", p->name, group);

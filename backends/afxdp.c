@@ -1,0 +1,440 @@
+// SPDX-License-Identifier: MIT
+/*
+ * afxdp: one AF_XDP socket per queue pair, on NIC queue start_queue + q of ifname, each with its own UMEM
+ * of AX_FRAMES frames: the first half is lent to the kernel through the fill ring for receiving, the second
+ * half is a free list for sending. One copy per frame and direction: guest buffers -> UMEM frame on tx,
+ * UMEM frame -> guest buffers on rx.
+ *
+ * The XDP program is libxdp's default (it redirects each queue to the socket registered for it), loaded in
+ * native (driver) or skb (generic) mode, or in auto mode native first and skb if the driver refuses. With
+ * xsks_map set, no program is loaded: the sockets are put into that pinned XSKMAP, keyed by queue, so
+ * vhostd needs neither CAP_BPF nor CAP_SYS_ADMIN.
+ *
+ * No offloads: frames carry no checksum or GSO state, and the guest gets a zeroed virtio-net header.
+ * The largest frame is a UMEM frame less the XDP headroom: max_mtu = frame_size - 256 - 14 - 4, and open()
+ * fails with -EMSGSIZE when cfg->mtu is larger.
+ *
+ * Errors at open: -ENODEV no such interface, -EMSGSIZE MTU too large, -EINVAL (from the kernel) queue beyond
+ * the interface's, -EPERM/-EACCES no permission, -EOPNOTSUPP zero-copy (or native mode) not supported.
+ * libxdp and libbpf are silenced: backends do not log.
+ *
+ * need_wakeup is honoured: the fill ring is kicked with recvfrom() and the tx ring with sendto() only when
+ * the kernel asks. In copy mode one sendto() moves a bounded batch, so the kick repeats while the kernel
+ * answers EAGAIN. Completions are reclaimed at every tx burst.
+ */
+#include <errno.h>
+#include <linux/if_link.h>
+#include <linux/if_xdp.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+/* libxdp's enum xdp_attach_mode uses the names of backend.h's enum xdp_mode: keep them apart. */
+#define XDP_MODE_UNSPEC LIBXDP_MODE_UNSPEC
+#define XDP_MODE_NATIVE LIBXDP_MODE_NATIVE
+#define XDP_MODE_SKB LIBXDP_MODE_SKB
+#define XDP_MODE_HW LIBXDP_MODE_HW
+#include <xdp/libxdp.h>
+#include <xdp/xsk.h>
+#undef XDP_MODE_UNSPEC
+#undef XDP_MODE_NATIVE
+#undef XDP_MODE_SKB
+#undef XDP_MODE_HW
+
+#include "backends/backend.h"
+#include "backends/iov.h"
+#include "vring/virtio.h"
+
+#define AX_FRAMES 4096 /* UMEM frames per queue pair */
+#define AX_RX_FRAMES (AX_FRAMES / 2)
+#define AX_RING 2048   /* every ring; the fill ring can hold all rx frames, tx and completions all tx frames */
+#define AX_HEADROOM 256 /* XDP_PACKET_HEADROOM: where the kernel puts received frames in a UMEM frame */
+#define AX_KICKS_MAX 64
+#define AX_BUSY_RETRIES 100 /* of 20 ms */ /* sendto() calls per burst in copy mode (each moves up to 32 frames) */
+
+#ifndef SO_PREFER_BUSY_POLL
+#define SO_PREFER_BUSY_POLL 69
+#endif
+#ifndef SO_BUSY_POLL_BUDGET
+#define SO_BUSY_POLL_BUDGET 70
+#endif
+
+struct ax_queue {
+        struct xsk_umem *umem;
+        struct xsk_socket *xsk;
+        struct xsk_ring_prod fill;
+        struct xsk_ring_cons comp;
+        struct xsk_ring_cons rx;
+        struct xsk_ring_prod tx;
+        uint8_t *area;
+        int fd;
+        unsigned hdr_len;
+        uint64_t free[AX_FRAMES - AX_RX_FRAMES]; /* tx frames not in flight */
+        unsigned nfree;
+};
+
+struct ax_backend {
+        struct backend base;
+        unsigned frame_size;
+        size_t area_len;
+        unsigned max_frame; /* largest Ethernet frame we send or receive */
+        struct ax_queue q[];
+};
+
+static int silent_print(enum libxdp_print_level level, const char *fmt, va_list args)
+{
+        return 0;
+}
+
+static int silent_bpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+        return 0;
+}
+
+static void ax_close(struct backend *be)
+{
+        struct ax_backend *ax = (struct ax_backend *)be;
+
+        if (!ax)
+                return;
+        for (unsigned i = 0; i < be->nqueues; i++) {
+                struct ax_queue *q = &ax->q[i];
+                struct xdp_statistics st = {0};
+                socklen_t sl = sizeof(st);
+                if (q->fd >= 0 && getsockopt(q->fd, SOL_XDP, XDP_STATISTICS, &st, &sl) == 0)
+                        fprintf(stderr, "DEBUG q%u rx_dropped %llu rx_invalid %llu rx_ring_full %llu fill_empty %llu\n", i,
+                                (unsigned long long)st.rx_dropped, (unsigned long long)st.rx_invalid_descs,
+                                (unsigned long long)st.rx_ring_full, (unsigned long long)st.rx_fill_ring_empty_descs);
+
+                xsk_socket__delete(q->xsk); /* NULL-safe; detaches the default program with the last socket */
+                if (q->umem)
+                        (void)xsk_umem__delete(q->umem);
+                if (q->area)
+                        munmap(q->area, ax->area_len);
+        }
+        free(ax);
+}
+
+static int set_busy_poll(int fd)
+{
+        int one = 1, usecs = 20, budget = 64;
+
+        if (setsockopt(fd, SOL_SOCKET, SO_PREFER_BUSY_POLL, &one, sizeof(one)) < 0 ||
+            setsockopt(fd, SOL_SOCKET, SO_BUSY_POLL, &usecs, sizeof(usecs)) < 0 ||
+            setsockopt(fd, SOL_SOCKET, SO_BUSY_POLL_BUDGET, &budget, sizeof(budget)) < 0)
+                return -errno;
+        return 0;
+}
+
+static void kick_fill(struct ax_queue *q)
+{
+        if (xsk_ring_prod__needs_wakeup(&q->fill))
+                (void)recvfrom(q->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
+}
+
+static int open_queue(struct ax_backend *ax, const struct backend_cfg *cfg, unsigned qi, __u32 xdp_flags,
+                      int map_fd)
+{
+        struct ax_queue *q = &ax->q[qi];
+        struct xsk_umem_config ucfg = {
+                .fill_size = AX_RING,
+                .comp_size = AX_RING,
+                .frame_size = ax->frame_size,
+                .frame_headroom = 0,
+        };
+        struct xsk_socket_config scfg = {
+                .rx_size = AX_RING,
+                .tx_size = AX_RING,
+                .libxdp_flags = map_fd >= 0 ? XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD : 0,
+                .xdp_flags = xdp_flags,
+                .bind_flags = XDP_USE_NEED_WAKEUP | (cfg->force_copy ? XDP_COPY : 0) |
+                              (cfg->zero_copy ? XDP_ZEROCOPY : 0),
+        };
+        __u32 idx;
+        int r;
+
+        q->area = mmap(NULL, ax->area_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+        if (q->area == MAP_FAILED) {
+                q->area = NULL;
+                return -errno;
+        }
+        r = xsk_umem__create(&q->umem, q->area, ax->area_len, &q->fill, &q->comp, &ucfg);
+        if (r < 0) {
+                q->umem = NULL;
+                return r;
+        }
+        r = xsk_socket__create(&q->xsk, cfg->ifname, cfg->start_queue + qi, q->umem, &q->rx, &q->tx, &scfg);
+        if (r < 0) {
+                q->xsk = NULL;
+                return r;
+        }
+        q->fd = xsk_socket__fd(q->xsk);
+        if (map_fd >= 0 && (r = xsk_socket__update_xskmap(q->xsk, map_fd)) < 0)
+                return r;
+        if (cfg->busy_poll && (r = set_busy_poll(q->fd)) < 0)
+                return r;
+
+        /* Lend the rx half to the kernel; the tx half is ours. */
+        if (xsk_ring_prod__reserve(&q->fill, AX_RX_FRAMES, &idx) != AX_RX_FRAMES)
+                return -ENOMEM;
+        for (unsigned i = 0; i < AX_RX_FRAMES; i++)
+                *xsk_ring_prod__fill_addr(&q->fill, idx + i) = (uint64_t)i * ax->frame_size;
+        xsk_ring_prod__submit(&q->fill, AX_RX_FRAMES);
+        for (unsigned i = 0; i < AX_FRAMES - AX_RX_FRAMES; i++)
+                q->free[i] = (uint64_t)(AX_RX_FRAMES + i) * ax->frame_size;
+        q->nfree = AX_FRAMES - AX_RX_FRAMES;
+        q->hdr_len = sizeof(struct virtio_net_hdr_mrg);
+        kick_fill(q);
+        return 0;
+}
+
+/* Opens every queue with these XDP flags; on failure closes what was opened. */
+static int open_queues(struct ax_backend *ax, const struct backend_cfg *cfg, __u32 xdp_flags, int map_fd)
+{
+        int r = 0;
+
+        for (unsigned i = 0; i < ax->base.nqueues && r == 0; i++)
+                r = open_queue(ax, cfg, i, xdp_flags, map_fd);
+        if (r == 0)
+                return 0;
+        for (unsigned i = ax->base.nqueues; i-- > 0;) {
+                struct ax_queue *q = &ax->q[i];
+                xsk_socket__delete(q->xsk);
+                if (q->umem)
+                        (void)xsk_umem__delete(q->umem);
+                if (q->area)
+                        munmap(q->area, ax->area_len);
+                memset(q, 0, sizeof(*q));
+                q->fd = -1;
+        }
+        return r;
+}
+
+static int ax_open(const struct backend_cfg *cfg, unsigned nqueues, struct backend **ret)
+{
+        unsigned frame_size = cfg->frame_size ? cfg->frame_size : 4096;
+        struct ax_backend *ax;
+        int map_fd = -1, r;
+
+        if (!cfg->ifname[0] || nqueues == 0 || (frame_size != 2048 && frame_size != 4096) ||
+            (cfg->zero_copy && cfg->force_copy))
+                return -EINVAL;
+        if (!if_nametoindex(cfg->ifname))
+                return -ENODEV;
+        if (cfg->mtu > frame_size - AX_HEADROOM - 14 - 4)
+                return -EMSGSIZE;
+        ax = calloc(1, sizeof(*ax) + nqueues * sizeof(struct ax_queue));
+        if (!ax)
+                return -ENOMEM;
+        ax->base.ops = &backend_afxdp_ops;
+        ax->base.nqueues = nqueues;
+        ax->frame_size = frame_size;
+        ax->area_len = (size_t)AX_FRAMES * frame_size;
+        ax->max_frame = frame_size - AX_HEADROOM;
+        for (unsigned i = 0; i < nqueues; i++)
+                ax->q[i].fd = -1;
+        libxdp_set_print(silent_print);
+        libbpf_set_print(silent_bpf_print);
+
+        if (cfg->xsks_map[0]) {
+                map_fd = bpf_obj_get(cfg->xsks_map);
+                if (map_fd < 0) {
+                        r = -errno;
+                        goto fail;
+                }
+                r = open_queues(ax, cfg, 0, map_fd);
+                close(map_fd);
+        } else if (cfg->xdp_mode == XDP_MODE_SKB) {
+                r = open_queues(ax, cfg, XDP_FLAGS_SKB_MODE, -1);
+        } else {
+                r = open_queues(ax, cfg, XDP_FLAGS_DRV_MODE, -1);
+                /*
+                 * auto: a driver without XDP refuses native mode; generic mode always works, but never
+                 * zero-copy. The kernel frees the failed sockets' UMEM binding later (deferred work), and
+                 * binding the queue again meanwhile says EBUSY: retry for a while.
+                 */
+                if (r < 0 && cfg->xdp_mode == XDP_MODE_AUTO && !cfg->zero_copy && r != -ENODEV && r != -EPERM &&
+                    r != -EACCES) {
+                        for (unsigned t = 0; t < AX_BUSY_RETRIES; t++) {
+                                r = open_queues(ax, cfg, XDP_FLAGS_SKB_MODE, -1);
+                                if (r != -EBUSY)
+                                        break;
+                                (void)nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
+                        }
+                }
+        }
+        if (r < 0)
+                goto fail;
+        *ret = &ax->base;
+        return 0;
+fail:
+        ax_close(&ax->base);
+        return r;
+}
+
+static uint64_t ax_features(const struct backend *be)
+{
+        return 0;
+}
+
+static unsigned ax_max_mtu(const struct backend *be)
+{
+        return ((const struct ax_backend *)be)->max_frame - 14 - 4;
+}
+
+static int ax_configure(struct backend *be, unsigned q, uint64_t acked, unsigned hdr_len)
+{
+        if (hdr_len < sizeof(struct virtio_net_hdr))
+                return -EINVAL;
+        ((struct ax_backend *)be)->q[q].hdr_len = hdr_len;
+        return 0;
+}
+
+static int ax_queue_fd(const struct backend *be, unsigned q)
+{
+        return ((const struct ax_backend *)be)->q[q].fd;
+}
+
+/* ---- guest -> port ---- */
+
+static void reclaim(struct ax_queue *q)
+{
+        __u32 idx, n = xsk_ring_cons__peek(&q->comp, AX_RING, &idx);
+
+        for (__u32 i = 0; i < n; i++)
+                q->free[q->nfree++] = *xsk_ring_cons__comp_addr(&q->comp, idx + i);
+        if (n)
+                xsk_ring_cons__release(&q->comp, n);
+}
+
+/* Asks the kernel to send what the tx ring holds; returns 0 or a -errno worth reporting. */
+static int kick_tx(struct ax_queue *q)
+{
+        if (!xsk_ring_prod__needs_wakeup(&q->tx))
+                return 0;
+        for (unsigned i = 0; i < AX_KICKS_MAX; i++) {
+                if (sendto(q->fd, NULL, 0, MSG_DONTWAIT, NULL, 0) >= 0)
+                        return 0;
+                if (errno == EINTR)
+                        continue;
+                /* EAGAIN: copy mode sent a batch and has more (or the driver queue is full); EBUSY: same. */
+                if (errno != EAGAIN && errno != EBUSY)
+                        return -errno;
+                if (xsk_prod_nb_free(&q->tx, AX_RING) == AX_RING)
+                        return 0; /* drained */
+        }
+        return 0;
+}
+
+static int ax_tx_burst(struct backend *be, unsigned qi, const struct frame *frames, unsigned n)
+{
+        struct ax_backend *ax = (struct ax_backend *)be;
+        struct ax_queue *q = &ax->q[qi];
+        unsigned i, want, room;
+        __u32 idx;
+
+        reclaim(q);
+        if (!q->nfree) {
+                (void)kick_tx(q);
+                reclaim(q);
+                if (!q->nfree)
+                        return -ENOBUFS; /* every frame in flight: try again shortly */
+        }
+        want = n < q->nfree ? n : q->nfree;
+        want = xsk_prod_nb_free(&q->tx, want) < want ? xsk_prod_nb_free(&q->tx, want) : want;
+        /* Only frames that fit a UMEM frame go; the first that does not is the worker's to drop. */
+        for (i = 0; i < want; i++)
+                if (frames[i].len < q->hdr_len + 14 || frames[i].len - q->hdr_len > ax->max_frame)
+                        break;
+        if (i == 0 && want)
+                return -EMSGSIZE;
+        room = i ? xsk_ring_prod__reserve(&q->tx, i, &idx) : 0;
+        if (!room) {
+                (void)kick_tx(q);
+                return -EAGAIN; /* the ring is full: POLLOUT when the kernel consumed it */
+        }
+        for (i = 0; i < room; i++) {
+                const struct frame *f = &frames[i];
+                size_t len = f->len - q->hdr_len;
+                struct xdp_desc *d = xsk_ring_prod__tx_desc(&q->tx, idx + i);
+                uint64_t addr = q->free[--q->nfree];
+
+                iov_to_buf(f->iov, f->iovcnt, q->hdr_len, q->area + addr, len);
+                d->addr = addr;
+                d->len = (__u32)len;
+                d->options = 0;
+        }
+        xsk_ring_prod__submit(&q->tx, room);
+        /* A kick that fails (link down) leaves the frames in the ring: the next kick sends them. */
+        (void)kick_tx(q);
+        return (int)room;
+}
+
+/* ---- port -> guest ---- */
+
+static int ax_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, unsigned budget)
+{
+        static const struct virtio_net_hdr zero_vh;
+        struct ax_backend *ax = (struct ax_backend *)be;
+        struct ax_queue *q = &ax->q[qi];
+        __u32 idx, fidx, n, done = 0, used = 0;
+
+        n = xsk_ring_cons__peek(&q->rx, budget, &idx);
+        if (!n) {
+                kick_fill(q);
+                return 0;
+        }
+        for (; used < n; used++) {
+                const struct xdp_desc *d = xsk_ring_cons__rx_desc(&q->rx, idx + used);
+                const uint8_t *data = xsk_umem__get_data(q->area, d->addr);
+                size_t total = q->hdr_len + d->len;
+                const struct iovec *iov;
+                unsigned iovcnt;
+                int r = sink->reserve(sink, total, &iov, &iovcnt);
+
+                if (r == -ENOBUFS || r == -EIO)
+                        break; /* keep this frame and the rest for later */
+                if (r == 0 && iov_size(iov, iovcnt) >= total) {
+                        iov_from_buf(iov, iovcnt, 0, &zero_vh, sizeof(zero_vh));
+                        iov_from_buf(iov, iovcnt, q->hdr_len, data, d->len);
+                        sink->commit(sink, total);
+                        done++;
+                }
+                /* else: dropped (-EMSGSIZE, counted by the sink) or larger than the one buffer without
+                 * MRG_RXBUF; the reservation stays for the next frame */
+        }
+        if (used < n)
+                xsk_ring_cons__cancel(&q->rx, n - used);
+        if (!used)
+                return (int)done;
+        /* Give the frames back to the kernel: the fill ring has room for every rx frame. */
+        if (xsk_ring_prod__reserve(&q->fill, used, &fidx) == used) {
+                for (__u32 i = 0; i < used; i++) {
+                        uint64_t addr = xsk_ring_cons__rx_desc(&q->rx, idx + i)->addr;
+                        *xsk_ring_prod__fill_addr(&q->fill, fidx + i) = addr - addr % ax->frame_size;
+                }
+                xsk_ring_prod__submit(&q->fill, used);
+        }
+        xsk_ring_cons__release(&q->rx, used);
+        kick_fill(q);
+        return (int)done;
+}
+
+const struct backend_ops backend_afxdp_ops = {
+        .name = "afxdp",
+        .open = ax_open,
+        .close = ax_close,
+        .features = ax_features,
+        .max_mtu = ax_max_mtu,
+        .configure = ax_configure,
+        .queue_fd = ax_queue_fd,
+        .tx_burst = ax_tx_burst,
+        .rx_burst = ax_rx_burst,
+};

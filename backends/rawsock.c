@@ -1,0 +1,692 @@
+// SPDX-License-Identifier: MIT
+/*
+ * rawsock: AF_PACKET sockets bound to an existing interface, one per queue pair, joined in one hash fanout
+ * group when there are several (the kernel spreads received flows over the queue pairs).
+ *
+ * Receive: a TPACKET_V3 ring (blocks of frames) mapped into our memory; a block becomes ours when it is full
+ * or its retire timer (1 ms) fires, so a burst costs no syscall and a lone frame waits at most about a
+ * millisecond. The socket polls readable while a retired block waits. Every frame comes with the kernel's
+ * virtio-net header (PACKET_VNET_HDR), so checksum and GSO state are known. What the guest did not accept
+ * is finished here: a partial checksum is completed in place, a TCP or UDP (USO) GSO frame is cut into
+ * segments with their own headers and checksums. Frames the guest can never take are skipped: UFO (IP
+ * fragmentation) frames, frames the ring truncated, frames larger than a buffer without MRG_RXBUF.
+ * VLAN tags the kernel moved out of the frame are put back.
+ *
+ * Send: sendmmsg of the guest's own buffers, each frame as [10-byte virtio-net header][payload after the
+ * guest's hdr_len-byte header], the header passed on when the guest negotiated offloads (zeroed
+ * otherwise). PACKET_IGNORE_OUTGOING keeps our own frames off the receive ring.
+ *
+ * The guest's MTU (cfg->mtu) may not exceed the interface's: open() fails with -EMSGSIZE.
+ */
+#include <arpa/inet.h>
+#include <endian.h>
+#include <errno.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "backends/backend.h"
+#include "backends/iov.h"
+#include "vring/virtio.h"
+
+#define RS_BLOCK_SIZE (1u << 18) /* holds a 64 KiB GSO frame with its headers */
+#define RS_BLOCK_NR 16
+#define RS_FRAME_SIZE 2048       /* only for the ring's bookkeeping: V3 packs frames by their size */
+#define RS_RETIRE_MS 1
+#define RS_TX_BATCH 64           /* frames per sendmmsg */
+#define RS_TX_IOV (RS_TX_BATCH * 4 + 256)
+#define RS_HDR_MAX 256           /* Ethernet + VLAN + IP + L4 headers of a frame we segment */
+
+#ifndef PACKET_FANOUT_FLAG_IGNORE_OUTGOING
+#define PACKET_FANOUT_FLAG_IGNORE_OUTGOING 0x4000
+#endif
+#ifndef VIRTIO_NET_HDR_GSO_UDP_L4
+#define VIRTIO_NET_HDR_GSO_UDP_L4 5
+#endif
+
+#define VNET_HDR_LEN sizeof(struct virtio_net_hdr)
+
+struct rs_queue {
+        int fd;
+        uint8_t *ring;
+        size_t ring_len;
+
+        /* receive cursor */
+        unsigned blk;                     /* block we read (or wait for) */
+        struct tpacket_block_desc *cur;   /* that block, once it is ours; NULL between blocks */
+        uint32_t left;                    /* packets left in cur */
+        uint8_t *pkt;                     /* next packet in cur */
+        unsigned seg;                     /* software GSO: next segment of the packet at pkt */
+
+        /* what the guest accepted */
+        unsigned hdr_len;
+        bool tx_offload;                  /* pass the guest's tx header on */
+        bool guest_csum, guest_tso4, guest_tso6, guest_ecn;
+
+        /* send scratch */
+        struct mmsghdr msgs[RS_TX_BATCH];
+        struct virtio_net_hdr tx_hdr[RS_TX_BATCH];
+        struct iovec tx_iov[RS_TX_IOV];
+};
+
+struct rs_backend {
+        struct backend base;
+        int ifindex;
+        unsigned mtu;
+        bool offloads;
+        struct rs_queue q[];
+};
+
+/* ---- checksums (sums of 16-bit words in memory order: valid on either endianness, RFC 1071) ---- */
+
+static uint64_t csum_add(uint64_t sum, uint64_t v)
+{
+        sum += v;
+        return sum + (sum < v);
+}
+
+static uint64_t csum_part(const void *data, size_t len, uint64_t sum)
+{
+        const uint8_t *p = data;
+
+        for (; len >= 8; p += 8, len -= 8) {
+                uint64_t v;
+                memcpy(&v, p, 8);
+                sum = csum_add(sum, v);
+        }
+        for (; len >= 2; p += 2, len -= 2) {
+                uint16_t v;
+                memcpy(&v, p, 2);
+                sum = csum_add(sum, v);
+        }
+        if (len) {
+                uint16_t v = 0;
+                memcpy(&v, p, 1); /* the odd byte is the high-order byte of a zero-padded word */
+                sum = csum_add(sum, v);
+        }
+        return sum;
+}
+
+static uint16_t csum_fold(uint64_t sum)
+{
+        while (sum >> 16)
+                sum = (sum & 0xffff) + (sum >> 16);
+        return (uint16_t)sum;
+}
+
+static void put16(uint8_t *p, uint16_t host)
+{
+        uint16_t be = htons(host);
+        memcpy(p, &be, 2);
+}
+
+static uint16_t get16(const uint8_t *p)
+{
+        uint16_t be;
+        memcpy(&be, p, 2);
+        return ntohs(be);
+}
+
+/* ---- open / close ---- */
+
+static void rs_close(struct backend *be)
+{
+        struct rs_backend *rs = (struct rs_backend *)be;
+
+        if (!rs)
+                return;
+        for (unsigned i = 0; i < be->nqueues; i++) {
+                if (rs->q[i].ring)
+                        munmap(rs->q[i].ring, rs->q[i].ring_len);
+                if (rs->q[i].fd >= 0)
+                        close(rs->q[i].fd);
+        }
+        free(rs);
+}
+
+static int setopt_int(int fd, int level, int name, int val)
+{
+        return setsockopt(fd, level, name, &val, sizeof(val)) < 0 ? -errno : 0;
+}
+
+/* The fanout group of a port: id and mode flags, shared by its sockets (0 until the first socket joined). */
+struct fanout {
+        unsigned id;
+        unsigned flags;
+};
+
+static int fanout_set(int fd, unsigned id, unsigned type_flags)
+{
+        return setopt_int(fd, SOL_PACKET, PACKET_FANOUT, (int)(id | (type_flags << 16)));
+}
+
+/*
+ * Joins a socket to the port's hash fanout group. The group, not the socket, decides whether outgoing
+ * frames are seen (PACKET_FANOUT_FLAG_IGNORE_OUTGOING, Linux 6.2); older kernels lack it and rx_burst
+ * filters them. The first socket asks the kernel for an id no other process uses (UNIQUEID); where that
+ * is refused, one derived from our pid and the ifindex.
+ */
+static int join_fanout(int fd, struct fanout *fo, int ifindex)
+{
+        static const unsigned try_flags[] = {PACKET_FANOUT_FLAG_IGNORE_OUTGOING, 0};
+        int val, r = -EINVAL;
+        socklen_t len = sizeof(val);
+
+        if (fo->id)
+                return fanout_set(fd, fo->id, PACKET_FANOUT_HASH | fo->flags);
+        for (unsigned i = 0; i < sizeof(try_flags) / sizeof(try_flags[0]); i++) {
+                fo->flags = try_flags[i];
+                r = fanout_set(fd, 0, PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_UNIQUEID | fo->flags);
+                if (r == 0 && getsockopt(fd, SOL_PACKET, PACKET_FANOUT, &val, &len) == 0) {
+                        fo->id = (unsigned)val & 0xffff;
+                        return 0;
+                }
+                if (r == 0)
+                        return -errno; /* joined, but we cannot learn the id for the others */
+                if (r != -EINVAL)
+                        return r;
+        }
+        fo->id = ((unsigned)getpid() * 31u + (unsigned)ifindex) & 0xffff;
+        if (!fo->id)
+                fo->id = 1;
+        for (unsigned i = 0; i < sizeof(try_flags) / sizeof(try_flags[0]); i++) {
+                fo->flags = try_flags[i];
+                r = fanout_set(fd, fo->id, PACKET_FANOUT_HASH | fo->flags);
+                if (r != -EINVAL)
+                        break;
+        }
+        return r;
+}
+
+static int open_queue(struct rs_backend *rs, const struct backend_cfg *cfg, struct rs_queue *q, struct fanout *fo)
+{
+        struct tpacket_req3 req = {
+                .tp_block_size = RS_BLOCK_SIZE,
+                .tp_block_nr = RS_BLOCK_NR,
+                .tp_frame_size = RS_FRAME_SIZE,
+                .tp_frame_nr = RS_BLOCK_SIZE / RS_FRAME_SIZE * RS_BLOCK_NR,
+                .tp_retire_blk_tov = RS_RETIRE_MS,
+        };
+        struct sockaddr_ll sll = {
+                .sll_family = AF_PACKET,
+                .sll_protocol = htons(ETH_P_ALL),
+                .sll_ifindex = rs->ifindex,
+        };
+        int r;
+
+        /* Protocol 0: nothing is received until bind(), so the ring only ever sees this interface. */
+        q->fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (q->fd < 0)
+                return -errno;
+        if ((r = setopt_int(q->fd, SOL_PACKET, PACKET_VERSION, TPACKET_V3)) < 0 ||
+            (r = setopt_int(q->fd, SOL_PACKET, PACKET_VNET_HDR, 1)) < 0)
+                return r;
+        /* Both are optimisations or hygiene the kernel may lack: go on without them. */
+        (void)setopt_int(q->fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
+        if (cfg->qdisc_bypass && (r = setopt_int(q->fd, SOL_PACKET, PACKET_QDISC_BYPASS, 1)) < 0)
+                return r;
+        if (setsockopt(q->fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req)) < 0)
+                return -errno;
+        q->ring_len = (size_t)req.tp_block_size * req.tp_block_nr;
+        q->ring = mmap(NULL, q->ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, q->fd, 0);
+        if (q->ring == MAP_FAILED) {
+                q->ring = NULL;
+                return -errno;
+        }
+        if (bind(q->fd, (struct sockaddr *)&sll, sizeof(sll)) < 0)
+                return -errno;
+        if (cfg->promisc) {
+                struct packet_mreq mr = {.mr_ifindex = rs->ifindex, .mr_type = PACKET_MR_PROMISC};
+                if (setsockopt(q->fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr, sizeof(mr)) < 0)
+                        return -errno;
+        }
+        if (rs->base.nqueues > 1 && (r = join_fanout(q->fd, fo, rs->ifindex)) < 0)
+                return r;
+        q->hdr_len = sizeof(struct virtio_net_hdr_mrg);
+        return 0;
+}
+
+static int rs_open(const struct backend_cfg *cfg, unsigned nqueues, struct backend **ret)
+{
+        struct rs_backend *rs;
+        struct ifreq ifr = {0};
+        struct fanout fo = {0};
+        int r;
+
+        if (!cfg->ifname[0] || nqueues == 0)
+                return -EINVAL;
+        rs = calloc(1, sizeof(*rs) + nqueues * sizeof(struct rs_queue));
+        if (!rs)
+                return -ENOMEM;
+        rs->base.ops = &backend_rawsock_ops;
+        rs->base.nqueues = nqueues;
+        rs->offloads = cfg->offloads;
+        for (unsigned i = 0; i < nqueues; i++)
+                rs->q[i].fd = -1;
+        rs->ifindex = (int)if_nametoindex(cfg->ifname);
+        if (!rs->ifindex) {
+                r = errno == ENXIO || errno == ENOENT ? -ENODEV : -errno;
+                goto fail;
+        }
+        for (unsigned i = 0; i < nqueues; i++) {
+                r = open_queue(rs, cfg, &rs->q[i], &fo);
+                if (r < 0)
+                        goto fail;
+        }
+        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", cfg->ifname);
+        if (ioctl(rs->q[0].fd, SIOCGIFMTU, &ifr) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        rs->mtu = (unsigned)ifr.ifr_mtu;
+        if (cfg->mtu > rs->mtu) {
+                r = -EMSGSIZE; /* the guest would send frames the interface refuses */
+                goto fail;
+        }
+        *ret = &rs->base;
+        return 0;
+fail:
+        rs_close(&rs->base);
+        return r;
+}
+
+static uint64_t rs_features(const struct backend *be)
+{
+        if (!((const struct rs_backend *)be)->offloads)
+                return 0;
+        return BIT_ULL(VIRTIO_NET_F_CSUM) | BIT_ULL(VIRTIO_NET_F_HOST_TSO4) | BIT_ULL(VIRTIO_NET_F_HOST_TSO6) |
+               BIT_ULL(VIRTIO_NET_F_HOST_ECN) | BIT_ULL(VIRTIO_NET_F_GUEST_CSUM) | BIT_ULL(VIRTIO_NET_F_GUEST_TSO4) |
+               BIT_ULL(VIRTIO_NET_F_GUEST_TSO6) | BIT_ULL(VIRTIO_NET_F_GUEST_ECN);
+}
+
+static unsigned rs_max_mtu(const struct backend *be)
+{
+        return ((const struct rs_backend *)be)->mtu;
+}
+
+static int rs_configure(struct backend *be, unsigned qi, uint64_t acked, unsigned hdr_len)
+{
+        struct rs_backend *rs = (struct rs_backend *)be;
+        struct rs_queue *q = &rs->q[qi];
+
+        if (hdr_len < VNET_HDR_LEN)
+                return -EINVAL;
+        if (!rs->offloads)
+                acked = 0;
+        q->hdr_len = hdr_len;
+        q->tx_offload = acked & BIT_ULL(VIRTIO_NET_F_CSUM);
+        q->guest_csum = acked & BIT_ULL(VIRTIO_NET_F_GUEST_CSUM);
+        q->guest_tso4 = q->guest_csum && (acked & BIT_ULL(VIRTIO_NET_F_GUEST_TSO4));
+        q->guest_tso6 = q->guest_csum && (acked & BIT_ULL(VIRTIO_NET_F_GUEST_TSO6));
+        q->guest_ecn = acked & BIT_ULL(VIRTIO_NET_F_GUEST_ECN);
+        return 0;
+}
+
+static int rs_queue_fd(const struct backend *be, unsigned q)
+{
+        return ((const struct rs_backend *)be)->q[q].fd;
+}
+
+/* ---- guest -> port ---- */
+
+static int rs_tx_burst(struct backend *be, unsigned qi, const struct frame *frames, unsigned n)
+{
+        struct rs_queue *q = &((struct rs_backend *)be)->q[qi];
+        unsigned done = 0;
+
+        while (done < n) {
+                unsigned nmsg = 0, niov = 0;
+                int r;
+
+                while (done + nmsg < n && nmsg < RS_TX_BATCH) {
+                        const struct frame *f = &frames[done + nmsg];
+                        struct iovec *iov = q->tx_iov + niov;
+                        int k;
+
+                        if (niov + 1 >= RS_TX_IOV)
+                                break;
+                        k = iov_skip(f->iov, f->iovcnt, q->hdr_len, iov + 1, RS_TX_IOV - niov - 1);
+                        if (k < 0) {
+                                if (nmsg)
+                                        break; /* the pool is full: send what we have first */
+                                return -EMSGSIZE; /* cannot happen with the pool larger than a chain */
+                        }
+                        if (q->tx_offload)
+                                iov_to_buf(f->iov, f->iovcnt, 0, &q->tx_hdr[nmsg], VNET_HDR_LEN);
+                        else
+                                memset(&q->tx_hdr[nmsg], 0, VNET_HDR_LEN);
+                        iov[0] = (struct iovec){.iov_base = &q->tx_hdr[nmsg], .iov_len = VNET_HDR_LEN};
+                        q->msgs[nmsg].msg_hdr = (struct msghdr){.msg_iov = iov, .msg_iovlen = (size_t)k + 1};
+                        niov += (unsigned)k + 1;
+                        nmsg++;
+                }
+                r = sendmmsg(q->fd, q->msgs, nmsg, MSG_DONTWAIT);
+                if (r < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (done)
+                                break; /* report what went; the error comes back on the next call */
+                        if (errno == EWOULDBLOCK)
+                                return -EAGAIN;
+                        return -errno;
+                }
+                done += (unsigned)r;
+                if ((unsigned)r < nmsg)
+                        break;
+        }
+        return (int)done;
+}
+
+/* ---- port -> guest ---- */
+
+/* A received frame as the guest will see it: the ring bytes, with a VLAN tag put back after the MACs. */
+struct rs_frame {
+        uint8_t *mac;
+        uint32_t len;     /* bytes at mac */
+        unsigned vt;      /* 4 when a tag is inserted */
+        uint8_t tag[4];
+        struct virtio_net_hdr vh;
+};
+
+/* Copies bytes [0, len) of the frame (tag included) into iov at byte off. */
+static void copy_frame(const struct rs_frame *f, const struct iovec *iov, unsigned iovcnt, size_t off)
+{
+        if (!f->vt || f->len < 12) {
+                iov_from_buf(iov, iovcnt, off, f->mac, f->len);
+                return;
+        }
+        iov_from_buf(iov, iovcnt, off, f->mac, 12);
+        iov_from_buf(iov, iovcnt, off + 12, f->tag, 4);
+        iov_from_buf(iov, iovcnt, off + 16, f->mac + 12, f->len - 12);
+}
+
+/* Finishes a partial checksum in place (the ring block is ours until we hand it back). */
+static bool finish_csum(struct rs_frame *f)
+{
+        unsigned start = le16toh(f->vh.csum_start), off = le16toh(f->vh.csum_offset);
+        uint16_t sum;
+
+        if (start >= f->len || off + 2 > f->len - start)
+                return false;
+        sum = (uint16_t)~csum_fold(csum_part(f->mac + start, f->len - start, 0));
+        if (!sum)
+                sum = 0xffff; /* as the kernel does (CSUM_MANGLED_0): 0 means "no checksum" to UDP */
+        memcpy(f->mac + start + off, &sum, 2);
+        f->vh.flags &= (uint8_t)~VIRTIO_NET_HDR_F_NEEDS_CSUM;
+        return true;
+}
+
+/* Delivers one frame as it is; returns 1, 0 (skipped), or the sink's -ENOBUFS/-EIO. */
+static int deliver_whole(struct rs_queue *q, struct rx_sink *sink, struct rs_frame *f)
+{
+        size_t total = q->hdr_len + f->vt + f->len;
+        const struct iovec *iov;
+        unsigned iovcnt;
+        int r;
+
+        if (f->vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
+                if (q->guest_csum)
+                        f->vh.csum_start = htole16((uint16_t)(le16toh(f->vh.csum_start) + f->vt));
+                else if (!finish_csum(f))
+                        return 0;
+        }
+        if (!q->guest_csum) /* nothing left to say: DATA_VALID too is only for a guest with GUEST_CSUM */
+                memset(&f->vh, 0, sizeof(f->vh));
+        if (f->vh.gso_type != VIRTIO_NET_HDR_GSO_NONE && f->vt)
+                f->vh.hdr_len = htole16((uint16_t)(le16toh(f->vh.hdr_len) + f->vt));
+        r = sink->reserve(sink, total, &iov, &iovcnt);
+        if (r == -EMSGSIZE)
+                return 0; /* counted by the sink */
+        if (r < 0)
+                return r;
+        if (iov_size(iov, iovcnt) < total)
+                return 0; /* one buffer without MRG_RXBUF, too small: the reservation stays for the next */
+        iov_from_buf(iov, iovcnt, 0, &f->vh, VNET_HDR_LEN);
+        copy_frame(f, iov, iovcnt, q->hdr_len);
+        sink->commit(sink, total);
+        return 1;
+}
+
+/* Where the headers of a GSO frame end; 0 when it cannot be cut here. */
+struct gso_info {
+        unsigned l3, l4, hdrs, mss, nseg;
+        bool v4, tcp;
+};
+
+static bool gso_parse(const struct rs_frame *f, struct gso_info *g)
+{
+        const uint8_t *m = f->mac;
+        unsigned type = f->vh.gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN, off = 14, et;
+
+        if (f->len < 14)
+                return false;
+        et = get16(m + 12);
+        while ((et == ETH_P_8021Q || et == ETH_P_8021AD) && off + 4 <= f->len) {
+                et = get16(m + off + 2);
+                off += 4;
+        }
+        g->l3 = off;
+        g->tcp = type == VIRTIO_NET_HDR_GSO_TCPV4 || type == VIRTIO_NET_HDR_GSO_TCPV6;
+        if (!g->tcp && type != VIRTIO_NET_HDR_GSO_UDP_L4)
+                return false; /* UFO would need IP fragmentation */
+        if (et == ETH_P_IP) {
+                if (off + 20 > f->len || (m[off] >> 4) != 4)
+                        return false;
+                g->v4 = true;
+                g->l4 = off + (m[off] & 0xfu) * 4;
+                if (m[off + 9] != (g->tcp ? IPPROTO_TCP : IPPROTO_UDP))
+                        return false;
+        } else if (et == ETH_P_IPV6) {
+                if (off + 40 > f->len)
+                        return false;
+                g->v4 = false;
+                /* Extension headers: the kernel's csum_start says where L4 begins. */
+                g->l4 = (f->vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) ? le16toh(f->vh.csum_start) : off + 40;
+                if (g->l4 < off + 40)
+                        return false;
+        } else {
+                return false;
+        }
+        if (g->l4 + (g->tcp ? 20u : 8u) > f->len)
+                return false;
+        g->hdrs = g->l4 + (g->tcp ? (m[g->l4 + 12] >> 4) * 4u : 8u);
+        g->mss = le16toh(f->vh.gso_size);
+        if (g->hdrs > f->len || g->hdrs + f->vt > RS_HDR_MAX || (g->tcp && g->hdrs < g->l4 + 20) || !g->mss)
+                return false;
+        g->nseg = (f->len - g->hdrs + g->mss - 1) / g->mss;
+        return g->nseg > 0;
+}
+
+/*
+ * Cuts a GSO frame into segments from q->seg on, each with full checksums, as the kernel's software GSO would;
+ * returns the segments delivered. *finished says whether all went.
+ */
+static int deliver_segments(struct rs_queue *q, struct rx_sink *sink, struct rs_frame *f, unsigned budget,
+                            bool *finished)
+{
+        static const struct virtio_net_hdr zero_vh;
+        struct gso_info g;
+        uint8_t hb[RS_HDR_MAX];
+        unsigned done = 0, vt = f->vt;
+
+        *finished = true;
+        if (!gso_parse(f, &g))
+                return 0;
+        while (q->seg < g.nseg && done < budget) {
+                unsigned i = q->seg, l3 = g.l3 + vt, l4 = g.l4 + vt, hl = g.hdrs + vt;
+                unsigned pay_off = g.hdrs + i * g.mss;
+                unsigned seglen = f->len - pay_off < g.mss ? f->len - pay_off : g.mss;
+                unsigned l4len = g.hdrs - g.l4 + seglen;
+                size_t total = q->hdr_len + hl + seglen;
+                const struct iovec *iov;
+                unsigned iovcnt;
+                uint64_t sum;
+                uint16_t cs;
+                int r;
+
+                memcpy(hb, f->mac, 12);
+                memcpy(hb + 12, f->tag, vt);
+                memcpy(hb + 12 + vt, f->mac + 12, g.hdrs - 12);
+                if (g.v4) {
+                        unsigned ihl = (hb[l3] & 0xfu) * 4;
+                        put16(hb + l3 + 2, (uint16_t)(g.hdrs - g.l3 + seglen));
+                        put16(hb + l3 + 4, (uint16_t)(get16(hb + l3 + 4) + i));
+                        memset(hb + l3 + 10, 0, 2);
+                        cs = (uint16_t)~csum_fold(csum_part(hb + l3, ihl, 0));
+                        memcpy(hb + l3 + 10, &cs, 2);
+                        sum = csum_part(hb + l3 + 12, 8, 0);
+                } else {
+                        put16(hb + l3 + 4, (uint16_t)(g.hdrs - g.l3 - 40 + seglen));
+                        sum = csum_part(hb + l3 + 8, 32, 0);
+                }
+                sum = csum_add(sum, htons(g.tcp ? IPPROTO_TCP : IPPROTO_UDP));
+                sum = csum_add(sum, htons((uint16_t)l4len));
+                if (g.tcp) {
+                        uint32_t seq;
+                        memcpy(&seq, hb + l4 + 4, 4);
+                        seq = htonl(ntohl(seq) + i * g.mss);
+                        memcpy(hb + l4 + 4, &seq, 4);
+                        if (i + 1 < g.nseg)
+                                hb[l4 + 13] &= (uint8_t)~0x09; /* FIN, PSH: last segment only */
+                        if (i)
+                                hb[l4 + 13] &= (uint8_t)~0x80; /* CWR: first segment only */
+                        memset(hb + l4 + 16, 0, 2);
+                } else {
+                        put16(hb + l4 + 4, (uint16_t)l4len);
+                        memset(hb + l4 + 6, 0, 2);
+                }
+                sum = csum_part(hb + l4, hl - l4, sum);
+                sum = csum_part(f->mac + pay_off, seglen, sum);
+                cs = (uint16_t)~csum_fold(sum);
+                if (!g.tcp && !cs)
+                        cs = 0xffff;
+                memcpy(hb + l4 + (g.tcp ? 16 : 6), &cs, 2);
+
+                r = sink->reserve(sink, total, &iov, &iovcnt);
+                if (r == -ENOBUFS || r == -EIO) {
+                        *finished = false;
+                        return done ? (int)done : r;
+                }
+                if (r == 0 && iov_size(iov, iovcnt) >= total) {
+                        iov_from_buf(iov, iovcnt, 0, &zero_vh, VNET_HDR_LEN);
+                        iov_from_buf(iov, iovcnt, q->hdr_len, hb, hl);
+                        iov_from_buf(iov, iovcnt, q->hdr_len + hl, f->mac + pay_off, seglen);
+                        sink->commit(sink, total);
+                        done++;
+                }
+                q->seg++;
+        }
+        *finished = q->seg >= g.nseg;
+        return (int)done;
+}
+
+static bool guest_takes_gso(const struct rs_queue *q, uint8_t gso_type)
+{
+        uint8_t type = gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
+
+        if ((gso_type & VIRTIO_NET_HDR_GSO_ECN) && !q->guest_ecn)
+                return false;
+        return (type == VIRTIO_NET_HDR_GSO_TCPV4 && q->guest_tso4) ||
+               (type == VIRTIO_NET_HDR_GSO_TCPV6 && q->guest_tso6);
+}
+
+/* Delivers the packet at q->pkt; returns the frames given to the guest (or -ENOBUFS/-EIO with none). */
+static int deliver(struct rs_queue *q, struct rx_sink *sink, unsigned budget, bool *finished)
+{
+        struct tpacket3_hdr *h = (struct tpacket3_hdr *)q->pkt;
+        struct rs_frame f = {.mac = q->pkt + h->tp_mac, .len = h->tp_snaplen};
+        int r;
+
+        const struct sockaddr_ll *sll = (const struct sockaddr_ll *)(q->pkt + TPACKET_ALIGN(sizeof(*h)));
+
+        *finished = true;
+        if (sll->sll_pkttype == PACKET_OUTGOING)
+                return 0; /* our own (or the host's) frame: kernels without IGNORE_OUTGOING for fanout */
+        if (h->tp_snaplen < h->tp_len || h->tp_mac < VNET_HDR_LEN)
+                return 0; /* truncated by the ring */
+        memcpy(&f.vh, f.mac - VNET_HDR_LEN, VNET_HDR_LEN);
+        if ((h->tp_status & TP_STATUS_VLAN_VALID) && f.len >= 12) {
+                uint16_t tpid = (h->tp_status & TP_STATUS_VLAN_TPID_VALID) ? h->hv1.tp_vlan_tpid : ETH_P_8021Q;
+                put16(f.tag, tpid);
+                put16(f.tag + 2, (uint16_t)h->hv1.tp_vlan_tci);
+                f.vt = 4;
+        }
+        if (f.vh.gso_type != VIRTIO_NET_HDR_GSO_NONE && !guest_takes_gso(q, f.vh.gso_type))
+                return deliver_segments(q, sink, &f, budget, finished);
+        r = deliver_whole(q, sink, &f);
+        if (r == -ENOBUFS || r == -EIO)
+                *finished = false;
+        return r;
+}
+
+static void release_block(struct rs_queue *q)
+{
+        __atomic_store_n(&q->cur->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+        q->cur = NULL;
+        q->blk = (q->blk + 1) % RS_BLOCK_NR;
+}
+
+static int rs_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, unsigned budget)
+{
+        struct rs_queue *q = &((struct rs_backend *)be)->q[qi];
+        unsigned done = 0;
+
+        while (done < budget) {
+                bool finished;
+                int r;
+
+                if (!q->cur) {
+                        struct tpacket_block_desc *bd =
+                                (struct tpacket_block_desc *)(q->ring + (size_t)q->blk * RS_BLOCK_SIZE);
+
+                        if (!(__atomic_load_n(&bd->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER))
+                                break;
+                        q->cur = bd;
+                        q->left = bd->hdr.bh1.num_pkts;
+                        q->pkt = (uint8_t *)bd + bd->hdr.bh1.offset_to_first_pkt;
+                        q->seg = 0;
+                        if (!q->left) {
+                                release_block(q);
+                                continue;
+                        }
+                }
+                r = deliver(q, sink, budget - done, &finished);
+                if (r < 0)
+                        break; /* -ENOBUFS: the guest has no room; -EIO: the ring broke */
+                done += (unsigned)r;
+                if (!finished)
+                        break;
+                q->seg = 0;
+                if (--q->left == 0)
+                        release_block(q);
+                else
+                        q->pkt += ((struct tpacket3_hdr *)q->pkt)->tp_next_offset;
+        }
+        if (!done && !q->cur) {
+                /* Nothing waiting: clear a pending socket error (link down), or epoll would report it forever. */
+                int err;
+                socklen_t len = sizeof(err);
+                (void)getsockopt(q->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        }
+        return (int)done;
+}
+
+const struct backend_ops backend_rawsock_ops = {
+        .name = "rawsock",
+        .open = rs_open,
+        .close = rs_close,
+        .features = rs_features,
+        .max_mtu = rs_max_mtu,
+        .configure = rs_configure,
+        .queue_fd = rs_queue_fd,
+        .tx_burst = rs_tx_burst,
+        .rx_burst = rs_rx_burst,
+};

@@ -1,0 +1,179 @@
+// SPDX-License-Identifier: MIT
+/*
+ * vu_ping: the smallest vhost-user front-end and sd_notify listener, for the shell tests (no socat, no python).
+ *
+ *   vu_ping SOCKET [TIMEOUT_MS]
+ *       Connects to a vhost-user socket, sends VHOST_USER_GET_FEATURES (request 1, flags 0x1, size 0) and prints
+ *       the back-end's feature bits as 0x... Exit 0 when a well-formed reply came, 1 otherwise.
+ *   vu_ping --notify PATH [TIMEOUT_MS]
+ *       Binds a unix datagram socket at PATH (what NOTIFY_SOCKET names), prints every datagram it receives, one
+ *       "key=value" per line, until one contains STOPPING=1 or the timeout passes. Exit 0 when STOPPING=1 came,
+ *       1 on timeout or error.
+ *
+ * The default timeout is 5000 ms. Messages go to stderr, results to stdout.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define VU_GET_FEATURES 1u
+#define VU_VERSION 0x1u
+#define VU_REPLY 0x4u
+#define VU_HDR_SIZE 12
+
+static long long now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits until fd is readable or the deadline passes: 1 readable, 0 timeout, -1 error. */
+static int wait_readable(int fd, long long deadline)
+{
+        for (;;) {
+                struct pollfd p = {.fd = fd, .events = POLLIN};
+                long long left = deadline - now_ms();
+                int r;
+
+                if (left <= 0)
+                        return 0;
+                r = poll(&p, 1, (int)(left > 1000000 ? 1000000 : left));
+                if (r < 0 && errno == EINTR)
+                        continue;
+                return r < 0 ? -1 : r;
+        }
+}
+
+static int set_path(struct sockaddr_un *sa, const char *path)
+{
+        if (strlen(path) >= sizeof(sa->sun_path)) {
+                fprintf(stderr, "vu_ping: %s: path too long\n", path);
+                return -1;
+        }
+        sa->sun_family = AF_UNIX;
+        strcpy(sa->sun_path, path);
+        return 0;
+}
+
+static int ping(const char *path, long long timeout_ms)
+{
+        struct sockaddr_un sa = {0};
+        unsigned char msg[VU_HDR_SIZE] = {0}, reply[VU_HDR_SIZE + 8];
+        long long deadline = now_ms() + timeout_ms;
+        uint32_t req = htole32(VU_GET_FEATURES), flags = htole32(VU_VERSION), rflags, rsize;
+        uint64_t features;
+        size_t got = 0;
+        int fd;
+
+        if (set_path(&sa, path) < 0)
+                return 1;
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                fprintf(stderr, "vu_ping: cannot connect to %s: %s\n", path, strerror(errno));
+                return 1;
+        }
+        memcpy(msg, &req, 4);
+        memcpy(msg + 4, &flags, 4); /* size (msg + 8) stays 0 */
+        if (send(fd, msg, sizeof(msg), MSG_NOSIGNAL) != (ssize_t)sizeof(msg)) {
+                fprintf(stderr, "vu_ping: %s: send: %s\n", path, strerror(errno));
+                close(fd);
+                return 1;
+        }
+        while (got < sizeof(reply)) {
+                ssize_t n;
+                int r = wait_readable(fd, deadline);
+
+                if (r <= 0) {
+                        fprintf(stderr, "vu_ping: %s: %s after %zu of %zu reply bytes\n", path,
+                                r == 0 ? "timeout" : strerror(errno), got, sizeof(reply));
+                        close(fd);
+                        return 1;
+                }
+                n = recv(fd, reply + got, sizeof(reply) - got, 0);
+                if (n <= 0) {
+                        fprintf(stderr, "vu_ping: %s: %s after %zu of %zu reply bytes\n", path,
+                                n == 0 ? "connection closed" : strerror(errno), got, sizeof(reply));
+                        close(fd);
+                        return 1;
+                }
+                got += (size_t)n;
+        }
+        close(fd);
+        memcpy(&req, reply, 4);
+        memcpy(&rflags, reply + 4, 4);
+        memcpy(&rsize, reply + 8, 4);
+        memcpy(&features, reply + 12, 8);
+        if (le32toh(req) != VU_GET_FEATURES || !(le32toh(rflags) & VU_REPLY) || le32toh(rsize) != 8) {
+                fprintf(stderr, "vu_ping: %s: bad reply header: request %u flags 0x%x size %u\n", path,
+                        le32toh(req), le32toh(rflags), le32toh(rsize));
+                return 1;
+        }
+        printf("0x%llx\n", (unsigned long long)le64toh(features));
+        return 0;
+}
+
+static int notify(const char *path, long long timeout_ms)
+{
+        struct sockaddr_un sa = {0};
+        long long deadline = now_ms() + timeout_ms;
+        char buf[4096];
+        int fd, rc = 1;
+
+        if (set_path(&sa, path) < 0)
+                return 1;
+        fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                fprintf(stderr, "vu_ping: cannot bind %s: %s\n", path, strerror(errno));
+                return 1;
+        }
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        for (;;) {
+                ssize_t n;
+                int r = wait_readable(fd, deadline);
+
+                if (r <= 0) {
+                        fprintf(stderr, "vu_ping: %s: %s before STOPPING=1\n", path,
+                                r == 0 ? "timeout" : strerror(errno));
+                        break;
+                }
+                n = recv(fd, buf, sizeof(buf) - 1, 0);
+                if (n < 0) {
+                        fprintf(stderr, "vu_ping: %s: recv: %s\n", path, strerror(errno));
+                        break;
+                }
+                buf[n] = 0;
+                printf("%s%s", buf, n > 0 && buf[n - 1] == '\n' ? "" : "\n");
+                if (strstr(buf, "STOPPING=1")) {
+                        rc = 0;
+                        break;
+                }
+        }
+        close(fd);
+        unlink(path);
+        return rc;
+}
+
+int main(int argc, char **argv)
+{
+        long long timeout_ms = 5000;
+        int notify_mode = argc > 1 && !strcmp(argv[1], "--notify");
+        int first = notify_mode ? 2 : 1;
+
+        if (argc < first + 1 || argc > first + 2) {
+                fprintf(stderr, "usage: vu_ping SOCKET [TIMEOUT_MS]\n       vu_ping --notify PATH [TIMEOUT_MS]\n");
+                return 2;
+        }
+        if (argc == first + 2)
+                timeout_ms = atoll(argv[first + 1]);
+        return notify_mode ? notify(argv[first], timeout_ms) : ping(argv[first], timeout_ms);
+}
