@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backends/iov.h"
 #include "daemon/port.h"
 #include "daemon/vu.h"
 
@@ -137,26 +138,6 @@ static void port_try_recover(struct worker_data *d)
         d->rx_wait_guest = d->tx_wait_port = false;
         atomic_store(&w->port_down, false);
         ev_async_send(w->dev->port->loop, &w->dev->async);
-}
-
-static size_t iov_write(const struct iovec *iov, unsigned n, size_t off, const void *src, size_t len)
-{
-        const uint8_t *s = src;
-        size_t done = 0;
-
-        for (unsigned i = 0; i < n && done < len; i++) {
-                if (off >= iov[i].iov_len) {
-                        off -= iov[i].iov_len;
-                        continue;
-                }
-                size_t chunk = iov[i].iov_len - off;
-                if (chunk > len - done)
-                        chunk = len - done;
-                memcpy((uint8_t *)iov[i].iov_base + off, s + done, chunk);
-                done += chunk;
-                off = 0;
-        }
-        return done;
 }
 
 /* ---- guest -> port ---- */
@@ -373,7 +354,7 @@ static void rx_commit(struct rx_sink *sink, size_t len)
         } while (left && nbufs < d->rx_gather_chains);
         if (dev->hdr_len == sizeof(struct virtio_net_hdr_mrg)) {
                 uint16_t le = htole16(nbufs);
-                iov_write(d->rx_gather, d->rx_gather_n, offsetof(struct virtio_net_hdr_mrg, num_buffers), &le,
+                iov_from_buf(d->rx_gather, d->rx_gather_n, offsetof(struct virtio_net_hdr_mrg, num_buffers), &le,
                           sizeof(le));
         }
         d->rx_pushed += nbufs;
