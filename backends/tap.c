@@ -22,10 +22,10 @@
 struct tap_backend {
         struct backend base;
         char ifname[IF_NAMESIZE];
-        bool ufo; /* the kernel accepts TUN_F_UFO */
-        short flags;       /* TUNSETIFF flags, to reattach after the device was deleted */
-        bool set_up;       /* link_up=: also after re-creating the device */
-        int hdr_len;       /* what configure() set, reapplied on reattach */
+        bool ufo;    /* the kernel accepts TUN_F_UFO */
+        short flags; /* TUNSETIFF flags, to reattach after the device was deleted */
+        bool set_up; /* link_up=: also after re-creating the device */
+        int hdr_len; /* what configure() set, reapplied on reattach */
         unsigned offloads;
         int fds[];
 };

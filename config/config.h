@@ -18,25 +18,25 @@ enum log_level { LOG_LEVEL_ERR = 3, LOG_LEVEL_WARN = 4, LOG_LEVEL_INFO = 6, LOG_
 enum port_mode { PORT_MODE_SERVER = 0, PORT_MODE_CLIENT };
 
 struct port_cfg {
-        char name[32];                  /* from the section header: [port NAME] */
-        char socket[CONFIG_PATH_MAX];   /* vhost-user unix socket path */
-        enum port_mode mode;            /* server: vhostd listens; client: vhostd connects (QEMU server=on) */
-        char fd_name[64];               /* socket activation: FileDescriptorName= that maps to this port */
-        unsigned queues;                /* queue pairs, 1..CONFIG_MAX_QUEUES */
-        unsigned burst;                 /* frames per burst, 1..256 */
-        unsigned busy_poll_us;          /* 0: interrupt mode */
-        int cpus[CONFIG_MAX_CPUS];      /* worker i is pinned to cpus[i % ncpus] */
+        char name[32];                /* from the section header: [port NAME] */
+        char socket[CONFIG_PATH_MAX]; /* vhost-user unix socket path */
+        enum port_mode mode;          /* server: vhostd listens; client: vhostd connects (QEMU server=on) */
+        char fd_name[64];             /* socket activation: FileDescriptorName= that maps to this port */
+        unsigned queues;              /* queue pairs, 1..CONFIG_MAX_QUEUES */
+        unsigned burst;               /* frames per burst, 1..256 */
+        unsigned busy_poll_us;        /* 0: interrupt mode */
+        int cpus[CONFIG_MAX_CPUS];    /* worker i is pinned to cpus[i % ncpus] */
         unsigned ncpus;
         uint8_t mac[6];
         bool has_mac;
-        unsigned socket_mode;           /* listening socket permissions, 0: umask default */
-        char socket_owner[64];          /* user[:group] to chown the listening socket to, "" to leave */
+        unsigned socket_mode;  /* listening socket permissions, 0: umask default */
+        char socket_owner[64]; /* user[:group] to chown the listening socket to, "" to leave */
         struct backend_cfg backend;
 };
 
 struct config {
         enum log_level log_level;
-        char user[64];                  /* drop to this user after opening ports, "" to stay */
+        char user[64]; /* drop to this user after opening ports, "" to stay */
         char group[64];
         char control_socket[CONFIG_PATH_MAX]; /* vhostctl socket, "" for none */
         bool seccomp;

@@ -137,8 +137,9 @@ static void report_port(struct out *o, const struct port *p, bool json)
                 return;
         }
         if (json)
-                outf(o, ",\"features\":\"0x%llx\",\"protocol_features\":\"0x%llx\",\"mtu\":%u,\"vnet_hdr_len\":%u,"
-                        "\"vrings\":[",
+                outf(o,
+                     ",\"features\":\"0x%llx\",\"protocol_features\":\"0x%llx\",\"mtu\":%u,\"vnet_hdr_len\":%u,"
+                     "\"vrings\":[",
                      (unsigned long long)dev->features, (unsigned long long)dev->protocol_features, dev->mtu,
                      dev->hdr_len);
         else {
@@ -169,9 +170,8 @@ static void report_port(struct out *o, const struct port *p, bool json)
                         outf(o,
                              ",\"frames\":%lu,\"bytes\":%lu,\"drops\":%lu,\"drop_too_big\":%lu,\"drop_port\":%lu,"
                              "\"kicks\":%lu,\"calls\":%lu,\"wait_guest\":%lu,\"wait_port\":%lu}",
-                             LOAD(s->frames), LOAD(s->bytes), LOAD(s->drops), LOAD(s->drop_too_big),
-                             LOAD(s->drop_port), LOAD(s->kicks), LOAD(s->calls), LOAD(s->wait_guest),
-                             LOAD(s->wait_port));
+                             LOAD(s->frames), LOAD(s->bytes), LOAD(s->drops), LOAD(s->drop_too_big), LOAD(s->drop_port),
+                             LOAD(s->kicks), LOAD(s->calls), LOAD(s->wait_guest), LOAD(s->wait_port));
                 } else {
                         outf(o,
                              "  vring %u (%s %u): %s%s size %u, frames %lu, bytes %lu, drops %lu (too big %lu, "

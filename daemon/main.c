@@ -24,21 +24,22 @@ static struct ctl ctl;
 
 static void usage(FILE *f)
 {
-        fprintf(f, "Usage: vhostd [OPTIONS]\n"
-                   "  -c, --config FILE       read ports from FILE (vhostd.conf(5))\n"
-                   "      --check-config FILE validate FILE and exit\n"
-                   "  -s, --socket PATH       one port on this vhost-user socket (instead of --config)\n"
-                   "      --client            connect to PATH (QEMU server=on) instead of listening\n"
-                   "  -b, --backend KIND      %s (default loopback)\n"
-                   "  -i, --ifname NAME       tap name or interface to bind\n"
-                   "  -q, --queues N          queue pairs (default 1)\n"
-                   "  -o, --option KEY=VALUE  any port key of vhostd.conf(5), repeatable\n"
-                   "  -C, --control PATH      control socket for vhostctl\n"
-                   "  -u, --user USER         drop privileges to USER after opening ports\n"
-                   "      --seccomp           confine the running daemon to a system-call allow-list\n"
-                   "  -l, --log-level LEVEL   err, warn, info (default), debug\n"
-                   "  -h, --help              this text\n"
-                   "  -V, --version\n",
+        fprintf(f,
+                "Usage: vhostd [OPTIONS]\n"
+                "  -c, --config FILE       read ports from FILE (vhostd.conf(5))\n"
+                "      --check-config FILE validate FILE and exit\n"
+                "  -s, --socket PATH       one port on this vhost-user socket (instead of --config)\n"
+                "      --client            connect to PATH (QEMU server=on) instead of listening\n"
+                "  -b, --backend KIND      %s (default loopback)\n"
+                "  -i, --ifname NAME       tap name or interface to bind\n"
+                "  -q, --queues N          queue pairs (default 1)\n"
+                "  -o, --option KEY=VALUE  any port key of vhostd.conf(5), repeatable\n"
+                "  -C, --control PATH      control socket for vhostctl\n"
+                "  -u, --user USER         drop privileges to USER after opening ports\n"
+                "      --seccomp           confine the running daemon to a system-call allow-list\n"
+                "  -l, --log-level LEVEL   err, warn, info (default), debug\n"
+                "  -h, --help              this text\n"
+                "  -V, --version\n",
                 backend_kinds());
 }
 
@@ -56,14 +57,21 @@ static int cli_port_set(struct port_cfg *pc, const char *key, const char *value)
 static int parse_args(int argc, char **argv, const char **ret_config, bool *ret_check)
 {
         static const struct option opts[] = {
-                {"config", required_argument, NULL, 'c'},  {"check-config", required_argument, NULL, 'K'},
-                {"socket", required_argument, NULL, 's'},  {"client", no_argument, NULL, 'L'},
-                {"backend", required_argument, NULL, 'b'}, {"ifname", required_argument, NULL, 'i'},
-                {"queues", required_argument, NULL, 'q'},  {"option", required_argument, NULL, 'o'},
-                {"control", required_argument, NULL, 'C'}, {"user", required_argument, NULL, 'u'},
+                {"config", required_argument, NULL, 'c'},
+                {"check-config", required_argument, NULL, 'K'},
+                {"socket", required_argument, NULL, 's'},
+                {"client", no_argument, NULL, 'L'},
+                {"backend", required_argument, NULL, 'b'},
+                {"ifname", required_argument, NULL, 'i'},
+                {"queues", required_argument, NULL, 'q'},
+                {"option", required_argument, NULL, 'o'},
+                {"control", required_argument, NULL, 'C'},
+                {"user", required_argument, NULL, 'u'},
                 {"seccomp", no_argument, NULL, 'S'},
-                {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
-                {"version", no_argument, NULL, 'V'},       {0},
+                {"log-level", required_argument, NULL, 'l'},
+                {"help", no_argument, NULL, 'h'},
+                {"version", no_argument, NULL, 'V'},
+                {0},
         };
         struct port_cfg *pc = &cfg.ports[0];
         bool cli_port = false;

@@ -39,12 +39,12 @@ int port_open_backend(struct port *p)
                         hint = " (not permitted: see the privileges each port kind needs in vhostd(8))";
                 else if (r == -EMSGSIZE)
                         hint = " (the MTU is larger than this port can carry)";
-                log_msg(3, r, "%s: cannot open %s port%s%s%s", p->name, bc->kind, bc->ifname[0] ? " " : "",
-                        bc->ifname, hint);
+                log_msg(3, r, "%s: cannot open %s port%s%s%s", p->name, bc->kind, bc->ifname[0] ? " " : "", bc->ifname,
+                        hint);
                 return r;
         }
-        log_info("%s: %s port%s%s open with %u queue pair%s", p->name, bc->kind, bc->ifname[0] ? " " : "",
-                 bc->ifname, p->cfg->queues, p->cfg->queues > 1 ? "s" : "");
+        log_info("%s: %s port%s%s open with %u queue pair%s", p->name, bc->kind, bc->ifname[0] ? " " : "", bc->ifname,
+                 p->cfg->queues, p->cfg->queues > 1 ? "s" : "");
         return 0;
 }
 

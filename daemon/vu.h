@@ -58,7 +58,7 @@ struct worker {
         bool running;
         pthread_mutex_t lock;
         int epoll_fd;
-        int wake_fd;        /* eventfd: the control thread changed something */
+        int wake_fd; /* eventfd: the control thread changed something */
         atomic_bool stop;
         atomic_bool port_down; /* set by the worker; the control thread logs changes once */
         atomic_int port_err;

@@ -49,8 +49,8 @@ static void async_cb(struct ev_loop *loop, ev_async *a, int revents)
                 if (down != w->port_down_logged) {
                         w->port_down_logged = down;
                         if (down)
-                                log_warn("%s: queue pair %u: port fault (%s); frames wait until it is back",
-                                         dev->name, q, strerror(-atomic_load(&w->port_err)));
+                                log_warn("%s: queue pair %u: port fault (%s); frames wait until it is back", dev->name,
+                                         q, strerror(-atomic_load(&w->port_err)));
                         else
                                 log_info("%s: queue pair %u: port is back, traffic resumes", dev->name, q);
                 }
@@ -158,8 +158,8 @@ int vu_dev_read(struct vu_dev *dev)
                         struct cmsghdr align;
                 } ctl;
                 struct iovec iov;
-                struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-                                    .msg_controllen = sizeof(ctl.buf)};
+                struct msghdr mh = {
+                        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf)};
                 ssize_t n;
                 int r;
 

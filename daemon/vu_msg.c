@@ -29,7 +29,7 @@ enum quiesce_rule { QUIESCE_NONE = 0, QUIESCE_VRING, QUIESCE_ALL };
 struct vu_handler {
         const char *name;
         int (*handle)(struct vu_dev *dev, struct vu_msg *msg);
-        uint32_t size;     /* exact payload size, or the minimum when var_size */
+        uint32_t size; /* exact payload size, or the minimum when var_size */
         bool var_size;
         enum fd_rule fds;
         enum vring_rule vring;
@@ -80,17 +80,16 @@ static int take_fd(struct vu_msg *msg, unsigned i)
 uint64_t vu_offered_protocol_features(void)
 {
         return BIT_ULL(VU_PROTOCOL_F_MQ) | BIT_ULL(VU_PROTOCOL_F_REPLY_ACK) | BIT_ULL(VU_PROTOCOL_F_RARP) |
-               BIT_ULL(VU_PROTOCOL_F_MTU) | BIT_ULL(VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |
-               BIT_ULL(VU_PROTOCOL_F_STATUS) | BIT_ULL(VU_PROTOCOL_F_CONFIG) | BIT_ULL(VU_PROTOCOL_F_RESET_DEVICE);
+               BIT_ULL(VU_PROTOCOL_F_MTU) | BIT_ULL(VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS) | BIT_ULL(VU_PROTOCOL_F_STATUS) |
+               BIT_ULL(VU_PROTOCOL_F_CONFIG) | BIT_ULL(VU_PROTOCOL_F_RESET_DEVICE);
 }
 
 uint64_t vu_offered_features(const struct port *port)
 {
         uint64_t f = BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VIRTIO_RING_F_INDIRECT_DESC) |
-                     BIT_ULL(VIRTIO_RING_F_EVENT_IDX) | BIT_ULL(VIRTIO_NET_F_MRG_RXBUF) |
-                     BIT_ULL(VIRTIO_NET_F_STATUS) | BIT_ULL(VIRTIO_NET_F_MTU) | BIT_ULL(VIRTIO_F_ANY_LAYOUT) |
-                     BIT_ULL(VIRTIO_F_NOTIFY_ON_EMPTY) | BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) |
-                     BIT_ULL(VIRTIO_NET_F_GUEST_ANNOUNCE);
+                     BIT_ULL(VIRTIO_RING_F_EVENT_IDX) | BIT_ULL(VIRTIO_NET_F_MRG_RXBUF) | BIT_ULL(VIRTIO_NET_F_STATUS) |
+                     BIT_ULL(VIRTIO_NET_F_MTU) | BIT_ULL(VIRTIO_F_ANY_LAYOUT) | BIT_ULL(VIRTIO_F_NOTIFY_ON_EMPTY) |
+                     BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) | BIT_ULL(VIRTIO_NET_F_GUEST_ANNOUNCE);
 
         if (port->cfg->queues > 1)
                 f |= BIT_ULL(VIRTIO_NET_F_MQ);
@@ -201,8 +200,7 @@ static int handle_add_mem_reg(struct vu_dev *dev, struct vu_msg *msg)
                 swap_mem(dev, t, false);
                 return 0;
         }
-        if (mem_region_check(reg->guest_phys_addr, reg->memory_size, reg->userspace_addr, reg->mmap_offset, &why) <
-            0) {
+        if (mem_region_check(reg->guest_phys_addr, reg->memory_size, reg->userspace_addr, reg->mmap_offset, &why) < 0) {
                 free(t);
                 return fail(dev, -EINVAL, "%s", why);
         }
@@ -468,8 +466,7 @@ static int handle_set_vring_enable(struct vu_dev *dev, struct vu_msg *msg)
 
         /* QEMU sends this before SET_FEATURES too (to disable rings beyond the active queue pairs). */
         if (msg->payload.state.num > 1)
-                return fail(dev, -EINVAL, "vring %u: enable value %u is not 0 or 1", vr->index,
-                            msg->payload.state.num);
+                return fail(dev, -EINVAL, "vring %u: enable value %u is not 0 or 1", vr->index, msg->payload.state.num);
         if (!msg->payload.state.num)
                 worker_return_chains(vring_worker(dev, vr));
         vr->enabled = msg->payload.state.num;
@@ -525,10 +522,9 @@ static int handle_get_config(struct vu_dev *dev, struct vu_msg *msg)
         struct vu_config *c = &msg->payload.config;
         struct virtio_net_config nc;
 
-        if (msg->hdr.size != VU_CONFIG_HDR_SIZE + c->size || c->offset > sizeof(nc) ||
-            c->size > sizeof(nc) - c->offset)
-                return fail(dev, -EINVAL, "config range %u+%u outside the %zu-byte device config", c->offset,
-                            c->size, sizeof(nc));
+        if (msg->hdr.size != VU_CONFIG_HDR_SIZE + c->size || c->offset > sizeof(nc) || c->size > sizeof(nc) - c->offset)
+                return fail(dev, -EINVAL, "config range %u+%u outside the %zu-byte device config", c->offset, c->size,
+                            sizeof(nc));
         net_config(dev, &nc);
         memcpy(c->payload, (uint8_t *)&nc + c->offset, c->size);
         return 1;

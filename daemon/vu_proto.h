@@ -61,9 +61,9 @@ enum vu_protocol_feature {
 #define VU_VRING_IDX_MASK 0xffu
 #define VU_VRING_NOFD_MASK (1u << 8)
 
-#define VU_MAX_FDS 8           /* per message (QEMU's VHOST_MEMORY_BASELINE_NREGIONS) */
-#define VU_MEM_REGIONS_MAX 8   /* regions in one SET_MEM_TABLE */
-#define VU_MAX_MEM_SLOTS 32    /* answer to GET_MAX_MEM_SLOTS */
+#define VU_MAX_FDS 8         /* per message (QEMU's VHOST_MEMORY_BASELINE_NREGIONS) */
+#define VU_MEM_REGIONS_MAX 8 /* regions in one SET_MEM_TABLE */
+#define VU_MAX_MEM_SLOTS 32  /* answer to GET_MAX_MEM_SLOTS */
 #define VU_CONFIG_MAX 256
 
 struct vu_hdr {
@@ -129,6 +129,6 @@ struct vu_msg {
         union vu_payload payload;
         int fds[VU_MAX_FDS];
         unsigned nfds;
-} ;
+};
 
 #endif

@@ -22,12 +22,12 @@
 
 #define BURST_MAX 256
 #define TX_IOV_POOL 2048
-#define RX_RES_MAX 128   /* reserved rx chains (mergeable buffers of one or more frames) */
-#define RX_ELEM_IOV 32   /* segments of one rx chain */
+#define RX_RES_MAX 128 /* reserved rx chains (mergeable buffers of one or more frames) */
+#define RX_ELEM_IOV 32 /* segments of one rx chain */
 #define RX_GATHER_MAX 1024
-#define ROUNDS_MAX 16    /* bursts per wakeup before yielding (fairness, CVE-2019-3900) */
-#define RETRY_MS 50      /* port full without a wakeup fd */
-#define RECOVER_MS 200   /* port down or gone: how often to look again */
+#define ROUNDS_MAX 16  /* bursts per wakeup before yielding (fairness, CVE-2019-3900) */
+#define RETRY_MS 50    /* port full without a wakeup fd */
+#define RECOVER_MS 200 /* port down or gone: how often to look again */
 
 enum { TAG_WAKE = 1, TAG_RX_KICK, TAG_TX_KICK, TAG_PORT };
 
@@ -52,14 +52,14 @@ struct worker_data {
         /* rx: FIFO of popped chains waiting for frames; always the newest chains of the rx ring */
         struct rx_res rx_res[RX_RES_MAX];
         unsigned rx_head, rx_count;
-        uint64_t rx_cap;  /* sum of in_len of reserved chains */
+        uint64_t rx_cap; /* sum of in_len of reserved chains */
         struct iovec rx_gather[RX_GATHER_MAX];
         unsigned rx_gather_n, rx_gather_chains;
-        bool rx_no_room;  /* the last reserve failed: wait for the guest */
+        bool rx_no_room; /* the last reserve failed: wait for the guest */
         unsigned rx_frames, rx_pushed;
 
         bool tx_ready, port_readable, rx_wait_guest, tx_wait_port, tx_retry;
-        bool port_down;       /* out of epoll until recover() says it works again */
+        bool port_down; /* out of epoll until recover() says it works again */
         long long next_recover_ns;
         long long last_work_ns;
 };
@@ -291,8 +291,8 @@ static int rx_reserve(struct rx_sink *sink, size_t frame_len, const struct iovec
                 if (r < 0)
                         goto broken;
                 if (res->e.out_num || res->e.in_len < dev->hdr_len) {
-                        vq_set_broken(&vr->vq, "rx chain %u is not a writable buffer of at least %u bytes",
-                                      res->e.head, dev->hdr_len);
+                        vq_set_broken(&vr->vq, "rx chain %u is not a writable buffer of at least %u bytes", res->e.head,
+                                      dev->hdr_len);
                         goto broken;
                 }
                 d->rx_count++;
@@ -355,7 +355,7 @@ static void rx_commit(struct rx_sink *sink, size_t len)
         if (dev->hdr_len == sizeof(struct virtio_net_hdr_mrg)) {
                 uint16_t le = htole16(nbufs);
                 iov_from_buf(d->rx_gather, d->rx_gather_n, offsetof(struct virtio_net_hdr_mrg, num_buffers), &le,
-                          sizeof(le));
+                             sizeof(le));
         }
         d->rx_pushed += nbufs;
         d->rx_frames++;

@@ -177,8 +177,8 @@ static const struct mem_region *find_gpa(const struct mem_table *t, uint64_t gpa
         return NULL;
 }
 
-int mem_translate(const struct mem_table *t, uint64_t gpa, uint64_t len, bool write, struct iovec *iov,
-                  unsigned max, unsigned *hint)
+int mem_translate(const struct mem_table *t, uint64_t gpa, uint64_t len, bool write, struct iovec *iov, unsigned max,
+                  unsigned *hint)
 {
         unsigned n = 0;
 

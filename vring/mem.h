@@ -21,8 +21,8 @@ struct mem_region {
         uint8_t *host;        /* host pointer to gpa */
         void *map_base;       /* what mmap returned (covers mmap_offset too) */
         size_t map_len;
-        bool writable;        /* false when the fd only allowed a read-only mapping */
-        unsigned refs;        /* ADD_MEM_REG of an identical region (QEMU sends one per queue pair) */
+        bool writable; /* false when the fd only allowed a read-only mapping */
+        unsigned refs; /* ADD_MEM_REG of an identical region (QEMU sends one per queue pair) */
 };
 
 /* Replaced as a whole, never edited while a worker may read it. Sorted by gpa. */
@@ -59,8 +59,8 @@ void mem_table_clear(struct mem_table *t);
  * Returns the number of entries, -EFAULT when any byte lies outside guest memory (or is read-only and
  * write was asked), -ENOBUFS when max entries are not enough.
  */
-int mem_translate(const struct mem_table *t, uint64_t gpa, uint64_t len, bool write, struct iovec *iov,
-                  unsigned max, unsigned *hint);
+int mem_translate(const struct mem_table *t, uint64_t gpa, uint64_t len, bool write, struct iovec *iov, unsigned max,
+                  unsigned *hint);
 
 /* Translates a front-end virtual range that must be contiguous in one region; NULL otherwise. */
 void *mem_uva_to_host(const struct mem_table *t, uint64_t uva, uint64_t len, bool write);

@@ -67,8 +67,8 @@ void vq_free(struct vq *vq)
         vq->indirect_scratch = NULL;
 }
 
-int vq_map_rings(struct vq *vq, const struct mem_table *mem, uint64_t desc_uva, uint64_t avail_uva,
-                 uint64_t used_uva, const char **ret_why)
+int vq_map_rings(struct vq *vq, const struct mem_table *mem, uint64_t desc_uva, uint64_t avail_uva, uint64_t used_uva,
+                 const char **ret_why)
 {
         uint64_t num = vq->num;
         void *desc, *avail, *used;
@@ -85,9 +85,9 @@ int vq_map_rings(struct vq *vq, const struct mem_table *mem, uint64_t desc_uva, 
         avail = mem_uva_to_host(mem, avail_uva, 4 + 2 * num + 2, false);
         used = mem_uva_to_host(mem, used_uva, 4 + 8 * num + 2, true);
         if (!desc || !avail || !used) {
-                *ret_why = !desc ? "descriptor table is not in guest memory"
-                         : !avail ? "available ring is not in guest memory"
-                                  : "used ring is not in writable guest memory";
+                *ret_why = !desc    ? "descriptor table is not in guest memory"
+                           : !avail ? "available ring is not in guest memory"
+                                    : "used ring is not in writable guest memory";
                 return -EFAULT;
         }
         vq->desc = desc;
@@ -133,8 +133,8 @@ static const struct vring_desc *map_indirect(struct vq *vq, const struct vring_d
         }
         n = mem_translate(vq->mem, d->addr, d->len, false, iov, 8, &vq->mem_hint);
         if (n < 0) {
-                vq_set_broken(vq, "indirect table at 0x%llx+%u is outside guest memory",
-                              (unsigned long long)d->addr, d->len);
+                vq_set_broken(vq, "indirect table at 0x%llx+%u is outside guest memory", (unsigned long long)d->addr,
+                              d->len);
                 return NULL;
         }
         *ret_count = count;

@@ -56,8 +56,8 @@ int vq_check_num(unsigned num);
  * Points the queue at its rings, given front-end virtual addresses; each ring part must map contiguously
  * at full size (the used ring writable). Returns 0 or -EFAULT with *ret_why set.
  */
-int vq_map_rings(struct vq *vq, const struct mem_table *mem, uint64_t desc_uva, uint64_t avail_uva,
-                 uint64_t used_uva, const char **ret_why);
+int vq_map_rings(struct vq *vq, const struct mem_table *mem, uint64_t desc_uva, uint64_t avail_uva, uint64_t used_uva,
+                 const char **ret_why);
 
 /* Allocates per-queue scratch for num (control plane). -ENOMEM. */
 int vq_alloc(struct vq *vq, unsigned num);

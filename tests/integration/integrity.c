@@ -78,8 +78,8 @@ static int report(const struct tally *t)
         unsigned long lost = t->sent - t->received;
         bool ok = t->received == t->sent && !t->corrupted && !t->duplicated;
 
-        printf("%-12s sent %lu received %lu corrupted %lu duplicated %lu lost %lu: %s\n", t->name, t->sent,
-               t->received, t->corrupted, t->duplicated, lost, ok ? "ok" : "FAILED");
+        printf("%-12s sent %lu received %lu corrupted %lu duplicated %lu lost %lu: %s\n", t->name, t->sent, t->received,
+               t->corrupted, t->duplicated, lost, ok ? "ok" : "FAILED");
         return ok ? 0 : 1;
 }
 
@@ -188,12 +188,10 @@ static int open_packet(const char *ifname)
 
 int main(int argc, char **argv)
 {
-        static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
-                                             {"ifname", required_argument, NULL, 'i'},
-                                             {"loopback", no_argument, NULL, 'l'},
-                                             {"frames", required_argument, NULL, 'n'},
-                                             {"max-size", required_argument, NULL, 'm'},
-                                             {0}};
+        static const struct option opts[] = {
+                {"socket", required_argument, NULL, 's'},   {"ifname", required_argument, NULL, 'i'},
+                {"loopback", no_argument, NULL, 'l'},       {"frames", required_argument, NULL, 'n'},
+                {"max-size", required_argument, NULL, 'm'}, {0}};
         const char *sock = NULL, *ifname = NULL;
         bool loopback = false;
         struct fe *fe;

@@ -114,8 +114,8 @@ static int ping(const char *path, long long timeout_ms)
         memcpy(&rsize, reply + 8, 4);
         memcpy(&features, reply + 12, 8);
         if (le32toh(req) != VU_GET_FEATURES || !(le32toh(rflags) & VU_REPLY) || le32toh(rsize) != 8) {
-                fprintf(stderr, "vu_ping: %s: bad reply header: request %u flags 0x%x size %u\n", path,
-                        le32toh(req), le32toh(rflags), le32toh(rsize));
+                fprintf(stderr, "vu_ping: %s: bad reply header: request %u flags 0x%x size %u\n", path, le32toh(req),
+                        le32toh(rflags), le32toh(rsize));
                 return 1;
         }
         printf("0x%llx\n", (unsigned long long)le64toh(features));
