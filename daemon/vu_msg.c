@@ -717,10 +717,12 @@ out:
                         close(msg->fds[i]);
         msg->nfds = 0;
         if (r < 0) {
+                /* A front-end that waits for a reply, or cannot be told (no REPLY_ACK), must not go on. */
+                bool drop = r == -EPROTO || (h && h->replies) || !need_ack;
                 if (dev->err[0])
                         log_err("%s: %s: %s%s", dev->name, vu_request_name(req), dev->err,
-                                (r == -EPROTO || (h && h->replies)) ? "; closing the connection" : "");
-                if (h && h->replies)
+                                drop ? "; closing the connection" : "");
+                if (drop)
                         r = -EPROTO;
         }
         if (r == -EPROTO)

@@ -455,7 +455,8 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&w->lock);
         int timeout = poll_timeout(d);
         pthread_mutex_unlock(&w->lock);
-        for (;;) {
+        /* Checked before every wait too: the wake that worker_stop() sends may be drained by a TAG_WAKE. */
+        while (!atomic_load(&w->stop)) {
                 /* The timeout was computed under the lock; a change made since then also wrote wake_fd. */
                 int n = epoll_wait(w->epoll_fd, evs, 8, timeout);
 

@@ -90,6 +90,11 @@ int vq_map_rings(struct vq *vq, const struct mem_table *mem, uint64_t desc_uva, 
                                     : "used ring is not in writable guest memory";
                 return -EFAULT;
         }
+        /* The front-end chooses region uvas freely: aligned ring uvas can still land misaligned here. */
+        if (((uintptr_t)desc & 15) || ((uintptr_t)avail & 1) || ((uintptr_t)used & 3)) {
+                *ret_why = "ring misaligned in host memory";
+                return -EINVAL;
+        }
         vq->desc = desc;
         vq->avail = avail;
         vq->used = used;
@@ -200,15 +205,12 @@ int vq_pop(struct vq *vq, struct vq_elem *elem, unsigned iov_max)
                 write = d.flags & VRING_DESC_F_WRITE;
                 if (!write && elem->in_num)
                         return vq_set_broken(vq, "chain %u: readable descriptor after a writable one", head);
-                if (write) {
-                        if (elem->in_len + d.len > UINT32_MAX)
-                                return vq_set_broken(vq, "chain %u: total length over 4 GiB", head);
+                if (elem->in_len + elem->out_len + d.len > UINT32_MAX)
+                        return vq_set_broken(vq, "chain %u: total length over 4 GiB", head);
+                if (write)
                         elem->in_len += d.len;
-                } else {
-                        if (elem->out_len + d.len > UINT32_MAX)
-                                return vq_set_broken(vq, "chain %u: total length over 4 GiB", head);
+                else
                         elem->out_len += d.len;
-                }
                 n = mem_translate(vq->mem, d.addr, d.len, write, elem->iov + nio, iov_max - nio, &vq->mem_hint);
                 if (n == -ENOBUFS)
                         return -ENOBUFS;

@@ -1,0 +1,306 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libFuzzer target for the split virtqueue (vring/vq.c) over fuzzed guest RAM:
+ *   clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE tests/fuzz/fuzz_vq.c \
+ *       vring/mem.c vring/vq.c -o fuzz_vq && ./fuzz_vq tests/fuzz/corpus/vq
+ *
+ * Guest RAM is four regions, each its own mapping between PROT_NONE guard pages (ASan does not watch mmap'd
+ * memory; the guards turn any stray access into a crash):
+ *   A  gpa 0x0     32 KiB  writable   rings (compact layout) and data
+ *   B  gpa 0x8000  16 KiB  writable   adjacent to A in gpa, not in host memory: crossings take 2 iovecs
+ *   C  gpa 0x10000  8 KiB  read-only  (PROT_READ: a write through it crashes)
+ *   D  gpa 2^64 - 4 KiB     writable  the top of the address space
+ *
+ * Input:
+ *   byte 0      ring size: 1 << (b % 9)
+ *   byte 1      bit 0: EVENT_IDX; bit 1: ring addresses from bytes 2..7 (uva offsets from A, little-endian
+ *               u16 each: desc, avail, used) instead of the compact layout (used when they do not map)
+ *   byte 8      ops length L (then L op bytes)
+ *   the rest    guest RAM image, from A's start on through B and C (so the first bytes are the descriptor
+ *               table, then the avail ring, the used ring, then data)
+ * Ops (b & 7, arg = b >> 3): pop with iov_max arg + 1, push the oldest popped, publish, should_call,
+ * enable_notify, disable_notify, unpop the arg newest popped, guest action (avail idx += arg, or for
+ * arg >= 16 write the next byte at A + next u16).
+ *
+ * Checks: every iovec lies inside one region (writable ones in writable regions), lengths add up, counts
+ * respect iov_max, heads are < num, vq_pop never writes guest memory, nothing is consumed on 0/-ENOBUFS/
+ * errors, a broken queue stays broken, and a pop that succeeds implies the guest made a chain available.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "vring/mem.h"
+#include "vring/vq.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define IOV_MAX_FUZZ 32
+#define POPPED_MAX 1024
+#define UVA_BASE 0x7f0000000000ull
+
+struct fregion {
+        uint64_t gpa, size, uva;
+        bool writable;
+        uint8_t *host;
+};
+
+static struct fregion regs[] = {
+        {0x0, 0x8000, UVA_BASE, true, NULL},
+        {0x8000, 0x4000, UVA_BASE + 0x8000, true, NULL},
+        {0x10000, 0x2000, UVA_BASE + 0x10000, false, NULL},
+        {0xfffffffffffff000ull, 0x1000, UVA_BASE + 0x100000, true, NULL},
+};
+#define NREGS (sizeof(regs) / sizeof(regs[0]))
+
+static struct mem_table mem;
+static uint8_t *snapshot[NREGS];
+
+static uint8_t *map_guarded(size_t size)
+{
+        size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        uint8_t *p = mmap(NULL, size + 2 * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+        if (p == MAP_FAILED || mprotect(p + page, size, PROT_READ | PROT_WRITE) < 0)
+                abort();
+        return p + page;
+}
+
+static void init(void)
+{
+        static bool done;
+
+        if (done)
+                return;
+        done = true;
+        for (unsigned i = 0; i < NREGS; i++) {
+                struct mem_region *r = &mem.regions[i];
+
+                regs[i].host = map_guarded(regs[i].size);
+                snapshot[i] = malloc(regs[i].size);
+                if (!snapshot[i])
+                        abort();
+                r->gpa = regs[i].gpa;
+                r->size = regs[i].size;
+                r->uva = regs[i].uva;
+                r->host = regs[i].host;
+                r->writable = regs[i].writable;
+                r->refs = 1;
+        }
+        mem.nregions = NREGS;
+}
+
+/* Fills guest RAM from the input; C is made read-only again afterwards. */
+static void fill(const uint8_t *img, size_t len)
+{
+        mprotect(regs[2].host, regs[2].size, PROT_READ | PROT_WRITE);
+        for (unsigned i = 0; i < NREGS; i++) {
+                size_t n = len < regs[i].size ? len : regs[i].size;
+
+                memset(regs[i].host, 0, regs[i].size);
+                if (i < 3) {
+                        memcpy(regs[i].host, img, n);
+                        img += n;
+                        len -= n;
+                }
+        }
+        mprotect(regs[2].host, regs[2].size, PROT_READ);
+}
+
+static bool in_guest(const struct iovec *v, bool write)
+{
+        const uint8_t *b = v->iov_base;
+
+        if (v->iov_len == 0)
+                return false; /* mem_translate never emits empty segments */
+        for (unsigned i = 0; i < NREGS; i++) {
+                const uint8_t *h = regs[i].host;
+                if (b >= h && b < h + regs[i].size && v->iov_len <= (size_t)(h + regs[i].size - b))
+                        return !write || regs[i].writable;
+        }
+        return false;
+}
+
+static void take_snapshot(void)
+{
+        for (unsigned i = 0; i < NREGS; i++)
+                memcpy(snapshot[i], regs[i].host, regs[i].size);
+}
+
+static void check_snapshot(void)
+{
+        for (unsigned i = 0; i < NREGS; i++)
+                if (memcmp(snapshot[i], regs[i].host, regs[i].size) != 0)
+                        abort(); /* vq_pop wrote guest memory */
+}
+
+static uint16_t avail_idx(const struct vq *vq)
+{
+        uint16_t v;
+        memcpy(&v, (const uint8_t *)vq->avail + 2, 2);
+        return le16toh(v);
+}
+
+static void check_pop(struct vq *vq, const struct vq_elem *e, int r, unsigned iov_max, uint16_t last_before)
+{
+        uint64_t out = 0, in = 0;
+
+        if (r == 1) {
+                if (vq->broken || e->head >= vq->num || e->out_num + e->in_num > iov_max)
+                        abort();
+                if ((uint16_t)(vq->last_avail_idx - last_before) != 1)
+                        abort();
+                /* A chain was made available: avail idx was ahead, by no more than num. */
+                if ((uint16_t)(avail_idx(vq) - last_before) == 0 || (uint16_t)(avail_idx(vq) - last_before) > vq->num)
+                        abort();
+                for (unsigned i = 0; i < e->out_num + e->in_num; i++) {
+                        bool write = i >= e->out_num;
+                        if (!in_guest(&e->iov[i], write))
+                                abort();
+                        if (write)
+                                in += e->iov[i].iov_len;
+                        else
+                                out += e->iov[i].iov_len;
+                }
+                if (out != e->out_len || in != e->in_len || out > UINT32_MAX || in > UINT32_MAX)
+                        abort();
+                return;
+        }
+        if (vq->last_avail_idx != last_before)
+                abort(); /* nothing consumed unless a chain was popped */
+        if (r == 0 || r == -ENOBUFS) {
+                if (r == -ENOBUFS && vq->broken)
+                        abort();
+                if (r == 0 && avail_idx(vq) != last_before && !vq->broken)
+                        abort();
+                return;
+        }
+        if (r > 1 || !vq->broken || !memchr(vq->broken_reason, 0, sizeof(vq->broken_reason)))
+                abort();
+}
+
+static void guest_action(struct vq *vq, unsigned arg, const uint8_t **ops, size_t *nops)
+{
+        if (arg < 16) {
+                uint16_t v = htole16((uint16_t)(avail_idx(vq) + arg));
+                memcpy((uint8_t *)vq->avail + 2, &v, 2);
+                return;
+        }
+        if (*nops < 3)
+                return;
+        uint16_t off = (uint16_t)((*ops)[0] | (*ops)[1] << 8);
+        regs[0].host[off % regs[0].size] = (*ops)[2];
+        *ops += 3;
+        *nops -= 3;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+        struct vq vq = {0};
+        struct iovec iov[IOV_MAX_FUZZ];
+        struct vq_elem e = {.iov = iov};
+        uint16_t popped[POPPED_MAX];
+        unsigned npopped = 0, first = 0;
+        const uint8_t *ops;
+        size_t nops;
+        const char *why;
+        unsigned num;
+        uint64_t desc, avail, used;
+
+        if (size < 9)
+                return 0;
+        init();
+        num = 1u << (data[0] % 9);
+        nops = data[8];
+        if (nops > size - 9)
+                nops = size - 9;
+        ops = data + 9;
+        fill(data + 9 + nops, size - 9 - nops);
+
+        if (vq_alloc(&vq, num) < 0)
+                abort();
+        vq.event_idx = data[1] & 1;
+        desc = 0;
+        avail = 16ull * num;
+        used = (avail + 6 + 2ull * num + 3) & ~3ull;
+        if (data[1] & 2) {
+                uint64_t d = data[2] | data[3] << 8, a = data[4] | data[5] << 8, u = data[6] | data[7] << 8;
+                if (vq_map_rings(&vq, &mem, UVA_BASE + d, UVA_BASE + a, UVA_BASE + u, &why) < 0) {
+                        if (!why)
+                                abort();
+                        if (vq.desc || vq.avail || vq.used)
+                                abort(); /* a failed map leaves the queue alone */
+                }
+        }
+        if (!vq.desc && vq_map_rings(&vq, &mem, UVA_BASE + desc, UVA_BASE + avail, UVA_BASE + used, &why) < 0)
+                abort();
+        /* The rings must lie inside writable (used) or any (desc, avail) guest memory. */
+        {
+                struct iovec d = {vq.desc, 16 * num}, a = {vq.avail, 6 + 2 * num}, u = {vq.used, 6 + 8 * num};
+                if (!in_guest(&d, false) || !in_guest(&a, false) || !in_guest(&u, true))
+                        abort();
+        }
+
+        while (nops > 0) {
+                unsigned op = ops[0] & 7, arg = ops[0] >> 3;
+                ops++;
+                nops--;
+                switch (op) {
+                case 0: {
+                        unsigned max = arg + 1;
+                        uint16_t last = vq.last_avail_idx;
+                        bool was_broken = vq.broken;
+                        int r;
+
+                        take_snapshot();
+                        r = vq_pop(&vq, &e, max);
+                        check_snapshot();
+                        if (was_broken && r >= 0)
+                                abort(); /* broken stays broken */
+                        check_pop(&vq, &e, r, max, last);
+                        if (r == 1 && npopped < POPPED_MAX)
+                                popped[(first + npopped++) % POPPED_MAX] = e.head;
+                        else if (r == 1)
+                                vq_unpop(&vq, 1);
+                        if (vq.broken && vq_avail_count(&vq) != 0)
+                                abort();
+                        break;
+                }
+                case 1:
+                        if (npopped) {
+                                vq_push(&vq, popped[first], arg * 37u);
+                                first = (first + 1) % POPPED_MAX;
+                                npopped--;
+                        }
+                        break;
+                case 2:
+                        vq_publish(&vq);
+                        break;
+                case 3:
+                        (void)vq_should_call(&vq);
+                        break;
+                case 4:
+                        (void)vq_enable_notify(&vq);
+                        break;
+                case 5:
+                        vq_disable_notify(&vq);
+                        break;
+                case 6: {
+                        unsigned n = arg < npopped ? arg : npopped;
+                        vq_unpop(&vq, n);
+                        npopped -= n;
+                        break;
+                }
+                case 7:
+                        guest_action(&vq, arg, &ops, &nops);
+                        break;
+                }
+        }
+        vq_free(&vq);
+        return 0;
+}
