@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -112,10 +113,18 @@ static void remap_rings(struct vu_dev *dev)
                 vr->mapped = false;
                 if (!vr->addr_set || !dev->mem)
                         continue;
-                if (vq_map_rings(&vr->vq, dev->mem, vr->desc_uva, vr->avail_uva, vr->used_uva, &why) == 0)
+                if (vq_map_rings(&vr->vq, dev->mem, vr->desc_uva, vr->avail_uva, vr->used_uva, &why) == 0) {
                         vr->mapped = true;
-                else
-                        log_err("%s: vring %u: %s after the memory table changed; the ring stops", dev->name, i, why);
+                } else if (vr->started) {
+                        /* The front-end took memory away from under a running ring: that ring is broken. */
+                        vq_set_broken(&vr->vq, "%s after the memory table changed", why);
+                        vr->broken_reported = true;
+                        log_err("%s: vring %u is broken and stops: %s", dev->name, i, vr->vq.broken_reason);
+                        if (vr->err_fd >= 0)
+                                (void)eventfd_write(vr->err_fd, 1);
+                } else {
+                        log_warn("%s: vring %u: %s after the memory table changed", dev->name, i, why);
+                }
         }
 }
 

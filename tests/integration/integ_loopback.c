@@ -1,0 +1,236 @@
+// SPDX-License-Identifier: MIT
+/*
+ * integ_loopback: a real vhostd with the loopback port, driven by fakefe. Every frame the guest sends on queue
+ * pair i must come back on its receive queue i, in order, intact: each carries a sequence number and an FNV-1a
+ * checksum (fe_frame_build). Covers 1 and 2 queue pairs, with and without EVENT_IDX, MRG_RXBUF and indirect
+ * descriptors, chained and indirect layouts on both rings, small rings (wrap-around), the legacy 10-byte header,
+ * no PROTOCOL_FEATURES, and frame sizes from 60 to 9000 bytes plus 65000. After each configuration the per-vring
+ * counters of the control socket (what vhostctl --json prints) must agree with what was sent and received.
+ *
+ * Exit 0 when all pass; the last line is "N passed, N failed".
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/fakefe/fakefe.h"
+
+#include "tests/fakefe/harness.h"
+
+/* ---- the test ------------------------------------------------------------------------------------------- */
+
+struct lo_config {
+        const char *name;
+        unsigned qp;
+        unsigned ring;
+        uint64_t features; /* wanted: default minus these bits */
+        bool indirect;     /* post indirect chains (only when negotiated) */
+        bool mrg_small;    /* with MRG_RXBUF: rx buffers of rx_size bytes */
+        uint32_t rx_size;
+        unsigned frames; /* per queue pair */
+};
+
+static int run_config(struct vhostd *v, const struct lo_config *c, uint64_t *ret_frames)
+{
+        struct fe_setup_opts o = {
+                .queue_pairs = c->qp,
+                .ring_size = c->ring,
+                .features = FE_FEATURES_DEFAULT & ~c->features,
+                .buf_size = 65536,
+                .no_fill_rx = true,
+        };
+        static struct flow flows[2];
+        struct flow *fl[2];
+        struct vstat s[4];
+        static char js[16384];
+        struct fe *fe = NULL;
+        int r, ret = -1;
+        bool mrg, ind;
+
+        r = fe_connect(v->sock, 5000, &fe);
+        CHECK(r == 0, "connect: %s", strerror(-r));
+        r = fe_setup_ex(fe, &o);
+        if (r < 0) {
+                printf("  FAIL: fe_setup_ex: %s\n", strerror(-r));
+                goto out;
+        }
+        mrg = fe->acked_features & BIT_ULL(VIRTIO_NET_F_MRG_RXBUF);
+        ind = c->indirect && (fe->acked_features & BIT_ULL(VIRTIO_RING_F_INDIRECT_DESC));
+        for (unsigned q = 0; q < c->qp; q++) {
+                struct flow *f = &flows[q];
+
+                memset(f, 0, offsetof(struct flow, fbuf));
+                f->tx = fe_tx(fe, q);
+                f->rx = fe_rx(fe, q);
+                f->salt = (uint32_t)(mix32((uint32_t)(uintptr_t)c->name) + q * 0x1000193u);
+                f->gen = ++g_gen;
+                f->limit = c->frames;
+                f->min_len = 60;
+                f->max_len = 9000;
+                f->big_len = 65000;
+                f->big_every = 97;
+                f->tx_nseg_max = ind ? 16 : 4;
+                f->tx_indirect = ind;
+                f->rx_custom = true;
+                f->rx->rx_buf_size = 0;
+                f->rx_size = mrg && c->mrg_small ? c->rx_size : 65536;
+                f->rx_nseg = ind ? 4 : (mrg && c->mrg_small ? 1 : 2);
+                f->rx_indirect = ind;
+                flow_post_rx(f);
+                fe_ring_kick(f->rx);
+                f->rx->kicked_idx = f->rx->avail_idx;
+                fl[q] = f;
+        }
+        if (flows_run(fl, c->qp, 5000) < 0)
+                goto out;
+
+        /* Counters: what the daemon saw must be what we sent and received, with nothing dropped. */
+        r = vstats(v, s, 4, js, sizeof(js));
+        if (r < 0) {
+                printf("  FAIL: control socket: %s\n", strerror(-r));
+                goto out;
+        }
+        if (json_port_u64(js, "vnet_hdr_len") != fe_rx(fe, 0)->hdr_len) {
+                printf("  FAIL: vnet_hdr_len %llu, expected %u\n",
+                       (unsigned long long)json_port_u64(js, "vnet_hdr_len"), fe_rx(fe, 0)->hdr_len);
+                goto out;
+        }
+        for (unsigned q = 0; q < c->qp; q++) {
+                const struct flow *f = &flows[q];
+                const struct vstat *rx = &s[2 * q], *tx = &s[2 * q + 1];
+
+                if (f->stale) {
+                        printf("  FAIL: queue pair %u received %llu frames of a previous connection\n", q,
+                               (unsigned long long)f->stale);
+                        goto out;
+                }
+                if (!rx->found || !tx->found || tx->frames != f->send_seq || rx->frames != f->recv_seq ||
+                    tx->bytes != f->tx_bytes || rx->bytes != f->rx_bytes || tx->drops || rx->drops || tx->broken ||
+                    rx->broken || !tx->kicks || tx->kicks > f->tx->kicks || rx->kicks > f->rx->kicks ||
+                    f->rx->calls > rx->calls || f->tx->calls > tx->calls) {
+                        printf("  FAIL: queue pair %u counters disagree: sent %u frames %llu bytes (%llu kicks, %llu "
+                               "calls seen), received %u frames %llu bytes (%llu kicks, %llu calls seen)\n"
+                               "        vhostd tx: frames %llu bytes %llu drops %llu kicks %llu calls %llu broken %d\n"
+                               "        vhostd rx: frames %llu bytes %llu drops %llu kicks %llu calls %llu broken %d\n",
+                               q, f->send_seq, (unsigned long long)f->tx_bytes, (unsigned long long)f->tx->kicks,
+                               (unsigned long long)f->tx->calls, f->recv_seq, (unsigned long long)f->rx_bytes,
+                               (unsigned long long)f->rx->kicks, (unsigned long long)f->rx->calls,
+                               (unsigned long long)tx->frames, (unsigned long long)tx->bytes,
+                               (unsigned long long)tx->drops, (unsigned long long)tx->kicks,
+                               (unsigned long long)tx->calls, tx->broken, (unsigned long long)rx->frames,
+                               (unsigned long long)rx->bytes, (unsigned long long)rx->drops,
+                               (unsigned long long)rx->kicks, (unsigned long long)rx->calls, rx->broken);
+                        goto out;
+                }
+                *ret_frames += f->recv_seq;
+        }
+        ret = 0;
+out:
+        fe_free(fe);
+        r = fe_wait_maps(v->pid, FE_MEM_NAME, 0, 5000);
+        if (r < 0) {
+                printf("  FAIL: vhostd still maps guest RAM 5 s after the disconnect\n");
+                ret = -1;
+        }
+        return ret;
+}
+
+#define EV BIT_ULL(VIRTIO_RING_F_EVENT_IDX)
+#define MRG BIT_ULL(VIRTIO_NET_F_MRG_RXBUF)
+#define IND BIT_ULL(VIRTIO_RING_F_INDIRECT_DESC)
+
+static const struct lo_config configs[] = {
+        /* name, qp, ring, features removed, indirect, small mergeable rx buffers, rx size, frames per qp */
+        {"1qp event_idx mrg indirect", 1, 256, 0, true, true, 2048, 12800},
+        {"1qp event_idx mrg", 1, 256, 0, false, true, 1536, 12800},
+        {"1qp event_idx indirect", 1, 256, MRG, true, false, 0, 12800},
+        {"1qp event_idx", 1, 128, MRG | IND, false, false, 0, 12800},
+        {"1qp mrg indirect", 1, 256, EV, true, true, 4096, 12800},
+        {"1qp mrg", 1, 64, EV | IND, false, true, 4096, 12800},
+        {"1qp indirect", 1, 256, EV | MRG, true, false, 0, 12800},
+        {"1qp plain", 1, 32, EV | MRG | IND, false, false, 0, 12800},
+        {"2qp event_idx mrg indirect", 2, 256, 0, true, true, 2048, 6400},
+        {"2qp event_idx mrg", 2, 128, 0, false, true, 1536, 6400},
+        {"2qp event_idx indirect", 2, 256, MRG, true, false, 0, 6400},
+        {"2qp event_idx", 2, 64, MRG | IND, false, false, 0, 6400},
+        {"2qp mrg indirect", 2, 256, EV, true, true, 4096, 6400},
+        {"2qp mrg", 2, 256, EV | IND, false, true, 2048, 6400},
+        {"2qp indirect", 2, 32, EV | MRG, true, false, 0, 6400},
+        {"2qp plain", 2, 256, EV | MRG | IND, false, false, 0, 6400},
+        {"2qp mrg big rx buffers", 2, 256, 0, true, false, 0, 6400},
+        {"1qp legacy 10-byte header", 1, 256, MRG | BIT_ULL(VIRTIO_F_VERSION_1), true, false, 0, 6400},
+        {"2qp no PROTOCOL_FEATURES", 2, 256, BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES), false, true, 2048, 6400},
+};
+
+int main(void)
+{
+        unsigned pass = 0, fail = 0;
+        uint64_t total = 0;
+        struct vhostd v1, v2;
+        int64_t t0 = fe_now_ms();
+
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        signal(SIGPIPE, SIG_IGN);
+        snprintf(g_dir, sizeof(g_dir), "/tmp/vhostd-integ-lo-XXXXXX");
+        if (!mkdtemp(g_dir)) {
+                printf("mkdtemp: %m\n0 passed, 1 failed\n");
+                return 1;
+        }
+        if (vhostd_start(&v1, "q1", 1, NULL) < 0 || vhostd_start(&v2, "q2", 2, NULL) < 0) {
+                printf("0 passed, 1 failed\n");
+                return 1;
+        }
+        for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
+                const struct lo_config *c = &configs[i];
+                /* One queue pair runs against a 1-queue port (no MQ offered) and against the 2-queue port. */
+                struct vhostd *v = c->qp == 1 && (i & 1) ? &v1 : &v2;
+                uint64_t before = total;
+                int64_t t = fe_now_ms();
+                long log_off = file_size(v->log);
+                int r = run_config(v, c, &total);
+
+                if (r == 0 && !vhostd_alive(v)) {
+                        printf("  FAIL: vhostd died\n");
+                        r = -1;
+                }
+                printf("%s %s (%u-queue port): %llu frames in %lld ms\n", r == 0 ? "PASS" : "FAIL", c->name,
+                       v == &v1 ? 1 : 2, (unsigned long long)(total - before), (long long)(fe_now_ms() - t));
+                if (r == 0) {
+                        pass++;
+                } else {
+                        fail++;
+                        if (file_size(v->log) > log_off)
+                                print_log_tail(v->log, 20);
+                        if (!vhostd_alive(v))
+                                break;
+                }
+        }
+        if (total < 200000 && !fail) {
+                printf("FAIL: only %llu frames checked\n", (unsigned long long)total);
+                fail++;
+        }
+        if (vhostd_stop(&v1) < 0)
+                fail++;
+        if (vhostd_stop(&v2) < 0)
+                fail++;
+        printf("%llu frames echoed and checked in %lld ms\n", (unsigned long long)total, (long long)(fe_now_ms() - t0));
+        if (!fail) {
+                char cmd[128];
+                snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
+                (void)!system(cmd);
+        } else {
+                printf("logs kept in %s\n", g_dir);
+        }
+        printf("%u passed, %u failed\n", pass, fail);
+        return fail ? 1 : 0;
+}
