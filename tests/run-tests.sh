@@ -17,7 +17,7 @@ failed=()
 
 run_one() {
     local name=$1; shift
-    local log=$LOGDIR/$name.log start rc
+    local log=$LOGDIR/${name//\//_}.log start rc
     start=$(date +%s.%N)
     timeout -k 10 "$TIMEOUT" "$@" >"$log" 2>&1 </dev/null
     rc=$?

@@ -22,10 +22,11 @@ netns_wait_listen "$NS" 5201 10 || e2e_fail "iperf3 server did not start"
 
 vm_add_vhost_user_nic "$SOCK" 1 "" "" guest_csum=off,guest_tso4=off,guest_tso6=off,guest_ecn=off,guest_ufo=off
 vm_start g1 vm_ip="$GUEST_IP/24" --cmd "sleep 3 && iperf3 -c $HOST_IP -t 3 -R"
+vm_wait_marker g1 'VM-NET-UP' 60 || e2e_fail "guest network did not come up"
+feat=$(vhostctl_json "$CTL" | jq -r '.ports[0].features') # while the guest is still connected
 vm_wait_cmd g1 90 || e2e_fail "guest command failed (rc=${VM_RC:-none})"
 sum=$(grep -a 'receiver' "$(vm_log g1)" | tail -n1)
 e2e_log "iperf3 host->guest without guest offloads: $(echo "$sum" | grep -oE '[0-9.]+ [KMG]?bits/sec')"
-feat=$(vhostctl_json "$CTL" | jq -r '.ports[0].features')
 (( ((feat >> 1) & 1) == 0 && ((feat >> 7) & 1) == 0 )) || e2e_fail "guest offloads negotiated anyway ($feat)"
 txp=$(link_stat "$NS" vtap0 tx_packets) txb=$(link_stat "$NS" vtap0 tx_bytes)
 e2e_log "tap sent $txp frames toward the guest, average $((txb / txp)) bytes"
