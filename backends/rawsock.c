@@ -39,11 +39,11 @@
 
 #define RS_BLOCK_SIZE (1u << 18) /* holds a 64 KiB GSO frame with its headers */
 #define RS_BLOCK_NR 16
-#define RS_FRAME_SIZE 2048       /* only for the ring's bookkeeping: V3 packs frames by their size */
+#define RS_FRAME_SIZE 2048 /* only for the ring's bookkeeping: V3 packs frames by their size */
 #define RS_RETIRE_MS 1
-#define RS_TX_BATCH 64           /* frames per sendmmsg */
+#define RS_TX_BATCH 64 /* frames per sendmmsg */
 #define RS_TX_IOV (RS_TX_BATCH * 4 + 256)
-#define RS_HDR_MAX 256           /* Ethernet + VLAN + IP + L4 headers of a frame we segment */
+#define RS_HDR_MAX 256 /* Ethernet + VLAN + IP + L4 headers of a frame we segment */
 
 #ifndef PACKET_FANOUT_FLAG_IGNORE_OUTGOING
 #define PACKET_FANOUT_FLAG_IGNORE_OUTGOING 0x4000
@@ -60,15 +60,15 @@ struct rs_queue {
         size_t ring_len;
 
         /* receive cursor */
-        unsigned blk;                     /* block we read (or wait for) */
-        struct tpacket_block_desc *cur;   /* that block, once it is ours; NULL between blocks */
-        uint32_t left;                    /* packets left in cur */
-        uint8_t *pkt;                     /* next packet in cur */
-        unsigned seg;                     /* software GSO: next segment of the packet at pkt */
+        unsigned blk;                   /* block we read (or wait for) */
+        struct tpacket_block_desc *cur; /* that block, once it is ours; NULL between blocks */
+        uint32_t left;                  /* packets left in cur */
+        uint8_t *pkt;                   /* next packet in cur */
+        unsigned seg;                   /* software GSO: next segment of the packet at pkt */
 
         /* what the guest accepted */
         unsigned hdr_len;
-        bool tx_offload;                  /* pass the guest's tx header on */
+        bool tx_offload; /* pass the guest's tx header on */
         bool guest_csum, guest_tso4, guest_tso6, guest_ecn;
 
         /* send scratch */
@@ -356,7 +356,7 @@ static int rs_tx_burst(struct backend *be, unsigned qi, const struct frame *fram
                         k = iov_skip(f->iov, f->iovcnt, q->hdr_len, iov + 1, RS_TX_IOV - niov - 1);
                         if (k < 0) {
                                 if (nmsg)
-                                        break; /* the pool is full: send what we have first */
+                                        break;    /* the pool is full: send what we have first */
                                 return -EMSGSIZE; /* cannot happen with the pool larger than a chain */
                         }
                         if (q->tx_offload)
@@ -390,8 +390,8 @@ static int rs_tx_burst(struct backend *be, unsigned qi, const struct frame *fram
 /* A received frame as the guest will see it: the ring bytes, with a VLAN tag put back after the MACs. */
 struct rs_frame {
         uint8_t *mac;
-        uint32_t len;     /* bytes at mac */
-        unsigned vt;      /* 4 when a tag is inserted */
+        uint32_t len; /* bytes at mac */
+        unsigned vt;  /* 4 when a tag is inserted */
         uint8_t tag[4];
         struct virtio_net_hdr vh;
 };
