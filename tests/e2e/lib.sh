@@ -56,6 +56,13 @@ _e2e_cleanup() {
         e2e_vlog "cleanup: ${_E2E_CLEANUP[i]}"
         eval "${_E2E_CLEANUP[i]}" >/dev/null 2>&1
     done
+    # vhostd stopped above: a sanitizer report in any of its logs fails the test.
+    if [[ -n $E2E_TMP ]] && grep -lE 'AddressSanitizer|LeakSanitizer|ThreadSanitizer|runtime error:' \
+        "$E2E_TMP"/vhostd-*.log >/dev/null 2>&1; then
+        echo "FAIL: sanitizer report in the vhostd log:" >&2
+        grep -hE -A20 'AddressSanitizer|LeakSanitizer|ThreadSanitizer|runtime error:' "$E2E_TMP"/vhostd-*.log | head -40 >&2
+        rc=1
+    fi
     if [[ -n $E2E_TMP && -d $E2E_TMP ]]; then
         if [[ ${VHOSTD_E2E_KEEP:-0} == 1 ]]; then
             echo "e2e: kept $E2E_TMP" >&2
