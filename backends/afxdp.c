@@ -37,17 +37,8 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-/* libxdp's enum xdp_attach_mode uses the names of backend.h's enum xdp_mode: keep them apart. */
-#define XDP_MODE_UNSPEC LIBXDP_MODE_UNSPEC
-#define XDP_MODE_NATIVE LIBXDP_MODE_NATIVE
-#define XDP_MODE_SKB LIBXDP_MODE_SKB
-#define XDP_MODE_HW LIBXDP_MODE_HW
 #include <xdp/libxdp.h>
 #include <xdp/xsk.h>
-#undef XDP_MODE_UNSPEC
-#undef XDP_MODE_NATIVE
-#undef XDP_MODE_SKB
-#undef XDP_MODE_HW
 
 #include "backends/backend.h"
 #include "backends/iov.h"
@@ -171,6 +162,17 @@ static int open_queue(struct ax_backend *ax, const struct backend_cfg *cfg, unsi
                 q->umem = NULL;
                 return r;
         }
+        /* Lend the rx frames to the kernel before the socket is bound, so none arrives to an empty fill ring. */
+        if (xsk_ring_prod__reserve(&q->fill, AX_RX_FRAMES, &idx) != AX_RX_FRAMES)
+                return -ENOMEM;
+        for (unsigned i = 0; i < AX_RX_FRAMES; i++)
+                *xsk_ring_prod__fill_addr(&q->fill, idx + i) = (uint64_t)i * ax->frame_size;
+        xsk_ring_prod__submit(&q->fill, AX_RX_FRAMES);
+        for (unsigned i = 0; i < AX_TX_FRAMES; i++)
+                q->free[i] = (uint64_t)(AX_RX_FRAMES + i) * ax->frame_size;
+        q->nfree = AX_TX_FRAMES;
+        q->hdr_len = sizeof(struct virtio_net_hdr_mrg);
+
         r = xsk_socket__create(&q->xsk, cfg->ifname, cfg->start_queue + qi, q->umem, &q->rx, &q->tx, &scfg);
         if (r < 0) {
                 q->xsk = NULL;
@@ -182,16 +184,6 @@ static int open_queue(struct ax_backend *ax, const struct backend_cfg *cfg, unsi
         if (cfg->busy_poll && (r = set_busy_poll(q->fd)) < 0)
                 return r;
 
-        /* Lend the rx frames to the kernel; the tx frames are ours. */
-        if (xsk_ring_prod__reserve(&q->fill, AX_RX_FRAMES, &idx) != AX_RX_FRAMES)
-                return -ENOMEM;
-        for (unsigned i = 0; i < AX_RX_FRAMES; i++)
-                *xsk_ring_prod__fill_addr(&q->fill, idx + i) = (uint64_t)i * ax->frame_size;
-        xsk_ring_prod__submit(&q->fill, AX_RX_FRAMES);
-        for (unsigned i = 0; i < AX_TX_FRAMES; i++)
-                q->free[i] = (uint64_t)(AX_RX_FRAMES + i) * ax->frame_size;
-        q->nfree = AX_TX_FRAMES;
-        q->hdr_len = sizeof(struct virtio_net_hdr_mrg);
         kick_fill(q);
         return 0;
 }
@@ -271,7 +263,7 @@ static int ax_open(const struct backend_cfg *cfg, unsigned nqueues, struct backe
                 }
                 r = open_queues(ax, cfg, 0, map_fd);
                 close(map_fd);
-        } else if (cfg->xdp_mode == XDP_MODE_SKB) {
+        } else if (cfg->xdp_mode == BACKEND_XDP_SKB) {
                 r = open_queues(ax, cfg, XDP_FLAGS_SKB_MODE, -1);
         } else {
                 r = open_queues(ax, cfg, XDP_FLAGS_DRV_MODE, -1);
@@ -280,7 +272,7 @@ static int ax_open(const struct backend_cfg *cfg, unsigned nqueues, struct backe
                  * zero-copy. The kernel frees the failed sockets' UMEM binding later (deferred work), and
                  * binding the queue again meanwhile says EBUSY: retry for a while.
                  */
-                if (r < 0 && cfg->xdp_mode == XDP_MODE_AUTO && !cfg->zero_copy && r != -ENODEV && r != -EPERM &&
+                if (r < 0 && cfg->xdp_mode == BACKEND_XDP_AUTO && !cfg->zero_copy && r != -ENODEV && r != -EPERM &&
                     r != -EACCES) {
                         for (unsigned t = 0; t < AX_BUSY_RETRIES; t++) {
                                 r = open_queues(ax, cfg, XDP_FLAGS_SKB_MODE, -1);

@@ -13,24 +13,24 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-enum xdp_mode { XDP_MODE_AUTO = 0, XDP_MODE_NATIVE, XDP_MODE_SKB };
+enum backend_xdp_mode { BACKEND_XDP_AUTO = 0, BACKEND_XDP_NATIVE, BACKEND_XDP_SKB };
 
 /* Everything a port needs from the configuration, filled by config/ or the command line. */
 struct backend_cfg {
-        char kind[16];            /* "loopback", "tap", "rawsock", "afxdp" */
-        char ifname[IF_NAMESIZE]; /* tap name, or the interface to bind to */
-        unsigned mtu;             /* 0: leave the interface's MTU alone */
-        bool set_up;              /* tap: bring the link up */
-        bool offloads;            /* tap/rawsock: offer checksum/TSO offloads */
-        bool promisc;             /* rawsock */
-        bool qdisc_bypass;        /* rawsock */
-        enum xdp_mode xdp_mode;   /* afxdp */
-        bool force_copy;          /* afxdp */
-        bool zero_copy;           /* afxdp: require zero-copy */
-        bool busy_poll;           /* afxdp: SO_PREFER_BUSY_POLL */
-        unsigned start_queue;     /* afxdp: first NIC queue */
-        unsigned frame_size;      /* afxdp: UMEM frame size, 2048 or 4096 */
-        char xsks_map[256];       /* afxdp: pinned xsks_map path: inhibit program loading */
+        char kind[16];                  /* "loopback", "tap", "rawsock", "afxdp" */
+        char ifname[IF_NAMESIZE];       /* tap name, or the interface to bind to */
+        unsigned mtu;                   /* 0: leave the interface's MTU alone */
+        bool set_up;                    /* tap: bring the link up */
+        bool offloads;                  /* tap/rawsock: offer checksum/TSO offloads */
+        bool promisc;                   /* rawsock */
+        bool qdisc_bypass;              /* rawsock */
+        enum backend_xdp_mode xdp_mode; /* afxdp */
+        bool force_copy;                /* afxdp */
+        bool zero_copy;                 /* afxdp: require zero-copy */
+        bool busy_poll;                 /* afxdp: SO_PREFER_BUSY_POLL */
+        unsigned start_queue;           /* afxdp: first NIC queue */
+        unsigned frame_size;            /* afxdp: UMEM frame size, 2048 or 4096 */
+        char xsks_map[256];             /* afxdp: pinned xsks_map path: inhibit program loading */
 };
 
 /* One guest->port frame. iov starts with the guest's virtio-net header (hdr_len bytes). */

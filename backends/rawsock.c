@@ -8,13 +8,13 @@
  * millisecond. The socket polls readable while a retired block waits. Every frame comes with the kernel's
  * virtio-net header (PACKET_VNET_HDR), so checksum and GSO state are known. What the guest did not accept
  * is finished here: a partial checksum is completed in place, a TCP or UDP (USO) GSO frame is cut into
- * segments with their own headers and checksums. Frames the guest can never take are skipped: UFO (IP
- * fragmentation) frames, frames the ring truncated, frames larger than a buffer without MRG_RXBUF.
- * VLAN tags the kernel moved out of the frame are put back.
+ * segments with their own headers and checksums. Frames the guest can never take are skipped (backends
+ * have no drop counter): UFO (IP fragmentation) and unparsable GSO frames, frames the ring truncated,
+ * frames larger than a buffer without MRG_RXBUF. VLAN tags the kernel moved out of the frame are put back.
  *
  * Send: sendmmsg of the guest's own buffers, each frame as [10-byte virtio-net header][payload after the
  * guest's hdr_len-byte header], the header passed on when the guest negotiated offloads (zeroed
- * otherwise). PACKET_IGNORE_OUTGOING keeps our own frames off the receive ring.
+ * otherwise). PACKET_IGNORE_OUTGOING (and its fanout flag) keeps our own frames off the receive ring.
  *
  * The guest's MTU (cfg->mtu) may not exceed the interface's: open() fails with -EMSGSIZE.
  */
@@ -24,7 +24,6 @@
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,7 +228,7 @@ static int open_queue(struct rs_backend *rs, const struct backend_cfg *cfg, stru
         if ((r = setopt_int(q->fd, SOL_PACKET, PACKET_VERSION, TPACKET_V3)) < 0 ||
             (r = setopt_int(q->fd, SOL_PACKET, PACKET_VNET_HDR, 1)) < 0)
                 return r;
-        /* Both are optimisations or hygiene the kernel may lack: go on without them. */
+        /* Linux 4.20: without it rx_burst still drops outgoing frames, after the kernel copied them. */
         (void)setopt_int(q->fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
         if (cfg->qdisc_bypass && (r = setopt_int(q->fd, SOL_PACKET, PACKET_QDISC_BYPASS, 1)) < 0)
                 return r;

@@ -77,7 +77,7 @@ struct key_desc {
 
 _Static_assert(sizeof(enum log_level) == sizeof(int), "choices are stored as int");
 _Static_assert(sizeof(enum port_mode) == sizeof(int), "choices are stored as int");
-_Static_assert(sizeof(enum xdp_mode) == sizeof(int), "choices are stored as int");
+_Static_assert(sizeof(enum backend_xdp_mode) == sizeof(int), "choices are stored as int");
 
 /* --- small helpers ------------------------------------------------------------------------------------------ */
 
@@ -515,9 +515,9 @@ static const struct choice mode_choices[] = {
 };
 
 static const struct choice xdp_mode_choices[] = {
-        {"auto", XDP_MODE_AUTO},
-        {"native", XDP_MODE_NATIVE},
-        {"skb", XDP_MODE_SKB},
+        {"auto", BACKEND_XDP_AUTO},
+        {"native", BACKEND_XDP_NATIVE},
+        {"skb", BACKEND_XDP_SKB},
         {NULL, 0},
 };
 
@@ -834,8 +834,8 @@ static int port_check(const struct port_cfg *port, const char **ret_key, char *m
                         *ret_key = "frame_size";
                         return fail(msg, len, "%u is not valid (expected 2048 or 4096)", port->backend.frame_size);
                 }
-                if (port->backend.xdp_mode != XDP_MODE_AUTO && port->backend.xdp_mode != XDP_MODE_NATIVE &&
-                    port->backend.xdp_mode != XDP_MODE_SKB) {
+                if (port->backend.xdp_mode != BACKEND_XDP_AUTO && port->backend.xdp_mode != BACKEND_XDP_NATIVE &&
+                    port->backend.xdp_mode != BACKEND_XDP_SKB) {
                         *ret_key = "xdp_mode";
                         return fail(msg, len, "not valid (expected auto, native or skb)");
                 }
@@ -1051,7 +1051,7 @@ void config_port_defaults(struct port_cfg *port)
         snprintf(port->backend.kind, sizeof(port->backend.kind), "%s", "loopback");
         port->backend.set_up = true;
         port->backend.offloads = true;
-        port->backend.xdp_mode = XDP_MODE_AUTO;
+        port->backend.xdp_mode = BACKEND_XDP_AUTO;
         port->backend.frame_size = 4096;
 }
 

@@ -88,7 +88,7 @@ static const int allowed[] = {
 #ifndef __has_feature
 #define __has_feature(x) 0
 #endif
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || __has_feature(address_sanitizer) ||            \
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || __has_feature(address_sanitizer) ||               \
         __has_feature(thread_sanitizer)
 #define SANITIZER_BUILD 1
 #endif

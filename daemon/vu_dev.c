@@ -86,6 +86,8 @@ int vu_dev_new(struct port *port, int fd, struct vu_dev **ret)
         dev->fd = fd;
         dev->nqueues = port->cfg->queues;
         dev->mtu = port->cfg->backend.mtu ? port->cfg->backend.mtu : 1500;
+        if (dev->mtu > port->be->ops->max_mtu(port->be))
+                dev->mtu = port->be->ops->max_mtu(port->be); /* e.g. AF_XDP frames smaller than 1500 + headers */
         dev->hdr_len = sizeof(struct virtio_net_hdr_mrg);
         snprintf(dev->name, sizeof(dev->name), "%s", port->name);
         for (unsigned i = 0; i < VU_MAX_VRINGS; i++) {

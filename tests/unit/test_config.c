@@ -248,7 +248,7 @@ static void test_defaults(void **state)
         assert_true(port.backend.offloads);
         assert_true(port.backend.set_up);
         assert_false(port.backend.promisc);
-        assert_int_equal(port.backend.xdp_mode, XDP_MODE_AUTO);
+        assert_int_equal(port.backend.xdp_mode, BACKEND_XDP_AUTO);
         assert_int_equal(port.backend.frame_size, 4096);
         assert_int_equal(port.backend.mtu, 0);
         assert_string_equal(port.backend.xsks_map, "");
@@ -368,7 +368,7 @@ static void test_afxdp(void **state)
                   &cfg);
         p = &cfg.ports[0];
         assert_string_equal(p->backend.kind, "afxdp"); /* stored as the canonical name */
-        assert_int_equal(p->backend.xdp_mode, XDP_MODE_SKB);
+        assert_int_equal(p->backend.xdp_mode, BACKEND_XDP_SKB);
         assert_int_equal(p->backend.start_queue, 65535);
         assert_true(p->backend.force_copy);
         assert_false(p->backend.zero_copy);
@@ -378,7 +378,7 @@ static void test_afxdp(void **state)
         assert_int_equal(p->backend.mtu, 65535);
 
         expect_ok("[port f]\nsocket = /s\nbackend = afxdp\nifname = e\nxdp_mode = native\n", &cfg);
-        assert_int_equal(cfg.ports[0].backend.xdp_mode, XDP_MODE_NATIVE);
+        assert_int_equal(cfg.ports[0].backend.xdp_mode, BACKEND_XDP_NATIVE);
 }
 
 static void test_loopback_and_client(void **state)
@@ -672,7 +672,7 @@ static void test_port_check(void **state)
         assert_int_equal(config_port_check(&port, err, sizeof(err)), -EINVAL);
         assert_non_null(strstr(err, "key 'frame_size'"));
         port.backend.frame_size = 4096;
-        port.backend.xdp_mode = (enum xdp_mode)7;
+        port.backend.xdp_mode = (enum backend_xdp_mode)7;
         assert_int_equal(config_port_check(&port, err, sizeof(err)), -EINVAL);
         assert_non_null(strstr(err, "key 'xdp_mode'"));
 }

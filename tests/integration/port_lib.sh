@@ -1,0 +1,301 @@
+# port_lib.sh - shared by tests/integration/port_*.sh (sourced, not run): a veth pair in a private network
+# namespace, vhostd on its port end, dpdk-testpmd (virtio-user) or the test front-ends as the guest, and
+# counters to compare. Everything we start is stopped by PID; the namespace, its veths and our files go away
+# on every exit path.
+#
+# Traffic stays inside the namespace: the port end ($VP) and the far end ($VF) are both in $NS, IPv6 is off
+# there (no router/neighbour chatter), and the far end is where frames for the guest come from
+# (build/tests/pktsend) and where frames from the guest are counted (/sys/class/net/$VF/statistics).
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+O=${O:-build}
+[[ $O = /* ]] || O=$ROOT/$O
+VHOSTD=${VHOSTD_BIN:-$O/vhostd}
+VHOSTCTL=${VHOSTCTL_BIN:-$O/vhostctl}
+PKTSEND=$O/tests/pktsend
+
+NS=vhport$$
+VP=vhp$$ # port end: vhostd binds here
+VF=vhf$$ # far end
+TPMD_PREFIX=vhport$$
+T=
+_PIDS=()
+_CLEANUP=()
+failures=0
+
+log() { echo "$*"; }
+skip() { echo "SKIP: $*"; exit 77; }
+die() { echo "FAIL: $*"; exit 1; }
+bad() { echo "FAIL: $*"; failures=$((failures + 1)); }
+ok() { echo "ok: $*"; }
+
+on_exit() { _CLEANUP+=("$*"); }
+
+_cleanup() {
+    local rc=$? pid i
+    trap - EXIT INT TERM HUP
+    for pid in "${_PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null
+    done
+    for pid in "${_PIDS[@]}"; do
+        for i in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    for ((i = ${#_CLEANUP[@]} - 1; i >= 0; i--)); do
+        eval "${_CLEANUP[$i]}" >/dev/null 2>&1
+    done
+    ip netns del "$NS" 2>/dev/null
+    rm -rf "/var/run/dpdk/$TPMD_PREFIX"
+    [ -n "$T" ] && rm -rf "$T"
+    exit $rc
+}
+
+# Forgets a PID we stopped ourselves.
+_forget() {
+    local keep=() p
+    for p in "${_PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    _PIDS=("${keep[@]}")
+}
+
+stop_pid() {
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null
+    for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    local rc=$?
+    _forget "$pid"
+    return $rc
+}
+
+# port_init NAME: checks what the tests need (skipping otherwise), makes $T and the namespace with the veth pair.
+port_init() {
+    [ "$(id -u)" -eq 0 ] || skip "needs root (network namespaces, AF_PACKET, AF_XDP)"
+    [ -x "$VHOSTD" ] && [ -x "$VHOSTCTL" ] || skip "$VHOSTD or $VHOSTCTL not built (run make)"
+    local c
+    for c in ip ethtool jq setpriv stdbuf dpdk-testpmd; do
+        command -v "$c" >/dev/null || skip "$c not installed"
+    done
+    if [ ! -x "$PKTSEND" ] || [ ! -x "$O/tests/port_vnet_check" ] || [ ! -x "$O/tests/xskmap_pin" ]; then
+        make -s -C "$ROOT" O="$O" "$O/tests/pktsend" "$O/tests/port_vnet_check" "$O/tests/xskmap_pin" >/dev/null ||
+            die "cannot build the test helpers"
+    fi
+    trap _cleanup EXIT
+    trap 'exit 1' INT TERM HUP
+    T=$(mktemp -d "/tmp/vhostd-$1.XXXXXX") || die "mktemp"
+    chmod 755 "$T"
+    ip netns add "$NS" || skip "cannot create a network namespace"
+    ip netns exec "$NS" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    ip -n "$NS" link set lo up
+    ip -n "$NS" link add "$VP" numtxqueues 2 numrxqueues 2 type veth peer name "$VF" numtxqueues 2 numrxqueues 2 ||
+        die "cannot create the veth pair"
+    ip -n "$NS" link set "$VP" up && ip -n "$NS" link set "$VF" up || die "cannot bring the veths up"
+    VF_MAC=$(ip netns exec "$NS" cat "/sys/class/net/$VF/address")
+}
+
+nsx() { ip netns exec "$NS" "$@"; }
+link_stat() { ip netns exec "$NS" cat "/sys/class/net/$1/statistics/$2"; }
+
+# snmp PROTO FIELD: a counter of /proc/net/snmp in the namespace (e.g. snmp Tcp InCsumErrors).
+snmp() {
+    ip netns exec "$NS" awk -v p="$1:" -v f="$2" '$1 == p { if (!n) { for (i = 2; i <= NF; i++) if ($i == f) c = i; n = 1 } else print $c }' /proc/net/snmp
+}
+
+# vhostd_start TAG ARGS...: vhostd in the namespace, on $T/TAG.sock with control socket $T/TAG.ctl; waits until it
+# answers. Sets VPID, SOCK, CTL. Returns 1 (and prints the log) when it exits instead.
+vhostd_start() {
+    local tag=$1 i
+    shift
+    SOCK=$T/$tag.sock CTL=$T/$tag.ctl VLOG=$T/$tag.vhostd.log
+    rm -f "$SOCK" "$CTL"
+    _FAIL_AT_START=$failures
+    ip netns exec "$NS" "$VHOSTD" -s "$SOCK" -C "$CTL" "$@" >"$VLOG" 2>&1 </dev/null &
+    VPID=$!
+    _PIDS+=("$VPID")
+    for i in $(seq 100); do
+        "$VHOSTCTL" -s "$CTL" >/dev/null 2>&1 && return 0
+        kill -0 "$VPID" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "vhostd $* did not start:"
+    sed 's/^/    | /' "$VLOG"
+    stop_pid "$VPID"
+    return 1
+}
+
+# vhostd_stop: SIGTERM; vhostd must exit 0 (a seccomp violation at shutdown is SIGSYS, exit 159).
+vhostd_stop() {
+    stop_pid "$VPID"
+    local rc=$?
+    [ $rc -eq 0 ] || bad "vhostd exited with status $rc after SIGTERM"
+    if [ "$failures" -gt "${_FAIL_AT_START:-0}" ]; then
+        echo "vhostd's log:"
+        tail -n 30 "$VLOG" | sed 's/^/    | /'
+    fi
+    if grep -qE 'Sanitizer|runtime error' "$VLOG"; then
+        bad "vhostd reported: $(grep -E 'Sanitizer|runtime error' "$VLOG" | head -n1)"
+    fi
+    return $rc
+}
+
+# vstat FIELD VRING...: the sum of a per-vring counter (vhostctl --json) over the listed vrings.
+vstat() {
+    local field=$1 js
+    shift
+    js=$("$VHOSTCTL" -s "$CTL" --json) || { echo -1; return; }
+    local idx
+    idx=$(printf '%s,' "$@")
+    jq -r --argjson idx "[${idx%,}]" "[.ports[0].vrings[] | select(.index as \$i | any(\$idx[]; . == \$i)) | .$field] | add // 0" <<<"$js"
+}
+
+# testpmd_start MODE [EXTRA...]: dpdk-testpmd as the guest (virtio-user, 2 queue pairs) on $SOCK, interactive with
+# its commands written to a FIFO, so forwarding can be stopped (and counted) while the device is still attached.
+testpmd_start() {
+    local mode=$1 i
+    shift
+    TP_IN=$T/testpmd.in TP_LOG=$T/testpmd.$mode.log
+    rm -f "$TP_IN"
+    mkfifo -m 600 "$TP_IN" || die "mkfifo"
+    # stdbuf: testpmd's statistics must reach the log while it runs.
+    ip netns exec "$NS" stdbuf -oL -eL dpdk-testpmd -l 0-1 --no-huge -m 256 --no-pci --file-prefix="$TPMD_PREFIX" \
+        --vdev="net_virtio_user0,path=$SOCK,queues=2" -- -i --total-num-mbufs=16384 --rxq=2 --txq=2 --nb-cores=1 \
+        --forward-mode="$mode" --disable-link-check "$@" <"$TP_IN" >"$TP_LOG" 2>&1 &
+    TPPID=$!
+    _PIDS+=("$TPPID")
+    exec {TP_FD}>"$TP_IN"
+    for i in $(seq 300); do
+        if grep -q 'Port 0: ' "$TP_LOG" && grep -q '^Done' "$TP_LOG" &&
+            [ "$("$VHOSTCTL" -s "$CTL" --json 2>/dev/null | jq '[.ports[0].vrings[] | select(.started and .enabled)] | length')" = 4 ]; then
+            return 0
+        fi
+        kill -0 "$TPPID" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "dpdk-testpmd did not start:"
+    tail -n 20 "$TP_LOG" | sed 's/^/    | /'
+    return 1
+}
+
+tp_cmd() { echo "$*" >&"$TP_FD"; }
+
+# testpmd_stop_fwd: stops forwarding and sets TP_RX, TP_TX (accumulated forward statistics).
+testpmd_stop_fwd() {
+    local i n
+    n=$(grep -c 'Accumulated forward statistics' "$TP_LOG")
+    tp_cmd stop
+    for i in $(seq 100); do
+        [ "$(grep -c 'Accumulated forward statistics' "$TP_LOG")" -gt "$n" ] && break
+        sleep 0.1
+    done
+    sleep 0.2
+    TP_RX=$(grep -A1 'Accumulated forward statistics' "$TP_LOG" | tail -n1 | awk '{print $2}')
+    TP_TX=$(grep -A2 'Accumulated forward statistics' "$TP_LOG" | tail -n1 | awk '{print $2}')
+    [ -n "$TP_RX" ] && [ -n "$TP_TX" ]
+}
+
+testpmd_quit() {
+    tp_cmd quit
+    local i
+    for i in $(seq 50); do kill -0 "$TPPID" 2>/dev/null || break; sleep 0.1; done
+    exec {TP_FD}>&-
+    stop_pid "$TPPID"
+    rm -f "$TP_IN"
+}
+
+# guest_to_port WHAT SECONDS [FRAME_BYTES]: testpmd txonly (64-byte frames by default, both queue pairs) for
+# SECONDS; every frame testpmd counts as sent must reach the far end, less those vhostd counts as dropped.
+guest_to_port() {
+    local what=$1 secs=$2 size=${3:-64} before after far drops f1 f3
+    testpmd_start txonly --txpkts="$size" || { bad "$what: testpmd"; return 1; }
+    before=$(link_stat "$VF" rx_packets)
+    tp_cmd start
+    sleep "$secs"
+    testpmd_stop_fwd || { bad "$what: no statistics from testpmd"; testpmd_quit; return 1; }
+    sleep 0.5 # vhostd finishes what is left in the rings
+    after=$(link_stat "$VF" rx_packets)
+    drops=$(vstat drops 1 3)
+    f1=$(vstat frames 1) f3=$(vstat frames 3)
+    testpmd_quit
+    far=$((after - before))
+    log "$what: testpmd sent $TP_TX $size-byte frames, vhostd took $f1 + $f3 (queue pairs 0 + 1) and dropped $drops, far end received $far"
+    if [ "$TP_TX" -le 0 ]; then
+        bad "$what: testpmd sent nothing"
+    elif [ "$far" -ne $((TP_TX - drops)) ]; then
+        bad "$what: far end received $far, expected $((TP_TX - drops))"
+    elif [ "$f1" -le 0 ] || [ "$f3" -le 0 ]; then
+        bad "$what: one queue pair carried nothing ($f1, $f3)"
+    else
+        ok "$what: $far frames"
+    fi
+}
+
+# port_to_guest WHAT COUNT PPS [BOTH_QUEUES(1|0)] [FRAME_BYTES]: pktsend COUNT UDP frames (64 bytes by default) in
+# 16 flows from the far end at PPS; testpmd rxonly must count them all. With BOTH_QUEUES=1 both queue pairs must
+# have carried some.
+# On a loaded 2-core host testpmd's polling thread can stall for half a second; the port's kernel ring (rawsock:
+# 4 MiB per queue; afxdp: 3072 UMEM frames) then overflows and the kernel drops what it cannot hold. Such a
+# shortfall is retried once at a quarter of the rate, and only a second one fails.
+port_to_guest() {
+    local what=$1 count=$2 pps=$3 both=${4:-1} size=${5:-64} try
+    for try in 1 2; do
+        _port_to_guest_once "$what" "$count" "$pps" "$size" || return
+        if [ "$TP_RX" -eq "$count" ] || [ $try = 2 ]; then
+            break
+        fi
+        log "$what: $((count - TP_RX)) of $count frames lost; once more at $((pps / 4))/s"
+        pps=$((pps / 4))
+    done
+    if [ "$TP_RX" -ne "$count" ]; then
+        bad "$what: testpmd received $TP_RX of $count"
+    elif [ "$both" = 1 ] && { [ "$R0" -le 0 ] || [ "$R2" -le 0 ]; }; then
+        bad "$what: one queue pair carried nothing ($R0, $R2)"
+    else
+        ok "$what: $TP_RX frames"
+    fi
+}
+
+_port_to_guest_once() {
+    local what=$1 count=$2 pps=$3 size=$4 pdrop
+    testpmd_start rxonly || { bad "$what: testpmd"; return 1; }
+    tp_cmd start
+    sleep 0.5
+    pdrop=$(link_stat "$VP" rx_dropped)
+    nsx "$PKTSEND" -i "$VF" -n "$count" -r "$pps" -s "$size" -f 16 >/dev/null || bad "$what: pktsend failed"
+    sleep 1
+    testpmd_stop_fwd || { bad "$what: no statistics from testpmd"; testpmd_quit; return 1; }
+    R0=$(vstat frames 0) R2=$(vstat frames 2)
+    pdrop=$(($(link_stat "$VP" rx_dropped) - pdrop))
+    testpmd_quit
+    log "$what: far end sent $count $size-byte frames at $pps/s, vhostd delivered $R0 + $R2 (queue pairs 0 + 1), testpmd received $TP_RX; the port's own rx drops: $pdrop"
+}
+
+# expect_open_error WHAT MESSAGE VHOSTD_ARGS...: vhostd must exit 1 within 10 s, without crashing, naming MESSAGE.
+expect_open_error() {
+    local what=$1 msg=$2 out rc
+    shift 2
+    out=$(timeout -k 2 10 ip netns exec "$NS" "$VHOSTD" -s "$T/bad.sock" "$@" 2>&1 </dev/null)
+    rc=$?
+    if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+        bad "$what: vhostd hung"
+    elif [ $rc -ne 1 ]; then
+        bad "$what: exit $rc, expected 1: $out"
+    elif grep -qE 'Sanitizer|runtime error|Segmentation|Aborted' <<<"$out"; then
+        bad "$what: crash report: $out"
+    elif ! grep -q -- "$msg" <<<"$out"; then
+        bad "$what: message does not say \"$msg\": $out"
+    elif [ -e "$T/bad.sock" ]; then
+        bad "$what: socket file left behind"
+    else
+        ok "$what: $(grep -m1 -- "$msg" <<<"$out" | sed 's/^<[0-9]>//')"
+    fi
+}
+
+port_finish() {
+    if [ "$failures" -gt 0 ]; then
+        echo "$failures check(s) failed"
+        exit 1
+    fi
+    echo "all checks passed"
+    exit 0
+}
