@@ -1,8 +1,18 @@
 #!/bin/bash
 # make bench: every benchmark, each printing vhostd against a peer measured in the same run.
+# A failing benchmark does not stop the next one; the exit status is the first failure (77, skip, is not one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "bench: run as root (taps, namespaces, hugepages)"; exit 1; }
 tests/install-deps.sh >/dev/null
 RUNS=${RUNS:-3}
-bench/iperf_tap.sh "$RUNS" 5
+rc=0
+run() {
+    local r=0
+    "$@" || r=$?
+    if [ "$r" -ne 0 ] && [ "$r" -ne 77 ] && [ "$rc" -eq 0 ]; then rc=$r; fi
+    return 0
+}
+run bench/iperf_tap.sh "$RUNS" 5   # TCP through a QEMU guest: vhostd tap vs QEMU's tap
+run bench/pps.sh "$RUNS" 2         # frames/s per port kind: vhostd vs dpdk-testpmd, testpmd as the guest
+exit "$rc"
