@@ -63,6 +63,7 @@ struct worker {
         atomic_bool port_down; /* set by the worker; the control thread logs changes once */
         atomic_int port_err;
         bool port_down_logged;
+        struct ratelimit port_log_rl; /* a port that keeps failing must not flood the log */
         struct worker_data *data; /* the data path's private state (worker.c) */
 };
 

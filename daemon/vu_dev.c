@@ -46,7 +46,7 @@ static void async_cb(struct ev_loop *loop, ev_async *a, int revents)
                 struct worker *w = &dev->workers[q];
                 bool down = atomic_load(&w->port_down);
 
-                if (down != w->port_down_logged) {
+                if (down != w->port_down_logged && (!down || ratelimit_ok(&w->port_log_rl, 10000, 2))) {
                         w->port_down_logged = down;
                         if (down)
                                 log_warn("%s: queue pair %u: port fault (%s); frames wait until it is back", dev->name,
