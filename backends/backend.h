@@ -50,6 +50,8 @@ struct frame {
 struct rx_sink {
         int (*reserve)(struct rx_sink *sink, size_t frame_len, const struct iovec **ret_iov, unsigned *ret_iovcnt);
         void (*commit)(struct rx_sink *sink, size_t len);
+        /* A frame that did not fit the buffers reserve() gave was lost (counted as a drop). */
+        void (*dropped)(struct rx_sink *sink);
 };
 
 struct backend; /* each kind embeds this first */

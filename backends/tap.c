@@ -253,6 +253,11 @@ static int tap_rx_burst(struct backend *be, unsigned q, struct rx_sink *sink, un
                                 continue;
                         if (errno == EAGAIN)
                                 break;
+                        if (errno == EFAULT || errno == EINVAL) {
+                                /* The frame was larger than the guest's buffers: the kernel dropped it. */
+                                sink->dropped(sink);
+                                continue;
+                        }
                         return done ? (int)done : -errno;
                 }
                 if (n == 0)

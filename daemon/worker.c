@@ -363,6 +363,15 @@ static void rx_commit(struct rx_sink *sink, size_t len)
         atomic_fetch_add_explicit(&vr->stats.bytes, len - dev->hdr_len, memory_order_relaxed);
 }
 
+static void rx_dropped(struct rx_sink *sink)
+{
+        struct worker_data *d = (struct worker_data *)((char *)sink - offsetof(struct worker_data, sink));
+        struct vu_vring *vr = rx_vring(d);
+
+        atomic_fetch_add_explicit(&vr->stats.drops, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&vr->stats.drop_too_big, 1, memory_order_relaxed);
+}
+
 static unsigned handle_rx(struct worker_data *d, struct vu_vring *vr)
 {
         struct backend *be = d->w->dev->port->be;
@@ -541,6 +550,7 @@ int worker_start(struct worker *w, struct vu_dev *dev, unsigned qp)
         d->w = w;
         d->sink.reserve = rx_reserve;
         d->sink.commit = rx_commit;
+        d->sink.dropped = rx_dropped;
         d->burst = dev->port->cfg->burst ? dev->port->cfg->burst : 32;
         if (d->burst > BURST_MAX)
                 d->burst = BURST_MAX;
