@@ -54,9 +54,9 @@
 #define AX_TX_FRAMES (AX_FRAMES - AX_RX_FRAMES)
 #define AX_RX_RING 4096
 #define AX_TX_RING 1024
-#define AX_HEADROOM 256 /* XDP_PACKET_HEADROOM: where the kernel puts received frames in a UMEM frame */
-#define AX_KICKS_MAX 64
-#define AX_BUSY_RETRIES 100 /* of 20 ms */ /* sendto() calls per burst in copy mode (each moves up to 32 frames) */
+#define AX_HEADROOM 256     /* XDP_PACKET_HEADROOM: where the kernel puts received frames in a UMEM frame */
+#define AX_KICKS_MAX 64     /* sendto() calls per burst in copy mode (each moves up to 32 frames) */
+#define AX_BUSY_RETRIES 100 /* of 20 ms: a queue still held by sockets being released */
 
 #ifndef SO_PREFER_BUSY_POLL
 #define SO_PREFER_BUSY_POLL 69
@@ -264,9 +264,20 @@ static int ax_open(const struct backend_cfg *cfg, unsigned nqueues, struct backe
                 r = open_queues(ax, cfg, 0, map_fd);
                 close(map_fd);
         } else if (cfg->xdp_mode == BACKEND_XDP_SKB) {
-                r = open_queues(ax, cfg, XDP_FLAGS_SKB_MODE, -1);
+                /* A previous instance's sockets may still hold the queue for a moment (deferred release). */
+                for (unsigned t = 0; t < AX_BUSY_RETRIES; t++) {
+                        r = open_queues(ax, cfg, XDP_FLAGS_SKB_MODE, -1);
+                        if (r != -EBUSY)
+                                break;
+                        (void)nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
+                }
         } else {
-                r = open_queues(ax, cfg, XDP_FLAGS_DRV_MODE, -1);
+                for (unsigned t = 0; t < AX_BUSY_RETRIES; t++) {
+                        r = open_queues(ax, cfg, XDP_FLAGS_DRV_MODE, -1);
+                        if (r != -EBUSY)
+                                break;
+                        (void)nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
+                }
                 /*
                  * auto: a driver without XDP refuses native mode; generic mode always works, but never
                  * zero-copy. The kernel frees the failed sockets' UMEM binding later (deferred work), and

@@ -379,6 +379,8 @@ static unsigned handle_rx(struct worker_data *d, struct vu_vring *vr)
 
         d->rx_no_room = false;
         d->rx_frames = d->rx_pushed = 0;
+        /* While we have buffers the guest need not kick us for more; asked for again when we run out. */
+        vq_disable_notify(&vr->vq);
         r = be->ops->rx_burst(be, d->w->qp, &d->sink, d->burst);
         if (d->rx_pushed) {
                 vq_publish(&vr->vq);
