@@ -129,18 +129,33 @@ int main(int argc, char **argv)
 
         while ((opt = getopt(argc, argv, "i:s:t:r:b:d:f:B")) != -1) {
                 switch (opt) {
-                case 'i': ifname = optarg; break;
-                case 's': size = (unsigned)strtoul(optarg, NULL, 0); break;
-                case 't': secs = strtod(optarg, NULL); break;
-                case 'r': rate = strtod(optarg, NULL); break;
-                case 'b': batch = (unsigned)strtoul(optarg, NULL, 0); break;
-                case 'f': flows = (unsigned)strtoul(optarg, NULL, 0); break;
+                case 'i':
+                        ifname = optarg;
+                        break;
+                case 's':
+                        size = (unsigned)strtoul(optarg, NULL, 0);
+                        break;
+                case 't':
+                        secs = strtod(optarg, NULL);
+                        break;
+                case 'r':
+                        rate = strtod(optarg, NULL);
+                        break;
+                case 'b':
+                        batch = (unsigned)strtoul(optarg, NULL, 0);
+                        break;
+                case 'f':
+                        flows = (unsigned)strtoul(optarg, NULL, 0);
+                        break;
                 case 'd':
                         if (parse_mac(optarg, dst) < 0)
                                 usage();
                         break;
-                case 'B': bypass = 1; break;
-                default: usage();
+                case 'B':
+                        bypass = 1;
+                        break;
+                default:
+                        usage();
                 }
         }
         if (!ifname || size < 60 || size > FRAME_MAX || batch < 1 || batch > BATCH_MAX || flows < 1 || secs <= 0)

@@ -64,7 +64,7 @@ struct worker {
         atomic_int port_err;
         bool port_down_logged;
         struct ratelimit port_log_rl; /* a port that keeps failing must not flood the log */
-        struct worker_data *data; /* the data path's private state (worker.c) */
+        struct worker_data *data;     /* the data path's private state (worker.c) */
 };
 
 struct port;
