@@ -140,6 +140,14 @@ static void port_try_recover(struct worker_data *d)
         ev_async_send(w->dev->port->loop, &w->dev->async);
 }
 
+/* Within busy_poll_us of the last work: keep polling the rings instead of sleeping. */
+static bool busy_polling(const struct worker_data *d)
+{
+        long long window = (long long)d->w->dev->port->cfg->busy_poll_us * 1000;
+
+        return window && now_ns() - d->last_work_ns < window;
+}
+
 /* ---- guest -> port ---- */
 
 static bool tx_pop_batch(struct worker_data *d, struct vu_vring *vr)
@@ -202,6 +210,9 @@ static unsigned handle_tx(struct worker_data *d, struct vu_vring *vr)
 
                 if (!d->tx_pending && !tx_pop_batch(d, vr)) {
                         if (vr->vq.broken)
+                                break;
+                        /* Busy polling: no kicks wanted; poll_timeout() asks for them again before sleeping. */
+                        if (busy_polling(d))
                                 break;
                         if (!vq_enable_notify(&vr->vq))
                                 break;
@@ -435,16 +446,24 @@ static void run_queues(struct worker_data *d)
         set_port_events(d);
 }
 
-static int poll_timeout(const struct worker_data *d)
+static int poll_timeout(struct worker_data *d)
 {
-        const struct port_cfg *cfg = d->w->dev->port->cfg;
+        struct vu_dev *dev = d->w->dev;
+        struct vu_vring *tx = &dev->vrings[2 * d->w->qp + 1];
 
         if (d->port_down)
                 return RECOVER_MS;
         if (d->tx_ready || (d->port_readable && !d->rx_wait_guest))
                 return 0; /* budget ran out: yield to the lock and to events, then continue */
-        if (cfg->busy_poll_us && now_ns() - d->last_work_ns < (long long)cfg->busy_poll_us * 1000)
+        if (busy_polling(d))
                 return 0;
+        /* About to sleep: a tx ring left without kicks by busy polling must ask for them first. */
+        if (!tx->vq.notify_enabled && !d->tx_pending && !d->tx_wait_port && vu_vring_ready(dev, tx) &&
+            vq_enable_notify(&tx->vq)) {
+                vq_disable_notify(&tx->vq);
+                d->tx_ready = true;
+                return 0;
+        }
         if (d->tx_retry)
                 return RETRY_MS;
         return -1;
