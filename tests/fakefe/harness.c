@@ -597,3 +597,28 @@ int pstate_wait(pid_t pid, const struct pstate *base, int timeout_ms, struct pst
                 usleep(2000);
         }
 }
+
+int harness_begin(const char *tag)
+{
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        signal(SIGPIPE, SIG_IGN);
+        snprintf(g_dir, sizeof(g_dir), "/tmp/vhostd-integ-%s-XXXXXX", tag);
+        if (!mkdtemp(g_dir)) {
+                printf("mkdtemp: %m\n0 passed, 1 failed\n");
+                return -1;
+        }
+        return 0;
+}
+
+int harness_finish(unsigned pass, unsigned fail)
+{
+        if (!fail) {
+                char cmd[128];
+                snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
+                (void)!system(cmd);
+        } else {
+                printf("logs kept in %s\n", g_dir);
+        }
+        printf("%u passed, %u failed\n", pass, fail);
+        return fail ? 1 : 0;
+}

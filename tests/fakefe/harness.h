@@ -102,4 +102,9 @@ void pstate_get(pid_t pid, struct pstate *s);
 void dump_threads(pid_t pid);
 int pstate_wait(pid_t pid, const struct pstate *base, int timeout_ms, struct pstate *now);
 
+/* Start of a test program: line-buffered stdout, SIGPIPE ignored, g_dir = a fresh /tmp/vhostd-integ-TAG-*. */
+int harness_begin(const char *tag);
+/* End: removes g_dir when all passed (else says where the logs are), prints the closing line, exit code. */
+int harness_finish(unsigned pass, unsigned fail);
+
 #endif

@@ -894,13 +894,8 @@ int main(void)
         struct pstate base;
         int64_t t0 = fe_now_ms();
 
-        setvbuf(stdout, NULL, _IOLBF, 0);
-        signal(SIGPIPE, SIG_IGN);
-        snprintf(g_dir, sizeof(g_dir), "/tmp/vhostd-integ-ho-XXXXXX");
-        if (!mkdtemp(g_dir)) {
-                printf("mkdtemp: %m\n0 passed, 1 failed\n");
+        if (harness_begin("ho") < 0)
                 return 1;
-        }
         if (vhostd_start(&v, "ho", 2, NULL) < 0) {
                 printf("0 passed, 1 failed\n");
                 return 1;
@@ -947,13 +942,5 @@ int main(void)
         if (vhostd_stop(&v) < 0)
                 fail++;
         printf("done in %lld ms\n", (long long)(fe_now_ms() - t0));
-        if (!fail) {
-                char cmd[128];
-                snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
-                (void)!system(cmd);
-        } else {
-                printf("logs kept in %s\n", g_dir);
-        }
-        printf("%u passed, %u failed\n", pass, fail);
-        return fail ? 1 : 0;
+        return harness_finish(pass, fail);
 }

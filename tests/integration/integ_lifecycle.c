@@ -477,13 +477,8 @@ int main(void)
         int64_t t0 = fe_now_ms();
         int r;
 
-        setvbuf(stdout, NULL, _IOLBF, 0);
-        signal(SIGPIPE, SIG_IGN);
-        snprintf(g_dir, sizeof(g_dir), "/tmp/vhostd-integ-lc-XXXXXX");
-        if (!mkdtemp(g_dir)) {
-                printf("mkdtemp: %m\n0 passed, 1 failed\n");
+        if (harness_begin("lc") < 0)
                 return 1;
-        }
         if (vhostd_start(&v, "lc", 2, NULL) < 0) {
                 printf("0 passed, 1 failed\n");
                 return 1;
@@ -515,14 +510,7 @@ int main(void)
         r == 0 ? pass++ : fail++;
 
         printf("done in %lld ms\n", (long long)(fe_now_ms() - t0));
-        if (!fail) {
-                char cmd[128];
-                snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
-                (void)!system(cmd);
-        } else {
+        if (fail)
                 print_log_tail(v.log, 30);
-                printf("logs kept in %s\n", g_dir);
-        }
-        printf("%u passed, %u failed\n", pass, fail);
-        return fail ? 1 : 0;
+        return harness_finish(pass, fail);
 }

@@ -179,13 +179,8 @@ int main(void)
         struct vhostd v1, v2;
         int64_t t0 = fe_now_ms();
 
-        setvbuf(stdout, NULL, _IOLBF, 0);
-        signal(SIGPIPE, SIG_IGN);
-        snprintf(g_dir, sizeof(g_dir), "/tmp/vhostd-integ-lo-XXXXXX");
-        if (!mkdtemp(g_dir)) {
-                printf("mkdtemp: %m\n0 passed, 1 failed\n");
+        if (harness_begin("lo") < 0)
                 return 1;
-        }
         if (vhostd_start(&v1, "q1", 1, NULL) < 0 || vhostd_start(&v2, "q2", 2, NULL) < 0) {
                 printf("0 passed, 1 failed\n");
                 return 1;
@@ -224,13 +219,5 @@ int main(void)
         if (vhostd_stop(&v2) < 0)
                 fail++;
         printf("%llu frames echoed and checked in %lld ms\n", (unsigned long long)total, (long long)(fe_now_ms() - t0));
-        if (!fail) {
-                char cmd[128];
-                snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
-                (void)!system(cmd);
-        } else {
-                printf("logs kept in %s\n", g_dir);
-        }
-        printf("%u passed, %u failed\n", pass, fail);
-        return fail ? 1 : 0;
+        return harness_finish(pass, fail);
 }
