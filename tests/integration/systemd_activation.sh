@@ -11,57 +11,13 @@
 #   - SIGTERM: exit 0, and the inherited socket files stay (they belong to the activator, as to systemd).
 # Needs: systemd-socket-activate (Debian package systemd), jq, a C compiler if build/tests/vu_ping is not built.
 # No root needed (loopback ports). Exit 0 pass, 1 fail, 77 skip.
-set -u
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-O=${O:-build}
-[[ $O = /* ]] || O=$ROOT/$O
-VHOSTD=${VHOSTD_BIN:-$O/vhostd}
-VHOSTCTL=${VHOSTCTL_BIN:-$O/vhostctl}
-
-skip() { echo "SKIP: $*"; exit 77; }
-fail() { echo "FAIL: $*"; dump_logs; exit 1; }
-ok() { echo "ok: $*"; }
+. "$(dirname "$0")/common.sh"
 
 command -v systemd-socket-activate >/dev/null || skip "systemd-socket-activate not installed (Debian package systemd)"
 command -v jq >/dev/null || skip "jq not installed"
 [ -x "$VHOSTD" ] && [ -x "$VHOSTCTL" ] || skip "$VHOSTD or $VHOSTCTL not built (run make)"
 
-T=$(mktemp -d /tmp/vhostd-activation.XXXXXX) || exit 1
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do
-        kill -TERM "$p" 2>/dev/null
-    done
-    for p in "${PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null
-        wait "$p" 2>/dev/null
-    done
-    rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-dump_logs() {
-    local f
-    for f in "$T"/*.log; do
-        [ -e "$f" ] || continue
-        echo "--- $f"
-        tail -n 30 "$f"
-    done
-}
-
-# wait_for SECONDS COMMAND...: polls COMMAND every 50 ms.
-wait_for() {
-    local n=$(($1 * 20))
-    shift
-    while ((n-- > 0)); do
-        "$@" && return 0
-        sleep 0.05
-    done
-    return 1
-}
+test_tmpdir activation
 
 VU_PING=$O/tests/vu_ping
 if [ ! -x "$VU_PING" ]; then

@@ -8,57 +8,14 @@
 #   - an unknown command exits 2, a missing control socket exits 1, each with a clear message.
 # Needs jq; the front-end part needs root and dpdk-testpmd (Debian package dpdk), and is skipped (exit 77, after
 # the rest passed) without them. Exit 0 pass, 1 fail, 77 skip.
-set -u
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-O=${O:-build}
-[[ $O = /* ]] || O=$ROOT/$O
-VHOSTD=${VHOSTD_BIN:-$O/vhostd}
-VHOSTCTL=${VHOSTCTL_BIN:-$O/vhostctl}
-
-skip() { echo "SKIP: $*"; exit 77; }
-fail() { echo "FAIL: $*"; dump_logs; exit 1; }
-ok() { echo "ok: $*"; }
+. "$(dirname "$0")/common.sh"
 
 command -v jq >/dev/null || skip "jq not installed"
 [ -x "$VHOSTD" ] && [ -x "$VHOSTCTL" ] || skip "$VHOSTD or $VHOSTCTL not built (run make)"
 
-T=$(mktemp -d /tmp/vhostd-vhostctl.XXXXXX) || exit 1
 DPDK_PREFIX=vhostctl-test-$$
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do
-        kill -TERM "$p" 2>/dev/null
-    done
-    for p in "${PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null
-        wait "$p" 2>/dev/null
-    done
-    rm -rf "$T"
-    [ "$(id -u)" -ne 0 ] || rm -rf "/var/run/dpdk/$DPDK_PREFIX"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-dump_logs() {
-    local f
-    for f in "$T"/*.log; do
-        [ -e "$f" ] || continue
-        echo "--- $f"
-        tail -n 30 "$f"
-    done
-}
-
-wait_for() { # SECONDS COMMAND...
-    local n=$(($1 * 20))
-    shift
-    while ((n-- > 0)); do
-        "$@" && return 0
-        sleep 0.05
-    done
-    return 1
-}
+cleanup_extra() { [ "$(id -u)" -ne 0 ] || rm -rf "/var/run/dpdk/$DPDK_PREFIX"; }
+test_tmpdir vhostctl
 
 CTL=$T/vhostd.ctl
 SOCK=$T/vu.sock
