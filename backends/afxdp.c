@@ -26,6 +26,7 @@
 #include <linux/if_link.h>
 #include <linux/if_xdp.h>
 #include <net/if.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,8 @@ struct ax_queue {
         struct xsk_ring_prod tx;
         uint8_t *area;
         int fd;
+        int ifindex;  /* the interface the socket is bound to */
+        int kick_err; /* the last tx kick failed (link down): frames wait in the tx ring */
         unsigned hdr_len;
         uint64_t free[AX_TX_FRAMES]; /* tx frames not in flight */
         unsigned nfree;
@@ -81,6 +84,13 @@ struct ax_queue {
 
 struct ax_backend {
         struct backend base;
+        struct backend_cfg cfg; /* to open a socket again when the interface is re-created */
+        __u32 xdp_flags;        /* the XDP mode open() settled on */
+        /* libxdp's default redirect program, attached by us (none with a pinned xsks_map) */
+        struct xdp_program *prog;
+        int prog_ifindex;
+        int map_fd;                   /* its XSKMAP, owned by prog */
+        pthread_mutex_t recover_lock; /* one queue at a time loads or finds the XDP program */
         unsigned frame_size;
         size_t area_len;
         unsigned max_frame; /* largest Ethernet frame we send: the MTU, an Ethernet header and a VLAN tag */
@@ -97,21 +107,79 @@ static int silent_bpf_print(enum libbpf_print_level level, const char *fmt, va_l
         return 0;
 }
 
+static void close_queue(struct ax_backend *ax, struct ax_queue *q)
+{
+        unsigned hdr_len = q->hdr_len;
+
+        xsk_socket__delete(q->xsk); /* NULL-safe; detaches the default program with the last socket */
+        if (q->umem)
+                (void)xsk_umem__delete(q->umem);
+        if (q->area)
+                munmap(q->area, ax->area_len);
+        memset(q, 0, sizeof(*q));
+        q->fd = -1;
+        q->hdr_len = hdr_len;
+}
+
+/*
+ * Attaches libxdp's default program (redirect each queue to the socket in its XSKMAP slot) to ifindex. We do
+ * it ourselves, not through xsk_socket__create(): libxdp 1.3 keeps a map fd open for every socket it deletes,
+ * and a port whose interface comes and goes must not leak.
+ */
+static int attach_prog(struct ax_backend *ax, int ifindex, __u32 xdp_flags)
+{
+        enum xdp_attach_mode mode = (xdp_flags & XDP_FLAGS_SKB_MODE) ? XDP_MODE_SKB : XDP_MODE_NATIVE;
+        unsigned slots = ax->cfg.start_queue + ax->base.nqueues;
+        struct xdp_program *prog;
+        struct bpf_map *map;
+        int r;
+
+        prog = xdp_program__find_file("xsk_def_xdp_prog.o", NULL, NULL);
+        if ((r = (int)libxdp_get_error(prog)) < 0)
+                prog = xdp_program__find_file("xsk_def_xdp_prog_5.3.o", NULL, NULL); /* kernels before 5.3 */
+        if ((r = (int)libxdp_get_error(prog)) < 0)
+                return r;
+        map = bpf_object__find_map_by_name(xdp_program__bpf_obj(prog), "xsks_map");
+        if (!map)
+                r = -ENOENT;
+        else if (slots > bpf_map__max_entries(map))
+                r = bpf_map__set_max_entries(map, slots);
+        if (r == 0)
+                r = xdp_program__attach(prog, ifindex, mode, 0);
+        if (r < 0) {
+                xdp_program__close(prog);
+                return r;
+        }
+        ax->prog = prog;
+        ax->prog_ifindex = ifindex;
+        ax->map_fd = bpf_map__fd(map);
+        return 0;
+}
+
+/* detach: false when the interface is gone (and the program with it). */
+static void release_prog(struct ax_backend *ax, bool detach)
+{
+        if (!ax->prog)
+                return;
+        if (detach)
+                (void)xdp_program__detach(ax->prog, ax->prog_ifindex,
+                                          (ax->xdp_flags & XDP_FLAGS_SKB_MODE) ? XDP_MODE_SKB : XDP_MODE_NATIVE, 0);
+        xdp_program__close(ax->prog);
+        ax->prog = NULL;
+        ax->prog_ifindex = 0;
+        ax->map_fd = -1;
+}
+
 static void ax_close(struct backend *be)
 {
         struct ax_backend *ax = (struct ax_backend *)be;
 
         if (!ax)
                 return;
-        for (unsigned i = 0; i < be->nqueues; i++) {
-                struct ax_queue *q = &ax->q[i];
-
-                xsk_socket__delete(q->xsk); /* NULL-safe; detaches the default program with the last socket */
-                if (q->umem)
-                        (void)xsk_umem__delete(q->umem);
-                if (q->area)
-                        munmap(q->area, ax->area_len);
-        }
+        for (unsigned i = 0; i < be->nqueues; i++)
+                close_queue(ax, &ax->q[i]);
+        release_prog(ax, ax->prog_ifindex && ax->prog_ifindex == (int)if_nametoindex(ax->cfg.ifname));
+        pthread_mutex_destroy(&ax->recover_lock);
         free(ax);
 }
 
@@ -132,7 +200,8 @@ static void kick_fill(struct ax_queue *q)
                 (void)recvfrom(q->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
 }
 
-static int open_queue(struct ax_backend *ax, const struct backend_cfg *cfg, unsigned qi, __u32 xdp_flags, int map_fd)
+/* Opens queue qi's UMEM and socket and puts the socket into the XSKMAP map_fd. */
+static int open_queue(struct ax_backend *ax, const struct backend_cfg *cfg, unsigned qi, int map_fd)
 {
         struct ax_queue *q = &ax->q[qi];
         struct xsk_umem_config ucfg = {
@@ -144,14 +213,15 @@ static int open_queue(struct ax_backend *ax, const struct backend_cfg *cfg, unsi
         struct xsk_socket_config scfg = {
                 .rx_size = AX_RX_RING,
                 .tx_size = AX_TX_RING,
-                .libxdp_flags = map_fd >= 0 ? XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD : 0,
-                .xdp_flags = xdp_flags,
+                .libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD,
+                .xdp_flags = ax->xdp_flags,
                 .bind_flags =
                         XDP_USE_NEED_WAKEUP | (cfg->force_copy ? XDP_COPY : 0) | (cfg->zero_copy ? XDP_ZEROCOPY : 0),
         };
         __u32 idx;
         int r;
 
+        q->ifindex = (int)if_nametoindex(cfg->ifname);
         q->area = mmap(NULL, ax->area_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
         if (q->area == MAP_FAILED) {
                 q->area = NULL;
@@ -171,7 +241,6 @@ static int open_queue(struct ax_backend *ax, const struct backend_cfg *cfg, unsi
         for (unsigned i = 0; i < AX_TX_FRAMES; i++)
                 q->free[i] = (uint64_t)(AX_RX_FRAMES + i) * ax->frame_size;
         q->nfree = AX_TX_FRAMES;
-        q->hdr_len = sizeof(struct virtio_net_hdr_mrg);
 
         r = xsk_socket__create(&q->xsk, cfg->ifname, cfg->start_queue + qi, q->umem, &q->rx, &q->tx, &scfg);
         if (r < 0) {
@@ -179,7 +248,7 @@ static int open_queue(struct ax_backend *ax, const struct backend_cfg *cfg, unsi
                 return r;
         }
         q->fd = xsk_socket__fd(q->xsk);
-        if (map_fd >= 0 && (r = xsk_socket__update_xskmap(q->xsk, map_fd)) < 0)
+        if ((r = xsk_socket__update_xskmap(q->xsk, map_fd)) < 0)
                 return r;
         if (cfg->busy_poll && (r = set_busy_poll(q->fd)) < 0)
                 return r;
@@ -188,25 +257,44 @@ static int open_queue(struct ax_backend *ax, const struct backend_cfg *cfg, unsi
         return 0;
 }
 
-/* Opens every queue with these XDP flags; on failure closes what was opened. */
-static int open_queues(struct ax_backend *ax, const struct backend_cfg *cfg, __u32 xdp_flags, int map_fd)
+/*
+ * The XSKMAP the sockets go into: the operator's pinned one (a new fd, for the caller to close), or that of
+ * the program we attach to ifindex in this XDP mode.
+ */
+static int get_map(struct ax_backend *ax, int ifindex, __u32 xdp_flags, bool *ret_pinned)
 {
-        int r = 0;
+        int r;
 
+        ax->xdp_flags = xdp_flags;
+        *ret_pinned = ax->cfg.xsks_map[0] != 0;
+        if (*ret_pinned) {
+                r = bpf_obj_get(ax->cfg.xsks_map);
+                return r < 0 ? -errno : r;
+        }
+        if (ax->prog && ax->prog_ifindex != ifindex)
+                release_prog(ax, false); /* that interface is gone, and the program with it */
+        if (!ax->prog && (r = attach_prog(ax, ifindex, xdp_flags)) < 0)
+                return r;
+        return ax->map_fd;
+}
+
+/* Opens every queue in this XDP mode (0: a pinned xsks_map); on failure closes what was opened. */
+static int open_queues(struct ax_backend *ax, __u32 xdp_flags)
+{
+        bool pinned;
+        int map_fd = get_map(ax, (int)if_nametoindex(ax->cfg.ifname), xdp_flags, &pinned), r = 0;
+
+        if (map_fd < 0)
+                return map_fd;
         for (unsigned i = 0; i < ax->base.nqueues && r == 0; i++)
-                r = open_queue(ax, cfg, i, xdp_flags, map_fd);
+                r = open_queue(ax, &ax->cfg, i, map_fd);
+        if (pinned)
+                close(map_fd);
         if (r == 0)
                 return 0;
-        for (unsigned i = ax->base.nqueues; i-- > 0;) {
-                struct ax_queue *q = &ax->q[i];
-                xsk_socket__delete(q->xsk);
-                if (q->umem)
-                        (void)xsk_umem__delete(q->umem);
-                if (q->area)
-                        munmap(q->area, ax->area_len);
-                memset(q, 0, sizeof(*q));
-                q->fd = -1;
-        }
+        for (unsigned i = ax->base.nqueues; i-- > 0;)
+                close_queue(ax, &ax->q[i]);
+        release_prog(ax, true);
         return r;
 }
 
@@ -227,7 +315,7 @@ static int ax_open(const struct backend_cfg *cfg, unsigned nqueues, struct backe
 {
         unsigned frame_size = cfg->frame_size ? cfg->frame_size : 4096, max_mtu;
         struct ax_backend *ax;
-        int map_fd = -1, r;
+        int r;
 
         if (!cfg->ifname[0] || nqueues == 0 || (frame_size != 2048 && frame_size != 4096) ||
             (cfg->zero_copy && cfg->force_copy))
@@ -247,33 +335,32 @@ static int ax_open(const struct backend_cfg *cfg, unsigned nqueues, struct backe
                 return -ENOMEM;
         ax->base.ops = &backend_afxdp_ops;
         ax->base.nqueues = nqueues;
+        ax->cfg = *cfg;
+        ax->map_fd = -1;
+        pthread_mutex_init(&ax->recover_lock, NULL);
         ax->frame_size = frame_size;
         ax->area_len = (size_t)AX_FRAMES * frame_size;
         ax->max_frame = max_mtu + 14 + 4;
-        for (unsigned i = 0; i < nqueues; i++)
+        for (unsigned i = 0; i < nqueues; i++) {
                 ax->q[i].fd = -1;
+                ax->q[i].hdr_len = sizeof(struct virtio_net_hdr_mrg);
+        }
         libxdp_set_print(silent_print);
         libbpf_set_print(silent_bpf_print);
 
         if (cfg->xsks_map[0]) {
-                map_fd = bpf_obj_get(cfg->xsks_map);
-                if (map_fd < 0) {
-                        r = -errno;
-                        goto fail;
-                }
-                r = open_queues(ax, cfg, 0, map_fd);
-                close(map_fd);
+                r = open_queues(ax, 0);
         } else if (cfg->xdp_mode == BACKEND_XDP_SKB) {
                 /* A previous instance's sockets may still hold the queue for a moment (deferred release). */
                 for (unsigned t = 0; t < AX_BUSY_RETRIES; t++) {
-                        r = open_queues(ax, cfg, XDP_FLAGS_SKB_MODE, -1);
+                        r = open_queues(ax, XDP_FLAGS_SKB_MODE);
                         if (r != -EBUSY)
                                 break;
                         (void)nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
                 }
         } else {
                 for (unsigned t = 0; t < AX_BUSY_RETRIES; t++) {
-                        r = open_queues(ax, cfg, XDP_FLAGS_DRV_MODE, -1);
+                        r = open_queues(ax, XDP_FLAGS_DRV_MODE);
                         if (r != -EBUSY)
                                 break;
                         (void)nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
@@ -286,7 +373,7 @@ static int ax_open(const struct backend_cfg *cfg, unsigned nqueues, struct backe
                 if (r < 0 && cfg->xdp_mode == BACKEND_XDP_AUTO && !cfg->zero_copy && r != -ENODEV && r != -EPERM &&
                     r != -EACCES) {
                         for (unsigned t = 0; t < AX_BUSY_RETRIES; t++) {
-                                r = open_queues(ax, cfg, XDP_FLAGS_SKB_MODE, -1);
+                                r = open_queues(ax, XDP_FLAGS_SKB_MODE);
                                 if (r != -EBUSY)
                                         break;
                                 (void)nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
@@ -362,7 +449,16 @@ static int ax_tx_burst(struct backend *be, unsigned qi, const struct frame *fram
         struct ax_queue *q = &ax->q[qi];
         unsigned i, want, room;
         __u32 idx;
+        int r;
 
+        if (!q->xsk)
+                return -ENODEV; /* closed by a recovery that failed: the worker's next recover() retries */
+        if (q->kick_err) {
+                /* The link was down at the last kick: the frames waiting in the ring go first. */
+                if ((r = kick_tx(q)) < 0)
+                        return r;
+                q->kick_err = 0;
+        }
         reclaim(q);
         if (!q->nfree) {
                 (void)kick_tx(q);
@@ -395,8 +491,15 @@ static int ax_tx_burst(struct backend *be, unsigned qi, const struct frame *fram
                 d->options = 0;
         }
         xsk_ring_prod__submit(&q->tx, room);
-        /* A kick that fails (link down) leaves the frames in the ring: the next kick sends them. */
-        (void)kick_tx(q);
+        /*
+         * A kick that fails with the link down (ENETDOWN) leaves the frames in the ring: they are taken, and the
+         * next burst kicks again first. Unbound (ENXIO: the interface is gone), the ring goes with the socket:
+         * the frames stay the worker's, for the socket recover() makes.
+         */
+        r = kick_tx(q);
+        if (r == -ENXIO)
+                return r;
+        q->kick_err = r;
         return (int)room;
 }
 
@@ -409,6 +512,8 @@ static int ax_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, un
         struct ax_queue *q = &ax->q[qi];
         __u32 idx, fidx, n, done = 0, used = 0;
 
+        if (!q->xsk)
+                return -ENODEV;
         n = xsk_ring_cons__peek(&q->rx, budget, &idx);
         if (!n) {
                 kick_fill(q);
@@ -450,6 +555,65 @@ static int ax_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, un
         return (int)done;
 }
 
+/* ---- faults ---- */
+
+static int link_state(const char *ifname, unsigned *flags)
+{
+        struct ifreq ifr = {0};
+        int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0), r = 0;
+
+        if (s < 0)
+                return -errno;
+        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+        if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+                r = errno == ENXIO ? -ENODEV : -errno;
+        *flags = (unsigned)ifr.ifr_flags & 0xffff;
+        close(s);
+        return r;
+}
+
+/*
+ * Link down and up: the socket stays bound; frames flow again by themselves. Interface deleted: the kernel
+ * unbinds the socket for good (and the XDP program goes with the device). Once an interface of that name
+ * exists again, the queue gets a new UMEM and socket there, in the XDP mode open() settled on: libxdp loads
+ * its program again, or the socket goes into the pinned xsks_map, which the operator's loader must have
+ * attached again. Needs CAP_NET_RAW (and CAP_BPF, CAP_NET_ADMIN without xsks_map).
+ */
+static int ax_recover(struct backend *be, unsigned qi)
+{
+        struct ax_backend *ax = (struct ax_backend *)be;
+        struct ax_queue *q = &ax->q[qi];
+        unsigned flags = 0;
+        bool pinned = false;
+        int ifindex, map_fd, r;
+
+        pthread_mutex_lock(&ax->recover_lock);
+        ifindex = (int)if_nametoindex(ax->cfg.ifname);
+        r = ifindex ? link_state(ax->cfg.ifname, &flags) : -ENODEV;
+        if (r < 0 || (ifindex == q->ifindex && q->xsk))
+                goto out;
+        r = link_mtu(ax->cfg.ifname);
+        if (r >= 0 && (unsigned)r + 14 + 4 < ax->max_frame)
+                r = -EMSGSIZE; /* the guest may send frames the new interface refuses */
+        if (r < 0)
+                goto out;
+        close_queue(ax, q);
+        if ((r = map_fd = get_map(ax, ifindex, ax->xdp_flags, &pinned)) < 0)
+                goto out;
+        r = open_queue(ax, &ax->cfg, qi, map_fd);
+        if (pinned)
+                close(map_fd);
+        if (r < 0)
+                close_queue(ax, q);
+        else
+                r = 1;
+out:
+        if (r >= 0 && !(flags & IFF_UP))
+                r = -ENETDOWN;
+        pthread_mutex_unlock(&ax->recover_lock);
+        return r;
+}
+
 const struct backend_ops backend_afxdp_ops = {
         .name = "afxdp",
         .open = ax_open,
@@ -460,4 +624,5 @@ const struct backend_ops backend_afxdp_ops = {
         .queue_fd = ax_queue_fd,
         .tx_burst = ax_tx_burst,
         .rx_burst = ax_rx_burst,
+        .recover = ax_recover,
 };

@@ -73,8 +73,11 @@ struct backend_ops {
         /* Receives up to budget frames into sink; returns how many, or -errno. */
         int (*rx_burst)(struct backend *be, unsigned q, struct rx_sink *sink, unsigned budget);
         /*
-         * Optional. After a port fault (device deleted or down), checks the port and reattaches queue q if it
-         * can (queue_fd may return a new fd afterwards); 0 when the queue works again, -errno while not.
+         * Optional. Checks queue q of the port and, when its interface was deleted and one of that name exists
+         * again, reattaches the queue to it (re-creating sockets or rings as needed). Returns 0 when the queue
+         * works on the fd it had, 1 when it works through a new or re-created fd (ask queue_fd again), -errno
+         * while it does not (-ENODEV: no such interface, -ENETDOWN: link down, -EPERM: re-creating needs a
+         * privilege the daemon no longer has). Called by the queue's worker only.
          */
         int (*recover)(struct backend *be, unsigned q);
 };

@@ -24,6 +24,7 @@
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,7 @@
 
 struct rs_queue {
         int fd;
+        int ifindex; /* the interface the socket is bound to */
         uint8_t *ring;
         size_t ring_len;
 
@@ -76,11 +78,21 @@ struct rs_queue {
         struct iovec tx_iov[RS_TX_IOV];
 };
 
+/* The fanout group of a port: id and mode flags, shared by its sockets (0 until the first socket joined). */
+struct fanout {
+        unsigned id;
+        unsigned flags;
+};
+
 struct rs_backend {
         struct backend base;
-        int ifindex;
+        struct backend_cfg cfg; /* to open sockets again when the interface is re-created */
         unsigned mtu;
         bool offloads;
+        /* Recovery runs in each queue's worker: one at a time, as the queues share the fanout group. */
+        pthread_mutex_t recover_lock;
+        int fanout_ifindex; /* the interface fanout belongs to: a group is tied to one device */
+        struct fanout fanout;
         struct rs_queue q[];
 };
 
@@ -136,18 +148,25 @@ static uint16_t get16(const uint8_t *p)
 
 /* ---- open / close ---- */
 
+static void close_queue(struct rs_queue *q)
+{
+        if (q->ring)
+                munmap(q->ring, q->ring_len);
+        if (q->fd >= 0)
+                close(q->fd);
+        q->ring = NULL;
+        q->fd = -1;
+}
+
 static void rs_close(struct backend *be)
 {
         struct rs_backend *rs = (struct rs_backend *)be;
 
         if (!rs)
                 return;
-        for (unsigned i = 0; i < be->nqueues; i++) {
-                if (rs->q[i].ring)
-                        munmap(rs->q[i].ring, rs->q[i].ring_len);
-                if (rs->q[i].fd >= 0)
-                        close(rs->q[i].fd);
-        }
+        for (unsigned i = 0; i < be->nqueues; i++)
+                close_queue(&rs->q[i]);
+        pthread_mutex_destroy(&rs->recover_lock);
         free(rs);
 }
 
@@ -156,11 +175,12 @@ static int setopt_int(int fd, int level, int name, int val)
         return setsockopt(fd, level, name, &val, sizeof(val)) < 0 ? -errno : 0;
 }
 
-/* The fanout group of a port: id and mode flags, shared by its sockets (0 until the first socket joined). */
-struct fanout {
-        unsigned id;
-        unsigned flags;
-};
+static int add_promisc(int fd, int ifindex)
+{
+        struct packet_mreq mr = {.mr_ifindex = ifindex, .mr_type = PACKET_MR_PROMISC};
+
+        return setsockopt(fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr, sizeof(mr)) < 0 ? -errno : 0;
+}
 
 static int fanout_set(int fd, unsigned id, unsigned type_flags)
 {
@@ -205,8 +225,10 @@ static int join_fanout(int fd, struct fanout *fo, int ifindex)
         return r;
 }
 
-static int open_queue(struct rs_backend *rs, const struct backend_cfg *cfg, struct rs_queue *q, struct fanout *fo)
+/* Opens q's socket and ring on interface ifindex; on failure the caller closes what was opened. */
+static int open_queue(struct rs_backend *rs, struct rs_queue *q, int ifindex)
 {
+        const struct backend_cfg *cfg = &rs->cfg;
         struct tpacket_req3 req = {
                 .tp_block_size = RS_BLOCK_SIZE,
                 .tp_block_nr = RS_BLOCK_NR,
@@ -217,7 +239,7 @@ static int open_queue(struct rs_backend *rs, const struct backend_cfg *cfg, stru
         struct sockaddr_ll sll = {
                 .sll_family = AF_PACKET,
                 .sll_protocol = htons(ETH_P_ALL),
-                .sll_ifindex = rs->ifindex,
+                .sll_ifindex = ifindex,
         };
         int r;
 
@@ -242,14 +264,16 @@ static int open_queue(struct rs_backend *rs, const struct backend_cfg *cfg, stru
         }
         if (bind(q->fd, (struct sockaddr *)&sll, sizeof(sll)) < 0)
                 return -errno;
-        if (cfg->promisc) {
-                struct packet_mreq mr = {.mr_ifindex = rs->ifindex, .mr_type = PACKET_MR_PROMISC};
-                if (setsockopt(q->fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr, sizeof(mr)) < 0)
-                        return -errno;
-        }
-        if (rs->base.nqueues > 1 && (r = join_fanout(q->fd, fo, rs->ifindex)) < 0)
+        q->ifindex = ifindex;
+        if (cfg->promisc && (r = add_promisc(q->fd, ifindex)) < 0)
                 return r;
-        q->hdr_len = sizeof(struct virtio_net_hdr_mrg);
+        if (rs->base.nqueues > 1) {
+                if (rs->fanout_ifindex != ifindex)
+                        rs->fanout = (struct fanout){0};
+                rs->fanout_ifindex = ifindex;
+                if ((r = join_fanout(q->fd, &rs->fanout, ifindex)) < 0)
+                        return r;
+        }
         return 0;
 }
 
@@ -257,8 +281,7 @@ static int rs_open(const struct backend_cfg *cfg, unsigned nqueues, struct backe
 {
         struct rs_backend *rs;
         struct ifreq ifr = {0};
-        struct fanout fo = {0};
-        int r;
+        int ifindex, r;
 
         if (!cfg->ifname[0] || nqueues == 0)
                 return -EINVAL;
@@ -267,16 +290,20 @@ static int rs_open(const struct backend_cfg *cfg, unsigned nqueues, struct backe
                 return -ENOMEM;
         rs->base.ops = &backend_rawsock_ops;
         rs->base.nqueues = nqueues;
+        rs->cfg = *cfg;
         rs->offloads = cfg->offloads;
-        for (unsigned i = 0; i < nqueues; i++)
+        pthread_mutex_init(&rs->recover_lock, NULL);
+        for (unsigned i = 0; i < nqueues; i++) {
                 rs->q[i].fd = -1;
-        rs->ifindex = (int)if_nametoindex(cfg->ifname);
-        if (!rs->ifindex) {
+                rs->q[i].hdr_len = sizeof(struct virtio_net_hdr_mrg);
+        }
+        ifindex = (int)if_nametoindex(cfg->ifname);
+        if (!ifindex) {
                 r = errno == ENXIO || errno == ENOENT ? -ENODEV : -errno;
                 goto fail;
         }
         for (unsigned i = 0; i < nqueues; i++) {
-                r = open_queue(rs, cfg, &rs->q[i], &fo);
+                r = open_queue(rs, &rs->q[i], ifindex);
                 if (r < 0)
                         goto fail;
         }
@@ -670,12 +697,96 @@ static int rs_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, un
                         q->pkt += ((struct tpacket3_hdr *)q->pkt)->tp_next_offset;
         }
         if (!done && !q->cur) {
-                /* Nothing waiting: clear a pending socket error (link down), or epoll would report it forever. */
-                int err;
+                /*
+                 * Nothing waiting: read (and so clear) a pending socket error, or epoll would report it forever.
+                 * ENETDOWN: the link went down or the interface is gone; recover() tells which, and when it is
+                 * back.
+                 */
+                int err = 0;
                 socklen_t len = sizeof(err);
-                (void)getsockopt(q->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+                if (getsockopt(q->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == ENETDOWN)
+                        return -ENETDOWN;
         }
         return (int)done;
+}
+
+/* The interface's flags and MTU, asked through a socket of our own (q's may be unbound). */
+static int link_state(const char *ifname, unsigned *flags, unsigned *mtu)
+{
+        struct ifreq ifr = {0};
+        int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0), r = 0;
+
+        if (s < 0)
+                return -errno;
+        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+        if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+                r = errno == ENXIO ? -ENODEV : -errno;
+        *flags = (unsigned)ifr.ifr_flags & 0xffff;
+        if (r == 0 && ioctl(s, SIOCGIFMTU, &ifr) < 0)
+                r = -errno;
+        *mtu = (unsigned)ifr.ifr_mtu;
+        close(s);
+        return r;
+}
+
+/*
+ * Link down and up: the socket stays bound and the kernel resumes delivery by itself. Interface deleted: the
+ * kernel unbinds the socket; once an interface of that name exists again, a lone socket is bound to it again
+ * (needs no privilege) and keeps its ring, while the sockets of a fanout group, which cannot be bound again,
+ * are replaced by new ones in a new group (needs CAP_NET_RAW; what the old ring held is lost with it).
+ */
+static int rs_recover(struct backend *be, unsigned qi)
+{
+        struct rs_backend *rs = (struct rs_backend *)be;
+        struct rs_queue *q = &rs->q[qi];
+        struct rs_queue old = {.fd = q->fd, .ifindex = q->ifindex, .ring = q->ring, .ring_len = q->ring_len};
+        unsigned flags = 0, mtu = 0;
+        int ifindex, r;
+
+        pthread_mutex_lock(&rs->recover_lock);
+        ifindex = (int)if_nametoindex(rs->cfg.ifname);
+        r = ifindex ? link_state(rs->cfg.ifname, &flags, &mtu) : -ENODEV;
+        if (r < 0 || ifindex == q->ifindex)
+                goto out;
+        if (rs->cfg.mtu > mtu) {
+                r = -EMSGSIZE; /* the guest may send frames the new interface refuses */
+                goto out;
+        }
+        if (be->nqueues == 1) {
+                struct sockaddr_ll sll = {
+                        .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL), .sll_ifindex = ifindex};
+
+                if (bind(q->fd, (struct sockaddr *)&sll, sizeof(sll)) < 0) {
+                        r = -errno;
+                        goto out;
+                }
+                q->ifindex = ifindex;
+                if (rs->cfg.promisc)
+                        r = add_promisc(q->fd, ifindex);
+                goto out;
+        }
+        q->fd = -1;
+        q->ring = NULL;
+        r = open_queue(rs, q, ifindex);
+        if (r < 0) {
+                close_queue(q);
+                q->fd = old.fd;
+                q->ring = old.ring;
+                q->ring_len = old.ring_len;
+                q->ifindex = old.ifindex;
+                goto out;
+        }
+        close_queue(&old);
+        q->blk = 0;
+        q->cur = NULL;
+        q->left = 0;
+        q->seg = 0;
+        r = 1;
+out:
+        if (r >= 0 && !(flags & IFF_UP))
+                r = -ENETDOWN;
+        pthread_mutex_unlock(&rs->recover_lock);
+        return r;
 }
 
 const struct backend_ops backend_rawsock_ops = {
@@ -688,4 +799,5 @@ const struct backend_ops backend_rawsock_ops = {
         .queue_fd = rs_queue_fd,
         .tx_burst = rs_tx_burst,
         .rx_burst = rs_rx_burst,
+        .recover = rs_recover,
 };

@@ -180,6 +180,7 @@ static int tap_recover(struct backend *be, unsigned q)
 {
         struct tap_backend *t = (struct tap_backend *)be;
         struct ifreq ifr = {0};
+        bool reattached = false;
         int fd;
 
         if (ioctl(t->fds[q], TUNGETIFF, &ifr) < 0) {
@@ -199,15 +200,16 @@ static int tap_recover(struct backend *be, unsigned q)
                         return r;
                 }
                 close(fd);
+                reattached = true;
         }
         memset(&ifr, 0, sizeof(ifr));
         snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", t->ifname);
         int r = link_ioctl(SIOCGIFFLAGS, &ifr);
         if (r < 0)
                 return r;
-        if (!(ifr.ifr_flags & IFF_UP) && t->set_up && q == 0 && set_link(t->ifname, 0, true) == 0)
-                return 0;
-        return (ifr.ifr_flags & IFF_UP) ? 0 : -ENETDOWN;
+        if (!(ifr.ifr_flags & IFF_UP) && !(t->set_up && q == 0 && set_link(t->ifname, 0, true) == 0))
+                return -ENETDOWN;
+        return reattached ? 1 : 0;
 }
 
 static int tap_queue_fd(const struct backend *be, unsigned q)

@@ -105,6 +105,10 @@ static void report_port(struct out *o, const struct port *p, bool json)
 {
         const struct port_cfg *pc = p->cfg;
         struct vu_dev *dev = p->dev;
+        bool down = false;
+
+        for (unsigned q = 0; dev && q < dev->nqueues; q++)
+                down |= atomic_load(&dev->workers[q].port_down);
 
         if (json) {
                 outf(o, "{\"name\":");
@@ -117,9 +121,11 @@ static void report_port(struct out *o, const struct port *p, bool json)
                 out_json_str(o, pc->socket);
                 outf(o, ",\"fd_name\":");
                 out_json_str(o, pc->fd_name);
-                outf(o, ",\"mode\":\"%s\",\"queue_pairs\":%u,\"connected\":%s,\"connections\":%lu",
+                outf(o,
+                     ",\"mode\":\"%s\",\"queue_pairs\":%u,\"connected\":%s,\"connections\":%lu,\"port_down\":%s,"
+                     "\"port_faults\":%lu,\"port_recoveries\":%lu",
                      pc->mode == PORT_MODE_CLIENT ? "client" : "server", pc->queues, dev ? "true" : "false",
-                     p->connections);
+                     p->connections, down ? "true" : "false", LOAD(p->faults), LOAD(p->recoveries));
         } else {
                 char sock[160];
                 if (pc->socket[0])
@@ -130,6 +136,10 @@ static void report_port(struct out *o, const struct port *p, bool json)
                      pc->backend.kind, pc->backend.ifname[0] ? " " : "", pc->backend.ifname, sock,
                      pc->mode == PORT_MODE_CLIENT ? "client" : "server", pc->queues, pc->queues == 1 ? "" : "s",
                      dev ? "connected" : "no front-end", p->connections, p->connections == 1 ? "" : "s");
+                if (down || LOAD(p->faults))
+                        outf(o, "  %s, %lu fault%s, %lu recover%s\n", down ? "PORT DOWN" : "port up", LOAD(p->faults),
+                             LOAD(p->faults) == 1 ? "" : "s", LOAD(p->recoveries),
+                             LOAD(p->recoveries) == 1 ? "y" : "ies");
         }
         if (!dev) {
                 if (json)

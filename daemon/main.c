@@ -11,6 +11,7 @@
 #include "config/config.h"
 #include "daemon/ctl.h"
 #include "daemon/isolate.h"
+#include "daemon/linkmon.h"
 #include "daemon/log.h"
 #include "daemon/port.h"
 #include "daemon/sd.h"
@@ -21,6 +22,7 @@
 static struct config cfg;
 static struct port ports[CONFIG_MAX_PORTS];
 static struct ctl ctl;
+static struct linkmon linkmon = {.fd = -1};
 
 static void usage(FILE *f)
 {
@@ -196,6 +198,12 @@ static int inherited_fd(unsigned i, const int *fds, char names[][64], int nfds)
         return -1;
 }
 
+static void link_changed(void *arg, const char *ifname, bool gone)
+{
+        for (unsigned i = 0; i < cfg.nports; i++)
+                port_link_event(&ports[i], ifname ? ifname : ports[i].cfg->backend.ifname, gone);
+}
+
 static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
         log_info("signal %d: stopping", w->signum);
@@ -221,7 +229,7 @@ int main(int argc, char **argv)
         struct config_error cerr;
         ev_signal sig_term, sig_int, sig_hup;
         ev_timer watchdog;
-        struct ev_loop *loop;
+        struct ev_loop *loop = NULL;
         uint64_t wd_usec;
         int nfds, r;
         char status[256];
@@ -279,6 +287,14 @@ int main(int argc, char **argv)
                 r = 1;
                 goto out;
         }
+        for (unsigned i = 0; i < cfg.nports; i++) {
+                if (!cfg.ports[i].backend.ifname[0])
+                        continue;
+                /* Without it a deleted interface is still noticed by the data path, but not always. */
+                if ((r = linkmon_start(&linkmon, loop, link_changed, NULL)) < 0)
+                        log_warn("cannot watch interface changes: %s", strerror(-r));
+                break;
+        }
         if (isolate_drop(cfg.user, cfg.group) < 0 || (cfg.seccomp && isolate_seccomp() < 0)) {
                 r = 1;
                 goto out;
@@ -304,6 +320,8 @@ int main(int argc, char **argv)
         (void)sd_notify_str("STOPPING=1\nSTATUS=stopping");
         r = 0;
 out:
+        if (loop)
+                linkmon_stop(&linkmon, loop);
         ctl_stop(&ctl);
         for (unsigned i = 0; i < cfg.nports; i++)
                 port_stop(&ports[i]);

@@ -230,3 +230,11 @@ void port_stop(struct port *p)
                 p->be->ops->close(p->be);
         p->be = NULL;
 }
+
+void port_link_event(struct port *p, const char *ifname, bool gone)
+{
+        if (!p->dev || !p->be || strcmp(ifname, p->cfg->backend.ifname) != 0)
+                return;
+        for (unsigned q = 0; q < p->dev->nqueues; q++)
+                worker_link_event(&p->dev->workers[q], gone ? WORKER_LINK_GONE : WORKER_LINK_NEW);
+}

@@ -4,6 +4,7 @@
 #define DAEMON_PORT_H
 
 #include <ev.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "backends/backend.h"
@@ -23,12 +24,16 @@ struct port {
         double retry_delay;
         struct vu_dev *dev; /* current front-end, NULL when none */
         unsigned long connections;
+        atomic_ulong faults;     /* queue pairs that lost the port (deleted, down), over all connections */
+        atomic_ulong recoveries; /* and got it back */
 };
 
 int port_open_backend(struct port *p);
 /* Sets up the socket side; listen_fd >= 0 is an inherited (socket-activated) listening socket. */
 int port_start(struct port *p, struct ev_loop *loop, int listen_fd);
 void port_stop(struct port *p);
+/* The control loop saw an interface named ifname deleted (gone) or added/changed. */
+void port_link_event(struct port *p, const char *ifname, bool gone);
 /* Called by the connection code when the front-end leaves or breaks the protocol. */
 void port_connection_closed(struct port *p);
 

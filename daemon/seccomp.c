@@ -33,6 +33,8 @@ static const int allowed[] = {
         SYS_setsockopt,
         SYS_getsockopt,
         SYS_socket,
+        SYS_bind, /* port recovery: an AF_PACKET socket bound to a re-created interface */
+        SYS_dup3, /* port recovery: a re-attached tap on the fd number the worker knows */
         SYS_connect,
         SYS_fcntl,
         SYS_ioctl,
@@ -85,6 +87,16 @@ static const int allowed[] = {
         SYS_prctl,
 };
 
+/*
+ * Refused with EPERM instead of killing: port recovery may try them (opening /dev/net/tun again, libxdp
+ * loading its program), and a port that stays down, with the reason logged, beats a dead daemon.
+ */
+static const int refused[] = {
+        SYS_open,
+        SYS_openat,
+        SYS_bpf,
+};
+
 #ifndef __has_feature
 #define __has_feature(x) 0
 #endif
@@ -100,7 +112,8 @@ int isolate_seccomp(void)
         log_warn("sanitizer build: the seccomp filter is not installed");
         return 0;
 #endif
-        struct sock_filter prog[4 + 2 * sizeof(allowed) / sizeof(allowed[0]) + 1];
+        struct sock_filter
+                prog[4 + 2 * (sizeof(allowed) / sizeof(allowed[0]) + sizeof(refused) / sizeof(refused[0])) + 1];
         unsigned n = 0;
 
         prog[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch));
@@ -110,6 +123,10 @@ int isolate_seccomp(void)
         for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++) {
                 prog[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)allowed[i], 0, 1);
                 prog[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+        }
+        for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+                prog[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)refused[i], 0, 1);
+                prog[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM);
         }
         prog[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS);
 

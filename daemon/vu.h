@@ -62,7 +62,11 @@ struct worker {
         atomic_bool stop;
         atomic_bool port_down; /* set by the worker; the control thread logs changes once */
         atomic_int port_err;
+        atomic_ulong port_faults; /* times it went down, for the control thread's log */
+        atomic_int link_event;    /* WORKER_LINK_*: the control thread saw the port's interface change */
         bool port_down_logged;
+        int port_err_logged;
+        unsigned long port_faults_logged;
         struct ratelimit port_log_rl; /* a port that keeps failing must not flood the log */
         struct worker_data *data;     /* the data path's private state (worker.c) */
 };
@@ -117,6 +121,9 @@ const char *vu_request_name(uint32_t request);
 int worker_start(struct worker *w, struct vu_dev *dev, unsigned qp);
 void worker_stop(struct worker *w);
 void worker_quiesce(struct worker *w);
+/* The port's interface was deleted (GONE) or appeared (NEW): the worker looks at the port now. */
+enum { WORKER_LINK_GONE = 1, WORKER_LINK_NEW = 2 };
+void worker_link_event(struct worker *w, int what);
 /* Moves the worker's wait from old_fd to new_fd for a kick eventfd (either may be -1). */
 int worker_set_kick(struct worker *w, unsigned vring_index, int old_fd, int new_fd);
 void worker_resume(struct worker *w);

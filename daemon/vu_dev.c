@@ -44,15 +44,27 @@ static void async_cb(struct ev_loop *loop, ev_async *a, int revents)
 
         for (unsigned q = 0; q < dev->nqueues; q++) {
                 struct worker *w = &dev->workers[q];
+                unsigned long faults = atomic_load(&w->port_faults);
                 bool down = atomic_load(&w->port_down);
+                int err = atomic_load(&w->port_err);
 
-                if (down != w->port_down_logged && (!down || ratelimit_ok(&w->port_log_rl, 10000, 2))) {
-                        w->port_down_logged = down;
-                        if (down)
-                                log_warn("%s: queue pair %u: port fault (%s); frames wait until it is back", dev->name,
-                                         q, strerror(-atomic_load(&w->port_err)));
-                        else
-                                log_info("%s: queue pair %u: port is back, traffic resumes", dev->name, q);
+                /* Counted, not sampled: a fault the worker got over before we looked is still reported. */
+                if (faults != w->port_faults_logged && ratelimit_ok(&w->port_log_rl, 10000, 2)) {
+                        w->port_faults_logged = faults;
+                        w->port_down_logged = true;
+                        w->port_err_logged = err;
+                        log_warn("%s: queue pair %u: port fault (%s); frames wait until it is back", dev->name, q,
+                                 strerror(-err));
+                } else if (down && w->port_down_logged && err != w->port_err_logged) {
+                        w->port_err_logged = err;
+                        log_warn("%s: queue pair %u: port still down: %s%s", dev->name, q, strerror(-err),
+                                 err == -EPERM || err == -EACCES
+                                         ? " (opening it again needs privileges vhostd dropped: restart the instance)"
+                                         : "");
+                }
+                if (!down && w->port_down_logged && faults == w->port_faults_logged) {
+                        w->port_down_logged = false;
+                        log_info("%s: queue pair %u: port is back, traffic resumes", dev->name, q);
                 }
                 worker_quiesce(w);
                 for (unsigned i = 2 * q; i < 2 * q + 2; i++) {

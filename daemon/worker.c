@@ -108,35 +108,57 @@ static void port_fault(struct worker_data *d, int err)
 {
         struct worker *w = d->w;
 
-        if (d->port_down)
+        d->next_recover_ns = now_ns() + RECOVER_MS * 1000000LL;
+        if (d->port_down) {
+                /* Still down, maybe for another reason now (gone, then no permission to re-open): say so. */
+                if (atomic_exchange(&w->port_err, err) != err)
+                        ev_async_send(w->dev->port->loop, &w->dev->async);
                 return;
+        }
         d->port_down = true;
         if (d->port_fd >= 0)
                 (void)epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, d->port_fd, NULL);
         d->port_events = 0;
-        d->next_recover_ns = now_ns() + RECOVER_MS * 1000000LL;
         atomic_store(&w->port_err, err);
         atomic_store(&w->port_down, true);
+        atomic_fetch_add(&w->dev->port->faults, 1);
+        atomic_fetch_add(&w->port_faults, 1);
         ev_async_send(w->dev->port->loop, &w->dev->async);
 }
 
-static void port_try_recover(struct worker_data *d)
+/*
+ * Asks the port whether the queue works (recover() re-attaches it to a re-created interface): at start, at
+ * each recovery deadline while down, and when the control thread saw the interface deleted or added.
+ */
+static void port_check(struct worker_data *d)
 {
         struct worker *w = d->w;
         struct backend *be = w->dev->port->be;
         struct epoll_event ev = {.events = EPOLLIN, .data.u32 = TAG_PORT};
+        int r = be->ops->recover ? be->ops->recover(be, w->qp) : 0;
 
-        d->next_recover_ns = now_ns() + RECOVER_MS * 1000000LL;
-        if (be->ops->recover && be->ops->recover(be, w->qp) < 0)
+        if (r < 0) {
+                port_fault(d, r);
                 return;
+        }
+        if (!d->port_down && r == 0)
+                return; /* working, on the fd we watch */
+        /* A new fd: the old one was closed (which took it out of epoll) or replaced. */
+        if (!d->port_down && d->port_fd >= 0)
+                (void)epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, d->port_fd, NULL);
         d->port_fd = be->ops->queue_fd(be, w->qp);
-        if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, d->port_fd, &ev) < 0 && errno != EEXIST)
+        if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, d->port_fd, &ev) < 0 && errno != EEXIST) {
+                port_fault(d, -errno);
                 return;
+        }
         d->port_events = EPOLLIN;
-        d->port_down = false;
         d->tx_ready = d->port_readable = true;
         d->rx_wait_guest = d->tx_wait_port = false;
+        if (!d->port_down)
+                return; /* re-attached at start, to an interface re-created while no front-end was here */
+        d->port_down = false;
         atomic_store(&w->port_down, false);
+        atomic_fetch_add(&w->dev->port->recoveries, 1);
         ev_async_send(w->dev->port->loop, &w->dev->async);
 }
 
@@ -483,6 +505,7 @@ static void *worker_main(void *arg)
                 (void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
         }
         pthread_mutex_lock(&w->lock);
+        port_check(d); /* the interface may have been re-created while no front-end was connected */
         int timeout = poll_timeout(d);
         pthread_mutex_unlock(&w->lock);
         /* Checked before every wait too: the wake that worker_stop() sends may be drained by a TAG_WAKE. */
@@ -493,9 +516,12 @@ static void *worker_main(void *arg)
                 if (atomic_load(&w->stop))
                         break;
                 pthread_mutex_lock(&w->lock);
+                int link = atomic_exchange(&w->link_event, 0);
+                if (link & WORKER_LINK_GONE)
+                        port_fault(d, -ENODEV);
                 /* Kicks keep coming while the port is down: recover on a deadline, not on a quiet epoll. */
-                if (d->port_down && now_ns() >= d->next_recover_ns)
-                        port_try_recover(d);
+                if (d->port_down && ((link & WORKER_LINK_NEW) || now_ns() >= d->next_recover_ns))
+                        port_check(d);
                 else if (n == 0 && (d->tx_retry || cfg->busy_poll_us)) {
                         d->tx_retry = false;
                         d->tx_ready = true;
@@ -629,6 +655,14 @@ void worker_stop(struct worker *w)
         pthread_mutex_destroy(&w->lock);
         free(w->data);
         w->data = NULL;
+}
+
+void worker_link_event(struct worker *w, int what)
+{
+        if (!w->running)
+                return;
+        atomic_fetch_or(&w->link_event, what);
+        (void)eventfd_write(w->wake_fd, 1);
 }
 
 void worker_quiesce(struct worker *w)
