@@ -29,7 +29,7 @@ struct backend_cfg {
         bool zero_copy;                 /* afxdp: require zero-copy */
         bool busy_poll;                 /* afxdp: SO_PREFER_BUSY_POLL */
         unsigned start_queue;           /* afxdp: first NIC queue */
-        unsigned frame_size;            /* afxdp: UMEM frame size, 2048 or 4096 */
+        unsigned frame_size;            /* afxdp: UMEM frame size, 2048 or 4096; 0: the smallest for the MTU */
         char xsks_map[256];             /* afxdp: pinned xsks_map path: inhibit program loading */
 };
 

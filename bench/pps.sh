@@ -38,9 +38,13 @@ RUNS=${1:-3}
 SECS=${2:-2}
 WARM=${PPS_WARM:-1}
 RATE=${PPS_RATE:-0}
-# group = kind:queues:xdp_mode:cells[:nopeer], cell = dir/size (dir: g2p guest->port, p2g port->guest, loop).
-# nopeer: DPDK 22.11 net_af_xdp sizes itself from the "combined" channel count, which veth does not report
-# (it has separate rx/tx channels), so it refuses queue_count=2 here: afxdp with 2 queue pairs is vhostd alone.
+# group = kind:queues:xdp_mode:cells[:flags], cell = dir/size (dir: g2p guest->port, p2g port->guest, loop),
+# flags (comma-separated):
+#   nopeer: DPDK 22.11 net_af_xdp sizes itself from the "combined" channel count, which veth does not report
+#           (it has separate rx/tx channels), so it refuses queue_count=2 here: afxdp with 2 queue pairs is
+#           vhostd alone;
+#   busy:   vhostd busy-polls its rings for 1 ms after the last frame (-o busy_poll_us=1000), as the peer
+#           always does; the groups without it show vhostd in its default, interrupt-driven mode.
 ALL_GROUPS="loopback:1::loop/64,loop/1500 \
 tap:1::g2p/64,g2p/1500,p2g/64,p2g/1500 \
 rawsock:1::g2p/64,g2p/1500,p2g/64,p2g/1500 \
@@ -48,7 +52,11 @@ afxdp:1:skb:g2p/64,g2p/1500,p2g/64,p2g/1500 \
 afxdp:1:native:g2p/64,p2g/64 \
 tap:2::g2p/64,p2g/64 \
 rawsock:2::g2p/64,p2g/64 \
-afxdp:2:skb:g2p/64,p2g/64:nopeer"
+afxdp:2:skb:g2p/64,p2g/64:nopeer \
+loopback:1::loop/64,loop/1500:busy \
+tap:1::g2p/64,p2g/64:busy \
+rawsock:1::g2p/64,p2g/64:busy \
+afxdp:1:skb:g2p/64,p2g/64:busy"
 GROUPS_SEL=${PPS_GROUPS:-$ALL_GROUPS}
 
 . tests/e2e/lib.sh
@@ -174,6 +182,7 @@ be_start_once() {
     rm -f "$sock"
     if [ "$who" = vhostd ]; then
         local args=(-s "$sock" -C "$E2E_TMP/ctl" -b "$kind" -q "$q" -o cpus=0)
+        [[ ,$FLAGS, == *,busy,* ]] && args+=(-o busy_poll_us=1000)
         case $kind in
             tap) args+=(-i ptap0) ;;
             rawsock) args+=(-i pp0) ;;
@@ -373,8 +382,11 @@ CELLS=()
 
 # ------------------------------------------------------------------ the runs
 for g in $GROUPS_SEL; do
-    IFS=: read -r KIND Q XM CELLSPEC NOPEER <<<"$g"
+    IFS=: read -r KIND Q XM CELLSPEC FLAGS <<<"$g"
+    NOPEER=
+    [[ ,$FLAGS, == *,nopeer,* ]] && NOPEER=1
     GNAME=$KIND${XM:+-$XM}-q$Q
+    [[ ,$FLAGS, == *,busy,* ]] && GNAME+=-busy
     IFS=, read -r -a GCELLS <<<"$CELLSPEC"
     [ -n "$NOPEER" ] && e2e_log "group $GNAME: no dpdk-testpmd peer (net_af_xdp needs combined channels; veth has none)"
     for c in "${GCELLS[@]}"; do CELLS+=("$GNAME/$c"); done
@@ -449,8 +461,11 @@ echo
 echo "Per back-end instance (median over runs): RSS after traffic, idle CPU with a front-end connected"
 printf '%-20s %-8s %10s %10s %10s %8s\n' group backend VmRSS_kB RssAnon RssShmem idle%
 for g in $GROUPS_SEL; do
-    IFS=: read -r KIND Q XM _ NOPEER <<<"$g"
+    IFS=: read -r KIND Q XM _ FLAGS <<<"$g"
+    NOPEER=
+    [[ ,$FLAGS, == *,nopeer,* ]] && NOPEER=1
     GNAME=$KIND${XM:+-$XM}-q$Q
+    [[ ,$FLAGS, == *,busy,* ]] && GNAME+=-busy
     for who in vhostd peer; do
         [ -n "$NOPEER" ] && [ $who = peer ] && continue
         printf '%-20s %-8s %10s %10s %10s %8s\n' "$GNAME" "$who" "$(imedian "${RSS[$GNAME,$who]}")" \

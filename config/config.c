@@ -382,12 +382,14 @@ static int parse_mtu(struct port_cfg *port, const char *value, char *msg, size_t
 
 static int parse_frame_size(struct port_cfg *port, const char *value, char *msg, size_t len)
 {
-        if (strcmp(value, "2048") == 0)
+        if (strcmp(value, "auto") == 0)
+                port->backend.frame_size = 0;
+        else if (strcmp(value, "2048") == 0)
                 port->backend.frame_size = 2048;
         else if (strcmp(value, "4096") == 0)
                 port->backend.frame_size = 4096;
         else
-                return fail(msg, len, "'%s' is not a valid frame size (expected 2048 or 4096)", q(value).s);
+                return fail(msg, len, "'%s' is not a valid frame size (expected auto, 2048 or 4096)", q(value).s);
         return 0;
 }
 
@@ -830,9 +832,10 @@ static int port_check(const struct port_cfg *port, const char **ret_key, char *m
         }
 
         if (kind == KIND_AFXDP) {
-                if (port->backend.frame_size != 2048 && port->backend.frame_size != 4096) {
+                if (port->backend.frame_size && port->backend.frame_size != 2048 && port->backend.frame_size != 4096) {
                         *ret_key = "frame_size";
-                        return fail(msg, len, "%u is not valid (expected 2048 or 4096)", port->backend.frame_size);
+                        return fail(msg, len, "%u is not valid (expected auto, 2048 or 4096)",
+                                    port->backend.frame_size);
                 }
                 if (port->backend.xdp_mode != BACKEND_XDP_AUTO && port->backend.xdp_mode != BACKEND_XDP_NATIVE &&
                     port->backend.xdp_mode != BACKEND_XDP_SKB) {
@@ -1052,7 +1055,7 @@ void config_port_defaults(struct port_cfg *port)
         port->backend.set_up = true;
         port->backend.offloads = true;
         port->backend.xdp_mode = BACKEND_XDP_AUTO;
-        port->backend.frame_size = 4096;
+        port->backend.frame_size = 0; /* auto */
 }
 
 void config_defaults(struct config *cfg)

@@ -114,7 +114,7 @@ static const struct bad_case bad_cases[] = {
         {"[port p]\nsocket = /s\nbackend = afxdp\nifname = e\nstart_queue = 65536\n", 5, "start_queue",
          "out of range (0..65535)"},
         {"[port p]\nsocket = /s\nbackend = afxdp\nifname = e\nframe_size = 1024\n", 5, "frame_size",
-         "expected 2048 or 4096"},
+         "expected auto, 2048 or 4096"},
 
         /* octal */
         {PORT_OK "socket_mode = 0680\n", 3, "socket_mode", "is not an octal number"},
@@ -249,7 +249,7 @@ static void test_defaults(void **state)
         assert_true(port.backend.set_up);
         assert_false(port.backend.promisc);
         assert_int_equal(port.backend.xdp_mode, BACKEND_XDP_AUTO);
-        assert_int_equal(port.backend.frame_size, 4096);
+        assert_int_equal(port.backend.frame_size, 0); /* auto */
         assert_int_equal(port.backend.mtu, 0);
         assert_string_equal(port.backend.xsks_map, "");
 }
@@ -489,6 +489,7 @@ static void test_ranges(void **state)
                 {"mtu", "65535", offsetof(struct port_cfg, backend.mtu), 65535},
                 {"start_queue", "0", offsetof(struct port_cfg, backend.start_queue), 0},
                 {"frame_size", "4096", offsetof(struct port_cfg, backend.frame_size), 4096},
+                {"frame_size", "auto", offsetof(struct port_cfg, backend.frame_size), 0},
                 {"socket_mode", "0", offsetof(struct port_cfg, socket_mode), 0},
                 {"socket_mode", "0660", offsetof(struct port_cfg, socket_mode), 0660},
                 {"socket_mode", "660", offsetof(struct port_cfg, socket_mode), 0660},
