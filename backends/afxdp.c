@@ -299,22 +299,9 @@ static int open_queues(struct ax_backend *ax, __u32 xdp_flags)
         return r;
 }
 
-static int link_mtu(const char *ifname)
-{
-        struct ifreq ifr = {0};
-        int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), r;
-
-        if (s < 0)
-                return -errno;
-        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
-        r = ioctl(s, SIOCGIFMTU, &ifr) < 0 ? -errno : ifr.ifr_mtu;
-        close(s);
-        return r;
-}
-
 static int ax_open(const struct backend_cfg *cfg, unsigned nqueues, struct backend **ret)
 {
-        unsigned frame_size = cfg->frame_size, max_mtu;
+        unsigned frame_size = cfg->frame_size, max_mtu, if_mtu = 0;
         struct ax_backend *ax;
         int r;
 
@@ -323,15 +310,15 @@ static int ax_open(const struct backend_cfg *cfg, unsigned nqueues, struct backe
                 return -EINVAL;
         if (!if_nametoindex(cfg->ifname))
                 return -ENODEV;
-        r = link_mtu(cfg->ifname);
+        r = backend_link_state(cfg->ifname, NULL, &if_mtu);
         if (r < 0)
                 return r;
         /* auto: half the memory when the guest's MTU (1500 unless set) fits a 2 KiB frame */
         if (!frame_size)
                 frame_size = (cfg->mtu ? cfg->mtu : 1500) <= 2048 - AX_HEADROOM - 14 - 4 ? 2048 : 4096;
         max_mtu = frame_size - AX_HEADROOM - 14 - 4;
-        if ((unsigned)r < max_mtu)
-                max_mtu = (unsigned)r;
+        if (if_mtu < max_mtu)
+                max_mtu = if_mtu;
         if (cfg->mtu > max_mtu)
                 return -EMSGSIZE;
         ax = calloc(1, sizeof(*ax) + nqueues * sizeof(struct ax_queue));
@@ -561,21 +548,6 @@ static int ax_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, un
 
 /* ---- faults ---- */
 
-static int link_state(const char *ifname, unsigned *flags)
-{
-        struct ifreq ifr = {0};
-        int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0), r = 0;
-
-        if (s < 0)
-                return -errno;
-        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
-        if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
-                r = errno == ENXIO ? -ENODEV : -errno;
-        *flags = (unsigned)ifr.ifr_flags & 0xffff;
-        close(s);
-        return r;
-}
-
 /*
  * Link down and up: the socket stays bound; frames flow again by themselves. Interface deleted: the kernel
  * unbinds the socket for good (and the XDP program goes with the device). Once an interface of that name
@@ -587,20 +559,19 @@ static int ax_recover(struct backend *be, unsigned qi)
 {
         struct ax_backend *ax = (struct ax_backend *)be;
         struct ax_queue *q = &ax->q[qi];
-        unsigned flags = 0;
+        unsigned flags = 0, mtu = 0;
         bool pinned = false;
         int ifindex, map_fd, r;
 
         pthread_mutex_lock(&ax->recover_lock);
         ifindex = (int)if_nametoindex(ax->cfg.ifname);
-        r = ifindex ? link_state(ax->cfg.ifname, &flags) : -ENODEV;
+        r = ifindex ? backend_link_state(ax->cfg.ifname, &flags, &mtu) : -ENODEV;
         if (r < 0 || (ifindex == q->ifindex && q->xsk))
                 goto out;
-        r = link_mtu(ax->cfg.ifname);
-        if (r >= 0 && (unsigned)r + 14 + 4 < ax->max_frame)
+        if (mtu + 14 + 4 < ax->max_frame) {
                 r = -EMSGSIZE; /* the guest may send frames the new interface refuses */
-        if (r < 0)
                 goto out;
+        }
         close_queue(ax, q);
         if ((r = map_fd = get_map(ax, ifindex, ax->xdp_flags, &pinned)) < 0)
                 goto out;

@@ -1,5 +1,10 @@
 // SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "backends/backend.h"
 
@@ -21,4 +26,24 @@ const struct backend_ops *backend_find(const char *kind)
 const char *backend_kinds(void)
 {
         return "loopback tap rawsock afxdp";
+}
+
+int backend_link_state(const char *ifname, unsigned *ret_flags, unsigned *ret_mtu)
+{
+        struct ifreq ifr = {0};
+        int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0), r = 0;
+
+        if (s < 0)
+                return -errno;
+        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+        if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+                r = errno == ENXIO ? -ENODEV : -errno;
+        else if (ret_flags)
+                *ret_flags = (unsigned)ifr.ifr_flags & 0xffff;
+        if (r == 0 && ioctl(s, SIOCGIFMTU, &ifr) < 0)
+                r = -errno;
+        else if (r == 0 && ret_mtu)
+                *ret_mtu = (unsigned)ifr.ifr_mtu;
+        close(s);
+        return r;
 }

@@ -710,25 +710,6 @@ static int rs_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, un
         return (int)done;
 }
 
-/* The interface's flags and MTU, asked through a socket of our own (q's may be unbound). */
-static int link_state(const char *ifname, unsigned *flags, unsigned *mtu)
-{
-        struct ifreq ifr = {0};
-        int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0), r = 0;
-
-        if (s < 0)
-                return -errno;
-        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
-        if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
-                r = errno == ENXIO ? -ENODEV : -errno;
-        *flags = (unsigned)ifr.ifr_flags & 0xffff;
-        if (r == 0 && ioctl(s, SIOCGIFMTU, &ifr) < 0)
-                r = -errno;
-        *mtu = (unsigned)ifr.ifr_mtu;
-        close(s);
-        return r;
-}
-
 /*
  * Link down and up: the socket stays bound and the kernel resumes delivery by itself. Interface deleted: the
  * kernel unbinds the socket; once an interface of that name exists again, a lone socket is bound to it again
@@ -745,7 +726,7 @@ static int rs_recover(struct backend *be, unsigned qi)
 
         pthread_mutex_lock(&rs->recover_lock);
         ifindex = (int)if_nametoindex(rs->cfg.ifname);
-        r = ifindex ? link_state(rs->cfg.ifname, &flags, &mtu) : -ENODEV;
+        r = ifindex ? backend_link_state(rs->cfg.ifname, &flags, &mtu) : -ENODEV;
         if (r < 0 || ifindex == q->ifindex)
                 goto out;
         if (rs->cfg.mtu > mtu) {
