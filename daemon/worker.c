@@ -41,6 +41,7 @@ struct worker_data {
         struct rx_sink sink;
         unsigned burst;
         int port_fd;
+        bool port_watched;    /* port_fd is in epoll */
         uint32_t port_events; /* registered epoll mask for port_fd */
 
         /* tx: popped, not yet taken by the port; always the newest chains of the tx ring */
@@ -97,10 +98,22 @@ static void set_port_events(struct worker_data *d)
         uint32_t want = (d->rx_wait_guest ? 0 : EPOLLIN) | (d->tx_wait_port ? EPOLLOUT : 0);
         struct epoll_event ev = {.events = want, .data.u32 = TAG_PORT};
 
-        if (d->port_fd < 0 || d->port_down || want == d->port_events)
+        if (!d->port_watched || want == d->port_events)
                 return;
         if (epoll_ctl(d->w->epoll_fd, EPOLL_CTL_MOD, d->port_fd, &ev) == 0)
                 d->port_events = want;
+}
+
+/*
+ * Takes the port's fd out of epoll while it is still the one we registered: recover() may close it, and the
+ * control thread may get the same number for something else at once.
+ */
+static void port_unwatch(struct worker_data *d)
+{
+        if (d->port_watched)
+                (void)epoll_ctl(d->w->epoll_fd, EPOLL_CTL_DEL, d->port_fd, NULL);
+        d->port_watched = false;
+        d->port_events = 0;
 }
 
 /* The port failed (deleted, down): stop watching it, tell the control thread, retry on a timer. */
@@ -116,9 +129,7 @@ static void port_fault(struct worker_data *d, int err)
                 return;
         }
         d->port_down = true;
-        if (d->port_fd >= 0)
-                (void)epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, d->port_fd, NULL);
-        d->port_events = 0;
+        port_unwatch(d);
         atomic_store(&w->port_err, err);
         atomic_store(&w->port_down, true);
         atomic_fetch_add(&w->dev->port->faults, 1);
@@ -135,22 +146,20 @@ static void port_check(struct worker_data *d)
         struct worker *w = d->w;
         struct backend *be = w->dev->port->be;
         struct epoll_event ev = {.events = EPOLLIN, .data.u32 = TAG_PORT};
-        int r = be->ops->recover ? be->ops->recover(be, w->qp) : 0;
+        int r;
 
+        port_unwatch(d);
+        r = be->ops->recover ? be->ops->recover(be, w->qp) : 0;
         if (r < 0) {
                 port_fault(d, r);
                 return;
         }
-        if (!d->port_down && r == 0)
-                return; /* working, on the fd we watch */
-        /* A new fd: the old one was closed (which took it out of epoll) or replaced. */
-        if (!d->port_down && d->port_fd >= 0)
-                (void)epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, d->port_fd, NULL);
-        d->port_fd = be->ops->queue_fd(be, w->qp);
-        if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, d->port_fd, &ev) < 0 && errno != EEXIST) {
+        d->port_fd = be->ops->queue_fd(be, w->qp); /* r == 1: a new fd */
+        if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, d->port_fd, &ev) < 0) {
                 port_fault(d, -errno);
                 return;
         }
+        d->port_watched = true;
         d->port_events = EPOLLIN;
         d->tx_ready = d->port_readable = true;
         d->rx_wait_guest = d->tx_wait_port = false;
@@ -621,6 +630,7 @@ int worker_start(struct worker *w, struct vu_dev *dev, unsigned qp)
                         r = -errno;
                         goto fail;
                 }
+                d->port_watched = true;
                 d->port_events = EPOLLIN;
         }
         d->port_readable = true;

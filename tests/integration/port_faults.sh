@@ -19,8 +19,11 @@ set -u
 
 port_init faults
 
-fd_count() { ls "/proc/$VPID/fd" | wc -l; }
-fd_list() { ls -l "/proc/$VPID/fd" | awk 'NR > 1 { print $NF }' | sort; }
+# Under ThreadSanitizer, pipes are left out: its symbolizer (started for a suppressed report) talks over two.
+fd_list() {
+    ls -l "/proc/$VPID/fd" | awk 'NR > 1 { print $NF }' | { if [ -n "${VHOSTD_TSAN:-}" ]; then grep -v '^pipe:'; else cat; fi; } | sort
+}
+fd_count() { fd_list | wc -l; }
 thread_count() { ls "/proc/$VPID/task" | wc -l; }
 port_json() { "$VHOSTCTL" -s "$CTL" --json | jq -r ".ports[0].$1"; }
 
@@ -66,7 +69,7 @@ delete_recreate() {
 # fault_cycle WHAT QUEUE_PAIRS BOTH_QUEUES_RECEIVE(1|0) VHOSTD_ARGS...
 fault_cycle() {
     WHAT=$1
-    local nq=$2 both=$3 fds0 thr0 faults recov
+    local nq=$2 both=$3 fds0 thr0 faults recov i
     shift 3
     TP_QUEUES=$nq
     vhostd_start "${WHAT//[^a-zA-Z0-9]/_}" -i "$VP" -q "$nq" "$@" || { bad "$WHAT: vhostd did not start"; return; }
@@ -93,6 +96,12 @@ fault_cycle() {
     fi
     [ "$(grep -c 'port fault' "$VLOG")" -ge 2 ] && [ "$(grep -c 'port is back' "$VLOG")" -ge 2 ] ||
         bad "$WHAT: faults and recoveries not logged"
+    # The last front-end's fds go when vhostd has seen it leave; ThreadSanitizer starts a thread of its own.
+    for i in $(seq 50); do
+        [ "$(port_json connected)" = false ] && [ "$(fd_count)" = "$fds0" ] && break
+        sleep 0.1
+    done
+    [ -n "${VHOSTD_TSAN:-}" ] && [ "$(thread_count)" = $((thr0 + 1)) ] && thr0=$((thr0 + 1))
     if [ "$(fd_count)" != "$fds0" ] || [ "$(thread_count)" != "$thr0" ]; then
         bad "$WHAT: $(fd_count) fds and $(thread_count) threads after the faults, $fds0 and $thr0 before"
         fd_list | diff "$T/fds.before" - | sed 's/^/    /'
