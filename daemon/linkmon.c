@@ -65,10 +65,21 @@ static void read_cb(struct ev_loop *loop, ev_io *io, int revents)
                 }
                 if (fromlen < sizeof(from) || from.nl_pid != 0)
                         continue; /* only the kernel speaks here */
-                int left = (int)n;
-                for (const struct nlmsghdr *nh = (const struct nlmsghdr *)buf; NLMSG_OK(nh, left);
-                     nh = NLMSG_NEXT(nh, left))
+                /* NLMSG_OK/NEXT spelled out: the macros compare signed with unsigned */
+                const uint8_t *p = (const uint8_t *)buf;
+                size_t left = (size_t)n;
+                while (left >= sizeof(struct nlmsghdr)) {
+                        const struct nlmsghdr *nh = (const struct nlmsghdr *)(const void *)p;
+                        size_t step = NLMSG_ALIGN(nh->nlmsg_len);
+
+                        if (nh->nlmsg_len < sizeof(*nh) || nh->nlmsg_len > left)
+                                break;
                         handle_msg(lm, nh);
+                        if (step >= left)
+                                break;
+                        p += step;
+                        left -= step;
+                }
         }
 }
 
