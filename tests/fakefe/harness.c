@@ -497,7 +497,8 @@ void flow_init(struct flow *f, struct fe *fe, unsigned qp, uint32_t salt, uint32
         f->tx = fe_tx(fe, qp);
         f->rx = fe_rx(fe, qp);
         f->salt = salt;
-        f->gen = ++g_gen;
+        /* The pid too: a forked front-end's flows must not share a generation with the parent's next ones. */
+        f->gen = ((uint32_t)getpid() << 12) ^ (++g_gen & 0xfff);
         f->limit = limit;
         f->min_len = 60;
         f->max_len = 1514;
