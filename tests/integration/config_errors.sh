@@ -10,22 +10,12 @@
 #     no socket file left behind.
 # Needs nothing but the binaries; no root (every failure here happens before a capability would matter).
 # Exit 0 pass, 1 fail, 77 skip.
-set -u
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-O=${O:-build}
-[[ $O = /* ]] || O=$ROOT/$O
-VHOSTD=${VHOSTD_BIN:-$O/vhostd}
-
-skip() { echo "SKIP: $*"; exit 77; }
+. "$(dirname "$0")/common.sh"
 [ -x "$VHOSTD" ] || skip "$VHOSTD not built (run make)"
-
-T=$(mktemp -d /tmp/vhostd-config.XXXXXX) || exit 1
-trap 'rm -rf "$T"' EXIT
-trap 'exit 1' INT TERM HUP
+test_tmpdir config
 
 failures=0
 bad() { echo "FAIL: $*"; failures=$((failures + 1)); }
-ok() { echo "ok: $*"; }
 
 # run EXPECTED_RC DESCRIPTION ARGS...: runs vhostd (10 s at most), keeps its output in $out.
 run() {

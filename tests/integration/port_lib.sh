@@ -7,55 +7,37 @@
 # there (no router/neighbour chatter), and the far end is where frames for the guest come from
 # (build/tests/pktsend) and where frames from the guest are counted (/sys/class/net/$VF/statistics).
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-O=${O:-build}
-[[ $O = /* ]] || O=$ROOT/$O
-VHOSTD=${VHOSTD_BIN:-$O/vhostd}
-VHOSTCTL=${VHOSTCTL_BIN:-$O/vhostctl}
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 PKTSEND=$O/tests/pktsend
 
 NS=vhport$$
 VP=vhp$$ # port end: vhostd binds here
 VF=vhf$$ # far end
 TPMD_PREFIX=vhport$$
-T=
-_PIDS=()
 _CLEANUP=()
 failures=0
 
 log() { echo "$*"; }
-skip() { echo "SKIP: $*"; exit 77; }
 die() { echo "FAIL: $*"; exit 1; }
 bad() { echo "FAIL: $*"; failures=$((failures + 1)); }
-ok() { echo "ok: $*"; }
 
+# on_exit COMMAND: run at exit (after our processes are stopped), last registered first.
 on_exit() { _CLEANUP+=("$*"); }
 
-_cleanup() {
-    local rc=$? pid i
-    trap - EXIT INT TERM HUP
-    for pid in "${_PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null
-    done
-    for pid in "${_PIDS[@]}"; do
-        for i in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    done
+cleanup_extra() {
+    local i
     for ((i = ${#_CLEANUP[@]} - 1; i >= 0; i--)); do
         eval "${_CLEANUP[$i]}" >/dev/null 2>&1
     done
     ip netns del "$NS" 2>/dev/null
     rm -rf "/var/run/dpdk/$TPMD_PREFIX"
-    [ -n "$T" ] && rm -rf "$T"
-    exit $rc
 }
 
 # Forgets a PID we stopped ourselves.
-_forget() {
+forget_pid() {
     local keep=() p
-    for p in "${_PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-    _PIDS=("${keep[@]}")
+    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
 }
 
 stop_pid() {
@@ -65,7 +47,7 @@ stop_pid() {
     kill -KILL "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
     local rc=$?
-    _forget "$pid"
+    forget_pid "$pid"
     return $rc
 }
 
@@ -81,9 +63,7 @@ port_init() {
         make -s -C "$ROOT" O="$O" "$O/tests/pktsend" "$O/tests/port_vnet_check" "$O/tests/xskmap_pin" >/dev/null ||
             die "cannot build the test helpers"
     fi
-    trap _cleanup EXIT
-    trap 'exit 1' INT TERM HUP
-    T=$(mktemp -d "/tmp/vhostd-$1.XXXXXX") || die "mktemp"
+    test_tmpdir "$1"
     chmod 755 "$T"
     ip netns add "$NS" || skip "cannot create a network namespace"
     ip netns exec "$NS" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
@@ -116,7 +96,7 @@ vhostd_start() {
     _FAIL_AT_START=$failures
     ip netns exec "$NS" "$VHOSTD" -s "$SOCK" -C "$CTL" "$@" >"$VLOG" 2>&1 </dev/null &
     VPID=$!
-    _PIDS+=("$VPID")
+    PIDS+=("$VPID")
     for i in $(seq 100); do
         "$VHOSTCTL" -s "$CTL" >/dev/null 2>&1 && return 0
         kill -0 "$VPID" 2>/dev/null || break
@@ -167,7 +147,7 @@ testpmd_start() {
         --vdev="net_virtio_user0,path=$SOCK,queues=$TP_QUEUES" -- -i --total-num-mbufs=16384 --rxq=$TP_QUEUES --txq=$TP_QUEUES --nb-cores=1 \
         --forward-mode="$mode" --disable-link-check "$@" <"$TP_IN" >"$TP_LOG" 2>&1 &
     TPPID=$!
-    _PIDS+=("$TPPID")
+    PIDS+=("$TPPID")
     exec {TP_FD}>"$TP_IN"
     for i in $(seq 300); do
         if grep -q 'Port 0: ' "$TP_LOG" && grep -q '^Done' "$TP_LOG" &&
