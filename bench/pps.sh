@@ -359,8 +359,11 @@ idle_cpu() {
 mem_kb() { awk -v f="$2:" '$1 == f {v = $2} END {print v + 0}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 # ping_rtt: RTT = "min median max" (us) of 50 pings, 10 ms apart, from the back-end namespace through the
-# bridge and the tap port to the front-end in icmpecho mode (it answers ARP and ICMP echo for any address).
+# bridge and the tap port to the front-end in icmpecho mode (it answers ARP and ICMP echo for any address),
+# and RTT_LOAD the same while pktsend sends PING_LOAD_PPS 64-byte frames/s (default 50000, within what both
+# back-ends carry) the same way, to the guest, which drops them.
 # The median, not the mean: on a shared machine a single stall of the front-end's CPU holds several replies.
+PING_LOAD_PPS=${PING_LOAD_PPS:-50000}
 PING=(ping)
 command -v ping >/dev/null 2>&1 || PING=(busybox ping)
 ping_rtt() {
@@ -369,12 +372,25 @@ ping_rtt() {
     ip -n "$NSB" addr add 10.90.0.1/24 dev pbr0
     # A few pings first: ARP resolution (slow through the peer, hundreds of ms) stays out of the figure.
     ip netns exec "$NSB" "${PING[@]}" -q -c 3 -i 0.2 -W 2 10.90.0.2 >/dev/null 2>&1 || true
-    out=$(ip netns exec "$NSB" "${PING[@]}" -c 50 -i 0.01 -W 1 10.90.0.2 2>&1 | grep -o 'time=[0-9.]*' | cut -d= -f2) || true
+    RTT=$(ping_50)
+    local lpid=''
+    spawn lpid "$E2E_TMP/pktsend.load.log" taskset -c 0 ip netns exec "$NSF" "$PKTSEND" -i pf0 -s 64 -t 5 \
+        -r "$PING_LOAD_PPS" -d "$FAR_MAC" -f 64
+    sleep 0.5
+    RTT_LOAD=$(ping_50)
+    stop_pid "$lpid"
     ip -n "$NSB" addr flush dev pbr0
     fe_cmd stop
-    RTT=$(printf '%s\n' $out | sort -g | awk 'NF {a[++n] = $1 * 1000}
+}
+
+# ping_50: "min median max" (us) of 50 pings through the tap port.
+ping_50() {
+    local out r
+    out=$(ip netns exec "$NSB" "${PING[@]}" -c 50 -i 0.01 -W 1 10.90.0.2 2>&1 | grep -o 'time=[0-9.]*' | cut -d= -f2) || true
+    r=$(printf '%s\n' $out | sort -g | awk 'NF {a[++n] = $1 * 1000}
         END { if (n) printf "%.0f %.0f %.0f", a[1], (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2, a[n] }')
-    [ -n "$RTT" ] || { e2e_log "ping through the tap port got no reply"; RTT="nan nan nan"; }
+    [ -n "$r" ] || { e2e_log "ping through the tap port got no reply" >&2; r="nan nan nan"; }
+    echo "$r"
 }
 
 declare -A VAL=() OFF=() CPU=() IDLE=() RSS=() ANON=() SHM=() RTTS=()
@@ -417,6 +433,8 @@ for g in $GROUPS_SEL; do
                 ping_rtt
                 read -r a b c <<<"$RTT"
                 RTTS[$who,min]+="$a " RTTS[$who,avg]+="$b " RTTS[$who,max]+="$c "
+                read -r a b c <<<"$RTT_LOAD"
+                RTTS[$who,lmin]+="$a " RTTS[$who,lavg]+="$b " RTTS[$who,lmax]+="$c "
             fi
             RSS[$GNAME,$who]+="$I_RSS " ANON[$GNAME,$who]+="$I_ANON " SHM[$GNAME,$who]+="$I_SHM "
             echo "$STAMP,$GNAME,$who,$RUN,$I_RSS,$I_ANON,$I_SHM,${IDLE[$GNAME,$who]:-}" >>"$RESCSV"
@@ -479,8 +497,10 @@ if [ -n "${RTTS[vhostd,avg]:-}" ]; then
     echo "ping RTT through the tap port (bridge -> tap -> back-end -> testpmd icmpecho), 50 pings 10 ms apart,"
     echo "us, median over runs of each run's min / median / max:"
     for who in vhostd peer; do
-        printf '  %-8s %s / %s / %s\n' "$who" "$(imedian "${RTTS[$who,min]}")" "$(imedian "${RTTS[$who,avg]}")" \
-            "$(imedian "${RTTS[$who,max]}")"
+        printf '  %-8s %s / %s / %s   with %s frames/s to the guest: %s / %s / %s\n' "$who" \
+            "$(imedian "${RTTS[$who,min]}")" "$(imedian "${RTTS[$who,avg]}")" "$(imedian "${RTTS[$who,max]}")" \
+            "$PING_LOAD_PPS" "$(imedian "${RTTS[$who,lmin]}")" "$(imedian "${RTTS[$who,lavg]}")" \
+            "$(imedian "${RTTS[$who,lmax]}")"
     done
 fi
 echo
