@@ -308,8 +308,6 @@ static int ax_open(const struct backend_cfg *cfg, unsigned nqueues, struct backe
         if (!cfg->ifname[0] || nqueues == 0 || (frame_size && frame_size != 2048 && frame_size != 4096) ||
             (cfg->zero_copy && cfg->force_copy))
                 return -EINVAL;
-        if (!if_nametoindex(cfg->ifname))
-                return -ENODEV;
         r = backend_link_state(cfg->ifname, NULL, &if_mtu);
         if (r < 0)
                 return r;

@@ -28,22 +28,32 @@ const char *backend_kinds(void)
         return "loopback tap rawsock afxdp";
 }
 
-int backend_link_state(const char *ifname, unsigned *ret_flags, unsigned *ret_mtu)
+int backend_link_ioctl(unsigned long req, struct ifreq *ifr)
 {
-        struct ifreq ifr = {0};
-        int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0), r = 0;
+        /* Any socket reaches the interface ioctls; an AF_INET datagram socket sends nothing. */
+        int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), r = 0;
 
         if (s < 0)
                 return -errno;
-        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
-        if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+        if (ioctl(s, req, ifr) < 0)
                 r = errno == ENXIO ? -ENODEV : -errno;
-        else if (ret_flags)
-                *ret_flags = (unsigned)ifr.ifr_flags & 0xffff;
-        if (r == 0 && ioctl(s, SIOCGIFMTU, &ifr) < 0)
-                r = -errno;
-        else if (r == 0 && ret_mtu)
-                *ret_mtu = (unsigned)ifr.ifr_mtu;
         close(s);
         return r;
+}
+
+int backend_link_state(const char *ifname, unsigned *ret_flags, unsigned *ret_mtu)
+{
+        struct ifreq ifr = {0};
+        int r;
+
+        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+        if ((r = backend_link_ioctl(SIOCGIFFLAGS, &ifr)) < 0)
+                return r;
+        if (ret_flags)
+                *ret_flags = (unsigned)ifr.ifr_flags & 0xffff;
+        if ((r = backend_link_ioctl(SIOCGIFMTU, &ifr)) < 0)
+                return r;
+        if (ret_mtu)
+                *ret_mtu = (unsigned)ifr.ifr_mtu;
+        return 0;
 }

@@ -97,6 +97,8 @@ const struct backend_ops *backend_find(const char *kind);
 /* Space-separated list of kinds, for error messages. */
 const char *backend_kinds(void);
 
+/* An interface ioctl (SIOCGIFFLAGS, SIOCSIFMTU...) on ifr; -ENODEV when there is no interface of that name. */
+int backend_link_ioctl(unsigned long req, struct ifreq *ifr);
 /* An interface's flags (IFF_*) and MTU; -ENODEV when there is none of that name. Either pointer may be NULL. */
 int backend_link_state(const char *ifname, unsigned *ret_flags, unsigned *ret_mtu);
 

@@ -280,7 +280,6 @@ static int open_queue(struct rs_backend *rs, struct rs_queue *q, int ifindex)
 static int rs_open(const struct backend_cfg *cfg, unsigned nqueues, struct backend **ret)
 {
         struct rs_backend *rs;
-        struct ifreq ifr = {0};
         int ifindex, r;
 
         if (!cfg->ifname[0] || nqueues == 0)
@@ -307,12 +306,8 @@ static int rs_open(const struct backend_cfg *cfg, unsigned nqueues, struct backe
                 if (r < 0)
                         goto fail;
         }
-        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", cfg->ifname);
-        if (ioctl(rs->q[0].fd, SIOCGIFMTU, &ifr) < 0) {
-                r = -errno;
+        if ((r = backend_link_state(cfg->ifname, NULL, &rs->mtu)) < 0)
                 goto fail;
-        }
-        rs->mtu = (unsigned)ifr.ifr_mtu;
         if (cfg->mtu > rs->mtu) {
                 r = -EMSGSIZE; /* the guest would send frames the interface refuses */
                 goto fail;

@@ -30,18 +30,6 @@ struct tap_backend {
         int fds[];
 };
 
-static int link_ioctl(unsigned long req, struct ifreq *ifr)
-{
-        int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), r = 0;
-
-        if (s < 0)
-                return -errno;
-        if (ioctl(s, req, ifr) < 0)
-                r = -errno;
-        close(s);
-        return r;
-}
-
 static int set_link(const char *ifname, unsigned mtu, bool up)
 {
         struct ifreq ifr = {0};
@@ -50,17 +38,17 @@ static int set_link(const char *ifname, unsigned mtu, bool up)
         snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
         if (mtu) {
                 ifr.ifr_mtu = (int)mtu;
-                r = link_ioctl(SIOCSIFMTU, &ifr);
+                r = backend_link_ioctl(SIOCSIFMTU, &ifr);
                 if (r < 0)
                         return r;
         }
         if (!up)
                 return 0;
-        r = link_ioctl(SIOCGIFFLAGS, &ifr);
+        r = backend_link_ioctl(SIOCGIFFLAGS, &ifr);
         if (r < 0 || (ifr.ifr_flags & IFF_UP))
                 return r;
         ifr.ifr_flags |= IFF_UP;
-        return link_ioctl(SIOCSIFFLAGS, &ifr);
+        return backend_link_ioctl(SIOCSIFFLAGS, &ifr);
 }
 
 static void tap_close(struct backend *be)
@@ -202,12 +190,11 @@ static int tap_recover(struct backend *be, unsigned q)
                 close(fd);
                 reattached = true;
         }
-        memset(&ifr, 0, sizeof(ifr));
-        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", t->ifname);
-        int r = link_ioctl(SIOCGIFFLAGS, &ifr);
+        unsigned flags = 0;
+        int r = backend_link_state(t->ifname, &flags, NULL);
         if (r < 0)
                 return r;
-        if (!(ifr.ifr_flags & IFF_UP) && !(t->set_up && q == 0 && set_link(t->ifname, 0, true) == 0))
+        if (!(flags & IFF_UP) && !(t->set_up && q == 0 && set_link(t->ifname, 0, true) == 0))
                 return -ENETDOWN;
         return reattached ? 1 : 0;
 }
