@@ -715,7 +715,8 @@ static int rs_recover(struct backend *be, unsigned qi)
 {
         struct rs_backend *rs = (struct rs_backend *)be;
         struct rs_queue *q = &rs->q[qi];
-        struct rs_queue old = {.fd = q->fd, .ifindex = q->ifindex, .ring = q->ring, .ring_len = q->ring_len};
+        int old_fd = q->fd, old_ifindex = q->ifindex;
+        uint8_t *old_ring = q->ring;
         unsigned flags = 0, mtu = 0;
         int ifindex, r;
 
@@ -746,13 +747,13 @@ static int rs_recover(struct backend *be, unsigned qi)
         r = open_queue(rs, q, ifindex);
         if (r < 0) {
                 close_queue(q);
-                q->fd = old.fd;
-                q->ring = old.ring;
-                q->ring_len = old.ring_len;
-                q->ifindex = old.ifindex;
+                q->fd = old_fd;
+                q->ring = old_ring;
+                q->ifindex = old_ifindex;
                 goto out;
         }
-        close_queue(&old);
+        munmap(old_ring, q->ring_len); /* every ring of the port has the same size */
+        close(old_fd);
         q->blk = 0;
         q->cur = NULL;
         q->left = 0;
