@@ -198,6 +198,14 @@ static int inherited_fd(unsigned i, const int *fds, char names[][64], int nfds)
         return -1;
 }
 
+static bool any_netdev_port(void)
+{
+        for (unsigned i = 0; i < cfg.nports; i++)
+                if (cfg.ports[i].backend.ifname[0])
+                        return true;
+        return false;
+}
+
 static void link_changed(void *arg, const char *ifname, bool gone)
 {
         for (unsigned i = 0; i < cfg.nports; i++)
@@ -287,14 +295,9 @@ int main(int argc, char **argv)
                 r = 1;
                 goto out;
         }
-        for (unsigned i = 0; i < cfg.nports; i++) {
-                if (!cfg.ports[i].backend.ifname[0])
-                        continue;
-                /* Without it a deleted interface is still noticed by the data path, but not always. */
-                if ((r = linkmon_start(&linkmon, loop, link_changed, NULL)) < 0)
-                        log_warn("cannot watch interface changes: %s", strerror(-r));
-                break;
-        }
+        /* Without it a deleted interface is still noticed by the data path, but not always. */
+        if (any_netdev_port() && (r = linkmon_start(&linkmon, loop, link_changed, NULL)) < 0)
+                log_warn("cannot watch interface changes: %s", strerror(-r));
         if (isolate_drop(cfg.user, cfg.group) < 0 || (cfg.seccomp && isolate_seccomp() < 0)) {
                 r = 1;
                 goto out;
