@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "vring/virtio.h"
+#include "tests/integration/inet_csum.h"
 
 #define BATCH 32
 #define MAX_FRAME 65536
@@ -49,30 +50,6 @@ struct opts {
         uint8_t dst_mac[6];
         struct in_addr src_ip, dst_ip;
 };
-
-static uint32_t sum16(const void *data, size_t len, uint32_t sum)
-{
-        const uint8_t *p = data;
-
-        for (; len >= 2; p += 2, len -= 2)
-                sum += (uint32_t)(p[0] << 8 | p[1]);
-        if (len)
-                sum += (uint32_t)p[0] << 8;
-        return sum;
-}
-
-static uint16_t fold(uint32_t sum)
-{
-        while (sum >> 16)
-                sum = (sum & 0xffff) + (sum >> 16);
-        return (uint16_t)sum;
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-        p[0] = (uint8_t)(v >> 8);
-        p[1] = (uint8_t)v;
-}
 
 static double now_s(void)
 {

@@ -23,37 +23,11 @@
 #include <unistd.h>
 
 #include "tests/fakefe/fakefe.h"
+#include "tests/integration/inet_csum.h"
 
 #define BUF_SIZE 16384
 #define FRAME_MAX 70000
 #define IDLE_MS 5000
-
-static uint32_t sum16(const uint8_t *p, size_t len, uint32_t sum)
-{
-        for (; len >= 2; p += 2, len -= 2)
-                sum += (uint32_t)(p[0] << 8 | p[1]);
-        if (len)
-                sum += (uint32_t)p[0] << 8;
-        return sum;
-}
-
-static uint16_t fold(uint32_t sum)
-{
-        while (sum >> 16)
-                sum = (sum & 0xffff) + (sum >> 16);
-        return (uint16_t)sum;
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-        return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-        p[0] = (uint8_t)(v >> 8);
-        p[1] = (uint8_t)v;
-}
 
 struct tally {
         unsigned long good, bad, other, gso, partial, segs;
