@@ -182,7 +182,7 @@ be_start_once() {
     rm -f "$sock"
     if [ "$who" = vhostd ]; then
         local args=(-s "$sock" -C "$E2E_TMP/ctl" -b "$kind" -q "$q" -o cpus=0)
-        [[ ,$FLAGS, == *,busy,* ]] && args+=(-o busy_poll_us=1000)
+        [ -n "$BUSY" ] && args+=(-o busy_poll_us=1000)
         case $kind in
             tap) args+=(-i ptap0) ;;
             rawsock) args+=(-i pp0) ;;
@@ -393,16 +393,22 @@ ping_50() {
     echo "$r"
 }
 
+# parse_group GROUP: sets KIND Q XM CELLSPEC, NOPEER and BUSY (1 or empty) and GNAME, the group's name in the output.
+parse_group() {
+    local flags
+    IFS=: read -r KIND Q XM CELLSPEC flags <<<"$1"
+    NOPEER= BUSY=
+    [[ ,$flags, == *,nopeer,* ]] && NOPEER=1
+    [[ ,$flags, == *,busy,* ]] && BUSY=1
+    GNAME=$KIND${XM:+-$XM}-q$Q${BUSY:+-busy}
+}
+
 declare -A VAL=() OFF=() CPU=() IDLE=() RSS=() ANON=() SHM=() RTTS=()
 CELLS=()
 
 # ------------------------------------------------------------------ the runs
 for g in $GROUPS_SEL; do
-    IFS=: read -r KIND Q XM CELLSPEC FLAGS <<<"$g"
-    NOPEER=
-    [[ ,$FLAGS, == *,nopeer,* ]] && NOPEER=1
-    GNAME=$KIND${XM:+-$XM}-q$Q
-    [[ ,$FLAGS, == *,busy,* ]] && GNAME+=-busy
+    parse_group "$g"
     IFS=, read -r -a GCELLS <<<"$CELLSPEC"
     [ -n "$NOPEER" ] && e2e_log "group $GNAME: no dpdk-testpmd peer (net_af_xdp needs combined channels; veth has none)"
     for c in "${GCELLS[@]}"; do CELLS+=("$GNAME/$c"); done
@@ -479,11 +485,7 @@ echo
 echo "Per back-end instance (median over runs): RSS after traffic, idle CPU with a front-end connected"
 printf '%-20s %-8s %10s %10s %10s %8s\n' group backend VmRSS_kB RssAnon RssShmem idle%
 for g in $GROUPS_SEL; do
-    IFS=: read -r KIND Q XM _ FLAGS <<<"$g"
-    NOPEER=
-    [[ ,$FLAGS, == *,nopeer,* ]] && NOPEER=1
-    GNAME=$KIND${XM:+-$XM}-q$Q
-    [[ ,$FLAGS, == *,busy,* ]] && GNAME+=-busy
+    parse_group "$g"
     for who in vhostd peer; do
         [ -n "$NOPEER" ] && [ $who = peer ] && continue
         printf '%-20s %-8s %10s %10s %10s %8s\n' "$GNAME" "$who" "$(imedian "${RSS[$GNAME,$who]}")" \
