@@ -49,10 +49,11 @@ ALL_GROUPS="loopback:1::loop/64,loop/1500 \
 tap:1::g2p/64,g2p/1500,p2g/64,p2g/1500 \
 rawsock:1::g2p/64,g2p/1500,p2g/64,p2g/1500 \
 afxdp:1:skb:g2p/64,g2p/1500,p2g/64,p2g/1500 \
-afxdp:1:native:g2p/64,p2g/64 \
-tap:2::g2p/64,p2g/64 \
-rawsock:2::g2p/64,p2g/64 \
-afxdp:2:skb:g2p/64,p2g/64:nopeer \
+afxdp:1:native:g2p/64,g2p/1500,p2g/64,p2g/1500 \
+tap:2::g2p/64,g2p/1500,p2g/64,p2g/1500 \
+rawsock:2::g2p/64,g2p/1500,p2g/64,p2g/1500 \
+afxdp:2:skb:g2p/64,g2p/1500,p2g/64,p2g/1500:nopeer \
+afxdp:2:native:g2p/64,g2p/1500,p2g/64,p2g/1500:nopeer \
 loopback:1::loop/64,loop/1500:busy \
 tap:1::g2p/64,p2g/64:busy \
 rawsock:1::g2p/64,p2g/64:busy \
