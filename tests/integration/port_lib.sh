@@ -79,6 +79,10 @@ veth_create() {
 }
 
 nsx() { ip netns exec "$NS" "$@"; }
+
+# tsan_rate PPS: the rate to offer vhostd; under ThreadSanitizer the daemon runs several times slower, and a
+# port's rx ring overflows while it catches up: a tenth.
+tsan_rate() { if [ -n "${VHOSTD_TSAN:-}" ]; then echo $(($1 / 10)); else echo "$1"; fi; }
 link_stat() { ip netns exec "$NS" cat "/sys/class/net/$1/statistics/$2"; }
 
 # snmp PROTO FIELD: a counter of /proc/net/snmp in the namespace (e.g. snmp Tcp InCsumErrors).
@@ -223,8 +227,7 @@ guest_to_port() {
 # shortfall is retried once at a quarter of the rate, and only a second one fails.
 port_to_guest() {
     local what=$1 count=$2 pps=$3 both=${4:-1} size=${5:-64} try
-    # Under ThreadSanitizer the daemon runs several times slower: offer a tenth of the rate.
-    [ -n "${VHOSTD_TSAN:-}" ] && pps=$((pps / 10))
+    pps=$(tsan_rate "$pps")
     for try in 1 2; do
         _port_to_guest_once "$what" "$count" "$pps" "$size" || return
         if [ "$TP_RX" -eq "$count" ] || [ $try = 2 ]; then

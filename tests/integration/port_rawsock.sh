@@ -40,11 +40,9 @@ check_rx() {
     cpid=$!
     PIDS+=("$cpid")
     for i in $(seq 100); do grep -q '^ready' "$out" && break; kill -0 "$cpid" 2>/dev/null || break; sleep 0.1; done
-    # Under ThreadSanitizer the worker is several times slower: a tenth of the rate, or the 1 ms block retire
-    # timer spreads the frames over more ring blocks than the port's rx ring has while the worker catches up.
     local args=() a prev=
     for a in "$@"; do
-        [ -n "${VHOSTD_TSAN:-}" ] && [ "$prev" = -r ] && a=$((a / 10))
+        [ "$prev" = -r ] && a=$(tsan_rate "$a")
         args+=("$a")
         prev=$a
     done
