@@ -10,7 +10,7 @@
 #                    (--port-topology=loop sends every frame back where it came from)
 #   port side        veth pair pp0 (back-end namespace) / pf0 (far namespace); tap ports are bridged to pp0.
 #                    guest->port counts pf0's rx_packets over the window; port->guest frames come from
-#                    build/bench/pktsend (bench/pktsend.c) on pf0 and are counted by the front-end.
+#                    build/tests/pktsend (tests/integration/pktsend.c) on pf0 and are counted by the front-end.
 #
 # CPU budget (2 cores): core 1 = the guest (front-end testpmd: main lcore and forwarding lcore both mapped
 # to CPU 1). Core 0 = the host: the back-end under test (vhostd: taskset + cpus=0 for its workers; testpmd:
@@ -80,8 +80,8 @@ if ! command -v gnuplot >/dev/null 2>&1; then
         e2e_log "gnuplot-nox not installable: no chart"
 fi
 mkdir -p build/bench bench/results
-cc -O2 -Wall -Wextra -Werror -o build/bench/pktsend bench/pktsend.c || e2e_fail "pktsend build"
-PKTSEND=$PWD/build/bench/pktsend
+make -s build/tests/pktsend >/dev/null || e2e_fail "pktsend build (make build/tests/pktsend)"
+PKTSEND=("$PWD/build/tests/pktsend" -P -b 64) # one prebuilt batch of 64 frames, sent over and over
 XSK_PROG=$(dpkg -L libxdp1 2>/dev/null | grep -m1 '/xsk_def_xdp_prog\.o$' || true)
 
 CSV=bench/results/pps.csv
@@ -299,8 +299,8 @@ measure() {
         g2p) fe_cmd "set txpkts $size" "set fwd txonly" start ;;
         p2g) fe_cmd "set fwd rxonly" start
              slog=$E2E_TMP/pktsend.$RANDOM.log
-             spawn spid "$slog" taskset -c 0 ip netns exec "$NSF" "$PKTSEND" -i pf0 -s "$size" \
-                 -t "$(awk -v a="$WARM" -v b="$SECS" 'BEGIN{print a + b + 1}')" -r "$RATE" -d "$FAR_MAC" -f 64 ;;
+             spawn spid "$slog" taskset -c 0 ip netns exec "$NSF" "${PKTSEND[@]}" -i pf0 -s "$size" \
+                 -T "$(awk -v a="$WARM" -v b="$SECS" 'BEGIN{print a + b + 1}')" -r "$RATE" -d "$FAR_MAC" -f 64 ;;
         loop) fe_cmd "set txpkts $size" "set fwd io" "start tx_first" ;;
     esac
     sleep "$WARM"
@@ -375,7 +375,7 @@ ping_rtt() {
     ip netns exec "$NSB" "${PING[@]}" -q -c 3 -i 0.2 -W 2 10.90.0.2 >/dev/null 2>&1 || true
     RTT=$(ping_50)
     local lpid=''
-    spawn lpid "$E2E_TMP/pktsend.load.log" taskset -c 0 ip netns exec "$NSF" "$PKTSEND" -i pf0 -s 64 -t 5 \
+    spawn lpid "$E2E_TMP/pktsend.load.log" taskset -c 0 ip netns exec "$NSF" "${PKTSEND[@]}" -i pf0 -s 64 -T 5 \
         -r "$PING_LOAD_PPS" -d "$FAR_MAC" -f 64
     sleep 0.5
     RTT_LOAD=$(ping_50)

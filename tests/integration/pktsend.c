@@ -1,17 +1,20 @@
 // SPDX-License-Identifier: MIT
 /*
- * pktsend: a paced AF_PACKET sender for the port tests (the kernel has no pktgen here, and xdp-trafficgen
- * does not load). Sends COUNT Ethernet/IPv4 UDP or TCP frames out of IFNAME with sendmmsg, spread over FLOWS
- * source ports so a hash fanout sees several flows.
+ * pktsend: a paced AF_PACKET traffic source for the port tests and the benchmarks (the kernel has no pktgen
+ * here, and xdp-trafficgen does not load). Sends Ethernet/IPv4 UDP or TCP frames out of IFNAME with
+ * sendmmsg, spread over FLOWS source ports so that a hash (multi-queue veth, packet fanout) sees several.
  *
- *   pktsend -i IF -n COUNT [-r PPS] [-s FRAME_BYTES] [-f FLOWS] [-t] [-c] [-g MSS] [-x]
- *           [-d DST_MAC] [-S SRC_IP] [-D DST_IP]
+ *   pktsend -i IF (-n COUNT | -T SECONDS) [-r PPS] [-s FRAME_BYTES] [-f FLOWS] [-b BATCH] [-B] [-P]
+ *           [-t] [-c] [-g MSS] [-x] [-d DST_MAC] [-S SRC_IP] [-D DST_IP]
  *
- * -t TCP instead of UDP (to a closed port: no connection is needed). -c leaves the L4 checksum to the
- * receiver (virtio-net header NEEDS_CSUM: the frame travels as CHECKSUM_PARTIAL). -g MSS sends each frame
- * as one GSO super-frame whose payload is FRAME_BYTES (TCPv4 or UDP_L4 GSO; implies -c). Without -c the
- * checksums are complete; -x makes every L4 checksum wrong (a control: the receiver must notice). Prints "sent N" and
- * exits 0 when all went.
+ * -n sends COUNT frames, -T sends for SECONDS (or until SIGTERM). -P builds one batch of frames up front and
+ * sends it over and over: the fastest source, for benchmarks (frames repeat); otherwise every frame is built
+ * fresh (IP id and payload from its index). -B sets PACKET_QDISC_BYPASS. -t TCP instead of UDP (to a closed
+ * port: no connection is needed). -c leaves the L4 checksum to the receiver (virtio-net header NEEDS_CSUM:
+ * the frame travels as CHECKSUM_PARTIAL). -g MSS sends each frame as one GSO super-frame whose payload is
+ * FRAME_BYTES (TCPv4 or UDP_L4 GSO; implies -c). Without -c the checksums are complete; -x makes every L4
+ * checksum wrong (a control: the receiver must notice). Prints "sent=N secs=T pps=R errors=E" (errors: sends
+ * refused for lack of buffer space, retried); exits 0 when every frame asked for with -n went.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,6 +22,7 @@
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -32,7 +36,7 @@
 #include "vring/virtio.h"
 #include "tests/integration/inet_csum.h"
 
-#define BATCH 32
+#define BATCH_MAX 256
 #define MAX_FRAME 65536
 
 #ifndef VIRTIO_NET_HDR_GSO_UDP_L4
@@ -41,15 +45,22 @@
 
 struct opts {
         const char *ifname;
-        unsigned long count;
-        double pps;
-        unsigned size;
-        unsigned flows;
-        bool tcp, partial, corrupt;
+        unsigned long count; /* 0: until secs have passed */
+        double secs, pps;
+        unsigned size, flows, batch;
+        bool bypass, prebuilt, tcp, partial, corrupt;
         unsigned mss;
         uint8_t dst_mac[6];
         struct in_addr src_ip, dst_ip;
 };
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
+{
+        (void)sig;
+        stop = 1;
+}
 
 static double now_s(void)
 {
@@ -125,30 +136,93 @@ static int parse_mac(const char *s, uint8_t *mac)
                        : -1;
 }
 
+static void sleep_s(double s)
+{
+        struct timespec ts = {.tv_sec = (time_t)s, .tv_nsec = (long)((s - (double)(time_t)s) * 1e9)};
+        nanosleep(&ts, NULL);
+}
+
+/* Frames to send next: the whole batch, or fewer to stay on the pace (small batches when paced slowly, so
+ * frames do not leave in clumps). Sleeps until the next frame is due. */
+static unsigned next_burst(const struct opts *o, unsigned long sent, double start)
+{
+        unsigned n = o->batch;
+
+        if (o->count && o->count - sent < n)
+                n = (unsigned)(o->count - sent);
+        if (o->pps > 0) {
+                double due = start + (double)sent / o->pps, t = now_s();
+                unsigned per_ms = (unsigned)(o->pps / 1000);
+
+                if (due > t)
+                        sleep_s(due - t);
+                if (per_ms < n)
+                        n = per_ms ? per_ms : 1;
+        }
+        return n;
+}
+
+/* Only offloads need the virtio-net header in front of each frame. */
+static bool vnet_hdr(const struct opts *o)
+{
+        return o->partial || o->mss;
+}
+
+static int open_socket(const struct opts *o, uint8_t *src_mac)
+{
+        struct ifreq ifr = {0};
+        struct sockaddr_ll sll = {.sll_family = AF_PACKET}; /* protocol 0: send only, never receives */
+        int fd, one = 1;
+
+        fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+                perror("pktsend: socket");
+                return -1;
+        }
+        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", o->ifname);
+        if (ioctl(fd, SIOCGIFHWADDR, &ifr) < 0) {
+                perror(o->ifname);
+                goto fail;
+        }
+        memcpy(src_mac, ifr.ifr_hwaddr.sa_data, 6);
+        sll.sll_ifindex = (int)if_nametoindex(o->ifname);
+        if ((vnet_hdr(o) && setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof(one)) < 0) ||
+            bind(fd, (struct sockaddr *)&sll, sizeof(sll)) < 0) {
+                perror("pktsend: PACKET_VNET_HDR/bind");
+                goto fail;
+        }
+        if (o->bypass && setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one)) < 0)
+                perror("pktsend: PACKET_QDISC_BYPASS, ignoring");
+        return fd;
+fail:
+        close(fd);
+        return -1;
+}
+
 int main(int argc, char **argv)
 {
-        static uint8_t bufs[BATCH][MAX_FRAME];
-        struct virtio_net_hdr hdrs[BATCH];
-        struct iovec iov[BATCH][2];
-        struct mmsghdr msgs[BATCH];
-        struct opts o = {.count = 1000, .size = 64, .flows = 16};
-        uint8_t src_mac[6];
-        struct ifreq ifr = {0};
-        struct sockaddr_ll sll = {.sll_family = AF_PACKET};
-        unsigned long sent = 0;
-        double start;
-        int c, fd, one = 1;
+        static struct virtio_net_hdr hdrs[BATCH_MAX];
+        static struct iovec iov[BATCH_MAX][2];
+        static struct mmsghdr msgs[BATCH_MAX];
+        struct opts o = {.size = 64, .flows = 16, .batch = 32};
+        uint8_t src_mac[6], *bufs;
+        unsigned long sent = 0, errors = 0;
+        double start, t;
+        int c, fd;
 
         memset(o.dst_mac, 0xff, 6);
         inet_pton(AF_INET, "10.199.0.1", &o.src_ip);
         inet_pton(AF_INET, "10.199.0.2", &o.dst_ip);
-        while ((c = getopt(argc, argv, "i:n:r:s:f:tcg:xd:S:D:")) != -1) {
+        while ((c = getopt(argc, argv, "i:n:T:r:s:f:b:BPtcg:xd:S:D:")) != -1) {
                 switch (c) {
                 case 'i':
                         o.ifname = optarg;
                         break;
                 case 'n':
                         o.count = strtoul(optarg, NULL, 0);
+                        break;
+                case 'T':
+                        o.secs = strtod(optarg, NULL);
                         break;
                 case 'r':
                         o.pps = strtod(optarg, NULL);
@@ -158,6 +232,15 @@ int main(int argc, char **argv)
                         break;
                 case 'f':
                         o.flows = (unsigned)strtoul(optarg, NULL, 0);
+                        break;
+                case 'b':
+                        o.batch = (unsigned)strtoul(optarg, NULL, 0);
+                        break;
+                case 'B':
+                        o.bypass = true;
+                        break;
+                case 'P':
+                        o.prebuilt = true;
                         break;
                 case 't':
                         o.tcp = true;
@@ -187,65 +270,58 @@ int main(int argc, char **argv)
                         goto usage;
                 }
         }
-        if (!o.ifname || !o.flows || o.size + 64 > MAX_FRAME)
+        if (!o.ifname || !o.flows || o.size + 64 > MAX_FRAME || !o.batch || o.batch > BATCH_MAX ||
+            !o.count == !(o.secs > 0))
                 goto usage;
 
-        fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-                perror("socket");
+        fd = open_socket(&o, src_mac);
+        if (fd < 0)
+                return 1;
+        bufs = malloc((size_t)o.batch * MAX_FRAME);
+        if (!bufs) {
+                perror("pktsend: malloc");
                 return 1;
         }
-        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", o.ifname);
-        if (ioctl(fd, SIOCGIFHWADDR, &ifr) < 0) {
-                perror(o.ifname);
-                return 1;
+        for (unsigned k = 0; k < o.batch; k++) {
+                iov[k][0] = (struct iovec){.iov_base = &hdrs[k], .iov_len = sizeof(hdrs[k])};
+                iov[k][1] = (struct iovec){.iov_base = bufs + (size_t)k * MAX_FRAME};
+                msgs[k].msg_hdr = vnet_hdr(&o) ? (struct msghdr){.msg_iov = iov[k], .msg_iovlen = 2}
+                                               : (struct msghdr){.msg_iov = &iov[k][1], .msg_iovlen = 1};
+                if (o.prebuilt)
+                        iov[k][1].iov_len = build(&o, src_mac, k, &hdrs[k], iov[k][1].iov_base);
         }
-        memcpy(src_mac, ifr.ifr_hwaddr.sa_data, 6);
-        sll.sll_ifindex = (int)if_nametoindex(o.ifname);
-        sll.sll_protocol = 0;
-        if (setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof(one)) < 0 ||
-            bind(fd, (struct sockaddr *)&sll, sizeof(sll)) < 0) {
-                perror("PACKET_VNET_HDR/bind");
-                return 1;
-        }
+        signal(SIGTERM, on_signal);
+        signal(SIGINT, on_signal);
         start = now_s();
-        while (sent < o.count) {
-                unsigned n = o.count - sent < BATCH ? (unsigned)(o.count - sent) : BATCH;
+        while (!stop && (o.count ? sent < o.count : now_s() - start < o.secs)) {
+                unsigned n = next_burst(&o, sent, start);
                 int r;
 
-                if (o.pps > 0) {
-                        double due = start + (double)sent / o.pps, t = now_s();
-                        if (due > t) {
-                                struct timespec ts = {.tv_sec = (time_t)(due - t),
-                                                      .tv_nsec = (long)((due - t - (double)(time_t)(due - t)) * 1e9)};
-                                nanosleep(&ts, NULL);
-                        }
-                        /* small batches when paced slowly, so frames are not sent in clumps */
-                        unsigned per_ms = (unsigned)(o.pps / 1000);
-                        if (per_ms < n)
-                                n = per_ms ? per_ms : 1;
-                }
-                for (unsigned k = 0; k < n; k++) {
-                        size_t len = build(&o, src_mac, sent + k, &hdrs[k], bufs[k]);
-                        iov[k][0] = (struct iovec){.iov_base = &hdrs[k], .iov_len = sizeof(hdrs[k])};
-                        iov[k][1] = (struct iovec){.iov_base = bufs[k], .iov_len = len};
-                        msgs[k] = (struct mmsghdr){.msg_hdr = {.msg_iov = iov[k], .msg_iovlen = 2}};
-                }
+                for (unsigned k = 0; k < n && !o.prebuilt; k++)
+                        iov[k][1].iov_len = build(&o, src_mac, sent + k, &hdrs[k], iov[k][1].iov_base);
                 r = sendmmsg(fd, msgs, n, 0);
                 if (r < 0) {
-                        if (errno == EINTR || errno == ENOBUFS || errno == EAGAIN)
+                        if (errno == EINTR)
                                 continue;
-                        perror("sendmmsg");
+                        if (errno == ENOBUFS || errno == EAGAIN) {
+                                errors++;
+                                sleep_s(10e-6);
+                                continue;
+                        }
+                        perror("pktsend: sendmmsg");
                         break;
                 }
                 sent += (unsigned)r;
         }
-        printf("sent %lu in %.3f s\n", sent, now_s() - start);
-        return sent == o.count ? 0 : 1;
+        t = now_s() - start;
+        printf("sent=%lu secs=%.3f pps=%.0f errors=%lu\n", sent, t, t > 0 ? (double)sent / t : 0.0, errors);
+        free(bufs);
+        close(fd);
+        return !o.count || sent == o.count ? 0 : 1;
 usage:
         fprintf(stderr,
-                "usage: %s -i IF -n COUNT [-r PPS] [-s BYTES] [-f FLOWS] [-t] [-c] [-g MSS] [-x] [-d MAC] "
-                "[-S IP] [-D IP]\n",
+                "usage: %s -i IF (-n COUNT | -T SECONDS) [-r PPS] [-s BYTES] [-f FLOWS] [-b BATCH] [-B] [-P] [-t] "
+                "[-c] [-g MSS] [-x] [-d MAC] [-S IP] [-D IP]\n",
                 argv[0]);
         return 2;
 }
