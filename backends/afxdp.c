@@ -81,6 +81,7 @@ struct ax_queue {
         unsigned hdr_len;
         uint64_t free[AX_TX_FRAMES]; /* tx frames not in flight */
         unsigned nfree;
+        uint64_t gone_kernel_drops; /* counted by sockets recover() replaced */
 };
 
 struct ax_backend {
@@ -108,9 +109,21 @@ static int silent_bpf_print(enum libbpf_print_level level, const char *fmt, va_l
         return 0;
 }
 
+/* Received frames the kernel dropped on this socket: rx ring full, or no fill-ring frame to put them in. */
+static uint64_t socket_kernel_drops(const struct ax_queue *q)
+{
+        struct xdp_statistics st;
+        socklen_t len = sizeof(st);
+
+        if (q->fd < 0 || getsockopt(q->fd, SOL_XDP, XDP_STATISTICS, &st, &len) < 0)
+                return 0;
+        return st.rx_dropped + st.rx_ring_full;
+}
+
 static void close_queue(struct ax_backend *ax, struct ax_queue *q)
 {
         unsigned hdr_len = q->hdr_len;
+        uint64_t kernel_drops = q->gone_kernel_drops + socket_kernel_drops(q);
 
         xsk_socket__delete(q->xsk); /* NULL-safe; detaches the default program with the last socket */
         if (q->umem)
@@ -120,6 +133,14 @@ static void close_queue(struct ax_backend *ax, struct ax_queue *q)
         memset(q, 0, sizeof(*q));
         q->fd = -1;
         q->hdr_len = hdr_len;
+        q->gone_kernel_drops = kernel_drops;
+}
+
+static uint64_t ax_kernel_drops(struct backend *be, unsigned qi)
+{
+        const struct ax_queue *q = &((struct ax_backend *)be)->q[qi];
+
+        return q->gone_kernel_drops + socket_kernel_drops(q);
 }
 
 /*
@@ -598,4 +619,5 @@ const struct backend_ops backend_afxdp_ops = {
         .tx_burst = ax_tx_burst,
         .rx_burst = ax_rx_burst,
         .recover = ax_recover,
+        .kernel_drops = ax_kernel_drops,
 };

@@ -80,6 +80,12 @@ struct backend_ops {
          * privilege the daemon no longer has). Called by the queue's worker only.
          */
         int (*recover)(struct backend *be, unsigned q);
+        /*
+         * Optional. Frames for queue q that the kernel dropped since open() because the port's receive ring was
+         * full (the worker fell behind, or the guest stopped taking frames): lost before the port took them, so
+         * no vring counts them. Called with queue q's worker quiesced, or when it is not running.
+         */
+        uint64_t (*kernel_drops)(struct backend *be, unsigned q);
 };
 
 struct backend {

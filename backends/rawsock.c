@@ -66,6 +66,7 @@ struct rs_queue {
         uint32_t left;                  /* packets left in cur */
         uint8_t *pkt;                   /* next packet in cur */
         unsigned seg;                   /* software GSO: next segment of the packet at pkt */
+        uint64_t kernel_drops;          /* the ring's tp_drops, summed: reading them resets the kernel's count */
 
         /* what the guest accepted */
         unsigned hdr_len;
@@ -148,8 +149,18 @@ static uint16_t get16(const uint8_t *p)
 
 /* ---- open / close ---- */
 
+static void collect_kernel_drops(struct rs_queue *q)
+{
+        struct tpacket_stats_v3 st;
+        socklen_t len = sizeof(st);
+
+        if (q->fd >= 0 && getsockopt(q->fd, SOL_PACKET, PACKET_STATISTICS, &st, &len) == 0)
+                q->kernel_drops += st.tp_drops;
+}
+
 static void close_queue(struct rs_queue *q)
 {
+        collect_kernel_drops(q); /* a socket replaced by recover() keeps its count */
         if (q->ring)
                 munmap(q->ring, q->ring_len);
         if (q->fd >= 0)
@@ -766,6 +777,14 @@ out:
         return r;
 }
 
+static uint64_t rs_kernel_drops(struct backend *be, unsigned qi)
+{
+        struct rs_queue *q = &((struct rs_backend *)be)->q[qi];
+
+        collect_kernel_drops(q);
+        return q->kernel_drops;
+}
+
 const struct backend_ops backend_rawsock_ops = {
         .name = "rawsock",
         .open = rs_open,
@@ -777,4 +796,5 @@ const struct backend_ops backend_rawsock_ops = {
         .tx_burst = rs_tx_burst,
         .rx_burst = rs_rx_burst,
         .recover = rs_recover,
+        .kernel_drops = rs_kernel_drops,
 };

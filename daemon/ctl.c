@@ -101,11 +101,32 @@ static void out_feature_names(struct out *o, uint64_t f)
                 }
 }
 
+/* Frames the kernel dropped before the port took them, over all queues; -1 when the port kind cannot tell. */
+static int64_t port_kernel_drops(const struct port *p)
+{
+        struct backend *be = p->be;
+        uint64_t sum = 0;
+
+        if (!be || !be->ops->kernel_drops)
+                return -1;
+        for (unsigned q = 0; q < be->nqueues; q++) {
+                struct worker *w = p->dev && q < p->dev->nqueues ? &p->dev->workers[q] : NULL;
+
+                if (w)
+                        worker_quiesce(w);
+                sum += be->ops->kernel_drops(be, q);
+                if (w && w->running)
+                        pthread_mutex_unlock(&w->lock);
+        }
+        return (int64_t)sum;
+}
+
 static void report_port(struct out *o, const struct port *p, bool json)
 {
         const struct port_cfg *pc = p->cfg;
         struct vu_dev *dev = p->dev;
         bool down = false;
+        int64_t kernel_drops = port_kernel_drops(p);
 
         for (unsigned q = 0; dev && q < dev->nqueues; q++)
                 down |= atomic_load(&dev->workers[q].port_down);
@@ -126,6 +147,10 @@ static void report_port(struct out *o, const struct port *p, bool json)
                      "\"port_faults\":%lu,\"port_recoveries\":%lu",
                      pc->mode == PORT_MODE_CLIENT ? "client" : "server", pc->queues, dev ? "true" : "false",
                      p->connections, down ? "true" : "false", LOAD(p->faults), LOAD(p->recoveries));
+                if (kernel_drops >= 0)
+                        outf(o, ",\"kernel_drops\":%lld", (long long)kernel_drops);
+                else
+                        outf(o, ",\"kernel_drops\":null");
         } else {
                 char sock[160];
                 if (pc->socket[0])
@@ -140,6 +165,9 @@ static void report_port(struct out *o, const struct port *p, bool json)
                         outf(o, "  %s, %lu fault%s, %lu recover%s\n", down ? "PORT DOWN" : "port up", LOAD(p->faults),
                              LOAD(p->faults) == 1 ? "" : "s", LOAD(p->recoveries),
                              LOAD(p->recoveries) == 1 ? "y" : "ies");
+                if (kernel_drops > 0)
+                        outf(o, "  %lld frame%s dropped by the kernel before the port took them (receive ring full)\n",
+                             (long long)kernel_drops, kernel_drops == 1 ? "" : "s");
         }
         if (!dev) {
                 if (json)

@@ -31,11 +31,14 @@ xdp_attached() {
 run_mode() {
     local what=$1 want=$2 both=$3 got
     shift 3
+    PORT_RX_DROPPED_HAS_KERNEL=0
+    [ "$want" = native ] && PORT_RX_DROPPED_HAS_KERNEL=1
     vhostd_start "${what//[^a-zA-Z0-9]/_}" -b afxdp -i "$VP" -q 2 "$@" || { bad "$what: vhostd did not start"; return; }
     got=$(xdp_attached)
     if [ "$got" = "$want" ]; then ok "$what: XDP program attached ($got)"; else bad "$what: XDP attached: $got, expected $want"; fi
     guest_to_port "$what guest->port" 2
     port_to_guest "$what port->guest" 20000 10000 "$both"
+    stalled_guest "$what port->guest, guest stalled" 20000 100000
     vhostd_stop
     got=$(xdp_attached)
     if [ "$own_prog" = 1 ] || [ "$got" = none ]; then ok "$what: XDP program after exit: $got"; else bad "$what: XDP program left attached ($got)"; fi
@@ -45,6 +48,7 @@ own_prog=0
 run_mode skb generic 0 -o xdp_mode=skb
 run_mode native native 1 -o xdp_mode=native
 # Full-size frames, and busy polling asked of the kernel (SO_PREFER_BUSY_POLL).
+PORT_RX_DROPPED_HAS_KERNEL=1
 vhostd_start big -b afxdp -i "$VP" -q 2 -o xdp_mode=native -o busy_poll=yes || bad "busy_poll: vhostd did not start"
 guest_to_port "native, busy_poll: guest->port, full-size frames" 1 1514
 port_to_guest "native, busy_poll: port->guest, full-size frames" 20000 10000 1 1514

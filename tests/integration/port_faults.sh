@@ -25,7 +25,6 @@ fd_list() {
 }
 fd_count() { fd_list | wc -l; }
 thread_count() { ls "/proc/$VPID/task" | wc -l; }
-port_json() { "$VHOSTCTL" -s "$CTL" --json | jq -r ".ports[0].$1"; }
 
 # wait_port_down true|false SECONDS
 wait_port_down() {

@@ -25,6 +25,7 @@ guest_to_port "guest->port (2 queue pairs)" 2
 port_to_guest "port->guest (2 queue pairs)" 100000 100000
 guest_to_port "guest->port, full-size frames" 1 1514
 port_to_guest "port->guest, full-size frames" 50000 50000 1 1514
+stalled_guest "port->guest, guest stalled" 150000 300000
 # The far end saw nothing but what testpmd sent, and the guest nothing but what pktsend sent: our own frames
 # do not come back (checked by the exact counts above). One more look at the port counters:
 log "port $VP: rx $(link_stat "$VP" rx_packets) tx $(link_stat "$VP" tx_packets) frames"

@@ -38,9 +38,10 @@ jq -e . >/dev/null <<<"$json" || fail "--json output is not JSON: $json"
 [ "$("$VHOSTCTL" -s "$CTL" -j)" = "$json" ] || fail "-j differs from --json"
 jq -e '(.ports | length) == 1 and (.ports[0] | (.vrings == [] and .connected == false and .connections == 0
         and .name == "net0" and .backend == "loopback" and .ifname == "" and .mode == "server"
-        and .queue_pairs == 2))' >/dev/null <<<"$json" || fail "unexpected JSON before a front-end: $json"
+        and .queue_pairs == 2 and .kernel_drops == null))' >/dev/null <<<"$json" ||
+    fail "unexpected JSON before a front-end: $json"
 jq -e --arg s "$SOCK" '.ports[0].socket == $s' >/dev/null <<<"$json" || fail "JSON socket is not $SOCK: $json"
-want='["backend","connected","connections","ifname","mode","name","queue_pairs","socket","vrings"]'
+want='["backend","connected","connections","ifname","kernel_drops","mode","name","port_down","port_faults","port_recoveries","queue_pairs","socket","vrings"]'
 jq -e --argjson w "$want" '.ports[0] | keys | contains($w)' >/dev/null <<<"$json" ||
     fail "JSON port lacks some of $want: $(jq -c '.ports[0] | keys' <<<"$json")"
 ok "--json: valid, keys $(jq -c '.ports[0] | keys' <<<"$json"), vrings == []"
