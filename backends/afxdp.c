@@ -109,7 +109,7 @@ static int silent_bpf_print(enum libbpf_print_level level, const char *fmt, va_l
         return 0;
 }
 
-/* Received frames the kernel dropped on this socket: rx ring full, or no fill-ring frame to put them in. */
+/* Received frames the kernel dropped on this socket: rx ring full, no fill-ring frame free, or too large. */
 static uint64_t socket_kernel_drops(const struct ax_queue *q)
 {
         struct xdp_statistics st;

@@ -753,6 +753,7 @@ static int rs_recover(struct backend *be, unsigned qi)
                         r = add_promisc(q->fd, ifindex);
                 goto out;
         }
+        collect_kernel_drops(q); /* the old socket's count, before it is replaced */
         q->fd = -1;
         q->ring = NULL;
         r = open_queue(rs, q, ifindex);
