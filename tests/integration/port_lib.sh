@@ -283,19 +283,24 @@ lost_counted() {
 # what waits in its rings at start). The port's kernel ring overflows: those frames must show in vhostctl's
 # kernel_drops, and every other frame must reach the guest once it resumes.
 stalled_guest() {
-    local what=$1 count=$2 pps=$3 k0 k1 d pdrop n prev=-1 i
+    local what=$1 count=$2 pps=$3 k0 k1 d pdrop p0 n prev=-1 still=0 i
     testpmd_start rxonly --no-flush-rx || { bad "$what: testpmd"; return 1; }
-    k0=$(port_json kernel_drops) pdrop=$(link_stat "$VP" rx_dropped)
+    k0=$(port_json kernel_drops) p0=$(link_stat "$VP" rx_dropped)
     nsx "$PKTSEND" -i "$VF" -n "$count" -r "$(tsan_rate "$pps")" -s 64 -f 16 >/dev/null || bad "$what: pktsend failed"
     tp_cmd start
-    for i in $(seq 100); do # until the guest has everything that was kept for it
+    # Until vhostd has delivered every frame the kernel kept (nothing arrives any more, so the drop counts are
+    # final), or its count stood still for 3 s.
+    for i in $(seq 100); do
         sleep 0.3
-        n=$(vstat frames 0 2)
-        [ "$n" = "$prev" ] && break
+        n=$(vstat frames 0 2) k1=$(port_json kernel_drops) d=$(vstat drops 0 2) pdrop=$(($(link_stat "$VP" rx_dropped) - p0))
+        [ $((n + $(lost_counted "$pdrop" $((k1 - k0)) "$d"))) -ge "$count" ] && break
+        if [ "$n" = "$prev" ]; then still=$((still + 1)); else still=0; fi
+        [ $still -ge 10 ] && break
         prev=$n
     done
+    sleep 0.3 # testpmd polls what vhostd delivered last
     testpmd_stop_fwd || { bad "$what: no statistics from testpmd"; testpmd_quit; return 1; }
-    k1=$(port_json kernel_drops) d=$(vstat drops 0 2) pdrop=$(($(link_stat "$VP" rx_dropped) - pdrop))
+    k1=$(port_json kernel_drops) d=$(vstat drops 0 2) pdrop=$(($(link_stat "$VP" rx_dropped) - p0))
     testpmd_quit
     "$VHOSTCTL" -s "$CTL" | grep -q "^  $k1 frames dropped by the kernel before the port took them" ||
         bad "$what: the text output does not show $k1 kernel drops: $("$VHOSTCTL" -s "$CTL" | head -n 3)"
