@@ -115,8 +115,8 @@ static int64_t port_kernel_drops(const struct port *p)
                 if (w)
                         worker_quiesce(w);
                 sum += be->ops->kernel_drops(be, q);
-                if (w && w->running)
-                        pthread_mutex_unlock(&w->lock);
+                if (w)
+                        worker_release(w);
         }
         return (int64_t)sum;
 }
@@ -196,8 +196,7 @@ static void report_port(struct out *o, const struct port *p, bool json)
                 unsigned num = vr->vq.num, avail = vr->vq.last_avail_idx, used = vr->vq.used_idx;
                 char reason[sizeof(vr->vq.broken_reason)];
                 memcpy(reason, vr->vq.broken_reason, sizeof(reason));
-                if (w->running)
-                        pthread_mutex_unlock(&w->lock);
+                worker_release(w);
                 if (json) {
                         outf(o,
                              "%s{\"index\":%u,\"queue_pair\":%u,\"direction\":\"%s\",\"started\":%s,\"enabled\":%s,"

@@ -127,6 +127,8 @@ void worker_link_event(struct worker *w, int what);
 /* Moves the worker's wait from old_fd to new_fd for a kick eventfd (either may be -1). */
 int worker_set_kick(struct worker *w, unsigned vring_index, int old_fd, int new_fd);
 void worker_resume(struct worker *w);
+/* Ends a worker_quiesce() without waking the worker: nothing changed that it must look at (a read-only look). */
+void worker_release(struct worker *w);
 /* Gives back chains popped but not completed (before a ring stops or memory changes). Quiesced only. */
 void worker_return_chains(struct worker *w);
 /* Sends one frame out of the port from the control thread (RARP). Quiesced only. */

@@ -74,7 +74,7 @@ static void async_cb(struct ev_loop *loop, ev_async *a, int revents)
                                 log_err("%s: vring %u is broken and stops: %s", dev->name, i, vr->vq.broken_reason);
                         }
                 }
-                pthread_mutex_unlock(&w->lock);
+                worker_release(w);
         }
 }
 

@@ -689,6 +689,12 @@ void worker_resume(struct worker *w)
         (void)eventfd_write(w->wake_fd, 1);
 }
 
+void worker_release(struct worker *w)
+{
+        if (w->running)
+                pthread_mutex_unlock(&w->lock);
+}
+
 void worker_return_chains(struct worker *w)
 {
         struct worker_data *d = w->data;
