@@ -610,6 +610,8 @@ out:
 
 const struct backend_ops backend_afxdp_ops = {
         .name = "afxdp",
+        .max_features = 0,
+        .mtu_ceiling = 4096 - AX_HEADROOM - 14 - 4, /* the largest UMEM frame, less headroom, Ethernet header, FCS */
         .open = ax_open,
         .close = ax_close,
         .features = ax_features,

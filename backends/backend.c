@@ -25,7 +25,18 @@ const struct backend_ops *backend_find(const char *kind)
 
 const char *backend_kinds(void)
 {
-        return "loopback tap rawsock afxdp";
+        static char list[64];
+
+        if (!list[0])
+                for (size_t i = 0, used = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+                        used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s", i ? " " : "",
+                                                 kinds[i]->name);
+        return list;
+}
+
+const struct backend_ops *backend_kind_at(unsigned i)
+{
+        return i < sizeof(kinds) / sizeof(kinds[0]) ? kinds[i] : NULL;
 }
 
 int backend_link_ioctl(unsigned long req, struct ifreq *ifr)

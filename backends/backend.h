@@ -58,6 +58,9 @@ struct backend; /* each kind embeds this first */
 
 struct backend_ops {
         const char *name;
+        /* The most this kind can do, for --print-capabilities; an open port may offer less (see features). */
+        uint64_t max_features;
+        unsigned mtu_ceiling;
         /* Opens the port with nqueues queue pairs (privileged; done once at start-up). */
         int (*open)(const struct backend_cfg *cfg, unsigned nqueues, struct backend **ret);
         void (*close)(struct backend *be); /* NULL-safe */
@@ -102,6 +105,8 @@ extern const struct backend_ops backend_afxdp_ops;
 const struct backend_ops *backend_find(const char *kind);
 /* Space-separated list of kinds, for error messages. */
 const char *backend_kinds(void);
+/* The i-th kind, NULL past the last: for listing them all. */
+const struct backend_ops *backend_kind_at(unsigned i);
 
 /* An interface ioctl (SIOCGIFFLAGS, SIOCSIFMTU...) on ifr; -ENODEV when there is no interface of that name. */
 int backend_link_ioctl(unsigned long req, struct ifreq *ifr);

@@ -81,7 +81,7 @@ static uint64_t lo_features(const struct backend *be)
 
 static unsigned lo_max_mtu(const struct backend *be)
 {
-        return 65535;
+        return backend_loopback_ops.mtu_ceiling;
 }
 
 static int lo_configure(struct backend *be, unsigned q, uint64_t acked, unsigned hdr_len)
@@ -176,6 +176,8 @@ static int lo_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, un
 
 const struct backend_ops backend_loopback_ops = {
         .name = "loopback",
+        .max_features = 0,
+        .mtu_ceiling = 65535,
         .open = lo_open,
         .close = lo_close,
         .features = lo_features,

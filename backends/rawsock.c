@@ -332,11 +332,7 @@ fail:
 
 static uint64_t rs_features(const struct backend *be)
 {
-        if (!((const struct rs_backend *)be)->offloads)
-                return 0;
-        return BIT_ULL(VIRTIO_NET_F_CSUM) | BIT_ULL(VIRTIO_NET_F_HOST_TSO4) | BIT_ULL(VIRTIO_NET_F_HOST_TSO6) |
-               BIT_ULL(VIRTIO_NET_F_HOST_ECN) | BIT_ULL(VIRTIO_NET_F_GUEST_CSUM) | BIT_ULL(VIRTIO_NET_F_GUEST_TSO4) |
-               BIT_ULL(VIRTIO_NET_F_GUEST_TSO6) | BIT_ULL(VIRTIO_NET_F_GUEST_ECN);
+        return ((const struct rs_backend *)be)->offloads ? backend_rawsock_ops.max_features : 0;
 }
 
 static unsigned rs_max_mtu(const struct backend *be)
@@ -788,6 +784,11 @@ static uint64_t rs_kernel_drops(struct backend *be, unsigned qi)
 
 const struct backend_ops backend_rawsock_ops = {
         .name = "rawsock",
+        .max_features = BIT_ULL(VIRTIO_NET_F_CSUM) | BIT_ULL(VIRTIO_NET_F_HOST_TSO4) | BIT_ULL(VIRTIO_NET_F_HOST_TSO6) |
+                        BIT_ULL(VIRTIO_NET_F_HOST_ECN) | BIT_ULL(VIRTIO_NET_F_GUEST_CSUM) |
+                        BIT_ULL(VIRTIO_NET_F_GUEST_TSO4) | BIT_ULL(VIRTIO_NET_F_GUEST_TSO6) |
+                        BIT_ULL(VIRTIO_NET_F_GUEST_ECN),
+        .mtu_ceiling = 65535, /* ETH_MAX_MTU: a port carries what its interface does, up to this */
         .open = rs_open,
         .close = rs_close,
         .features = rs_features,

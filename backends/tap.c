@@ -122,22 +122,19 @@ fail:
         return r;
 }
 
+#define TAP_UFO_FEATURES (BIT_ULL(VIRTIO_NET_F_HOST_UFO) | BIT_ULL(VIRTIO_NET_F_GUEST_UFO))
+
 static uint64_t tap_features(const struct backend *be)
 {
         const struct tap_backend *t = (const struct tap_backend *)be;
-        uint64_t f = BIT_ULL(VIRTIO_NET_F_CSUM) | BIT_ULL(VIRTIO_NET_F_HOST_TSO4) | BIT_ULL(VIRTIO_NET_F_HOST_TSO6) |
-                     BIT_ULL(VIRTIO_NET_F_HOST_ECN) | BIT_ULL(VIRTIO_NET_F_GUEST_CSUM) |
-                     BIT_ULL(VIRTIO_NET_F_GUEST_TSO4) | BIT_ULL(VIRTIO_NET_F_GUEST_TSO6) |
-                     BIT_ULL(VIRTIO_NET_F_GUEST_ECN);
 
-        if (t->ufo)
-                f |= BIT_ULL(VIRTIO_NET_F_HOST_UFO) | BIT_ULL(VIRTIO_NET_F_GUEST_UFO);
-        return f;
+        /* UFO only where the kernel's tap still takes it. */
+        return backend_tap_ops.max_features & ~(t->ufo ? 0 : TAP_UFO_FEATURES);
 }
 
 static unsigned tap_max_mtu(const struct backend *be)
 {
-        return 65521; /* ETH_MAX_MTU less the Ethernet header and FCS the tap accounts for */
+        return backend_tap_ops.mtu_ceiling;
 }
 
 static int tap_configure(struct backend *be, unsigned q, uint64_t acked, unsigned hdr_len)
@@ -259,6 +256,11 @@ static int tap_rx_burst(struct backend *be, unsigned q, struct rx_sink *sink, un
 
 const struct backend_ops backend_tap_ops = {
         .name = "tap",
+        .max_features = BIT_ULL(VIRTIO_NET_F_CSUM) | BIT_ULL(VIRTIO_NET_F_HOST_TSO4) | BIT_ULL(VIRTIO_NET_F_HOST_TSO6) |
+                        BIT_ULL(VIRTIO_NET_F_HOST_ECN) | BIT_ULL(VIRTIO_NET_F_GUEST_CSUM) |
+                        BIT_ULL(VIRTIO_NET_F_GUEST_TSO4) | BIT_ULL(VIRTIO_NET_F_GUEST_TSO6) |
+                        BIT_ULL(VIRTIO_NET_F_GUEST_ECN) | TAP_UFO_FEATURES,
+        .mtu_ceiling = 65521, /* ETH_MAX_MTU less the Ethernet header and FCS the tap accounts for */
         .open = tap_open,
         .close = tap_close,
         .features = tap_features,

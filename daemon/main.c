@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "daemon/caps.h"
 #include "daemon/ctl.h"
 #include "daemon/isolate.h"
 #include "daemon/linkmon.h"
@@ -24,153 +25,266 @@ static struct port ports[CONFIG_MAX_PORTS];
 static struct ctl ctl;
 static struct linkmon linkmon = {.fd = -1};
 
-static void usage(FILE *f)
-{
-        fprintf(f,
-                "Usage: vhostd [OPTIONS]\n"
-                "  -c, --config FILE       read ports from FILE (vhostd.conf(5))\n"
-                "      --check-config FILE validate FILE and exit\n"
-                "  -s, --socket PATH       one port on this vhost-user socket (instead of --config)\n"
-                "      --client            connect to PATH (QEMU server=on) instead of listening\n"
-                "  -b, --backend KIND      %s (default loopback)\n"
-                "  -i, --ifname NAME       tap name or interface to bind\n"
-                "  -q, --queues N          queue pairs (default 1)\n"
-                "  -o, --option KEY=VALUE  any port key of vhostd.conf(5), repeatable\n"
-                "  -C, --control PATH      control socket for vhostctl\n"
-                "  -u, --user USER         drop privileges to USER after opening ports\n"
-                "      --seccomp           confine the running daemon to a system-call allow-list\n"
-                "  -l, --log-level LEVEL   err, warn, info (default), debug\n"
-                "  -h, --help              this text\n"
-                "  -V, --version\n",
-                backend_kinds());
-}
+/* What the command line set besides the config: filled by the option handlers below. */
+struct cli {
+        const char *config_path;
+        bool check_only;
+        bool print_caps;
+        bool cli_port; /* a port given by options, not a config file */
+        int handed_fd; /* --fd: a socket handed over by a management tool, -1 for none */
+        bool socket_path_given;
+        struct port_cfg *port;
+};
 
-static int cli_port_set(struct port_cfg *pc, const char *key, const char *value)
+struct cli_option {
+        const char *name;
+        char short_name; /* 0: long only */
+        const char *arg; /* metavar, NULL: no argument */
+        const char *help;
+        int (*set)(struct cli *cli, const char *arg);
+};
+
+static int cli_port_set(struct cli *cli, const char *key, const char *value)
 {
         char err[1024];
 
-        if (config_port_set(pc, key, value, err, sizeof(err)) < 0) {
+        if (config_port_set(cli->port, key, value, err, sizeof(err)) < 0) {
                 fprintf(stderr, "vhostd: %s\n", err);
                 return -EINVAL;
         }
         return 0;
 }
 
-static int parse_args(int argc, char **argv, const char **ret_config, bool *ret_check)
+static int opt_config(struct cli *cli, const char *arg)
 {
-        static const struct option opts[] = {
-                {"config", required_argument, NULL, 'c'},
-                {"check-config", required_argument, NULL, 'K'},
-                {"socket", required_argument, NULL, 's'},
-                {"client", no_argument, NULL, 'L'},
-                {"backend", required_argument, NULL, 'b'},
-                {"ifname", required_argument, NULL, 'i'},
-                {"queues", required_argument, NULL, 'q'},
-                {"option", required_argument, NULL, 'o'},
-                {"control", required_argument, NULL, 'C'},
-                {"user", required_argument, NULL, 'u'},
-                {"seccomp", no_argument, NULL, 'S'},
-                {"log-level", required_argument, NULL, 'l'},
-                {"help", no_argument, NULL, 'h'},
-                {"version", no_argument, NULL, 'V'},
-                {0},
-        };
+        cli->config_path = arg;
+        return 0;
+}
+
+static int opt_check_config(struct cli *cli, const char *arg)
+{
+        cli->check_only = true;
+        return opt_config(cli, arg);
+}
+
+static int opt_socket(struct cli *cli, const char *arg)
+{
+        cli->cli_port = true;
+        return cli_port_set(cli, "socket", arg);
+}
+
+static int opt_socket_path(struct cli *cli, const char *arg)
+{
+        cli->socket_path_given = true;
+        return opt_socket(cli, arg);
+}
+
+static int opt_fd(struct cli *cli, const char *arg)
+{
+        char *end;
+        long fd;
+
+        errno = 0;
+        fd = strtol(arg, &end, 10);
+        if (errno || *end || end == arg || fd < 0 || fd > 65535) {
+                fprintf(stderr, "vhostd: --fd wants a file descriptor number, got '%s'\n", arg);
+                return -EINVAL;
+        }
+        cli->cli_port = true;
+        cli->handed_fd = (int)fd;
+        return 0;
+}
+
+static int opt_print_caps(struct cli *cli, const char *arg)
+{
+        cli->print_caps = true;
+        return 0;
+}
+
+static int opt_client(struct cli *cli, const char *arg)
+{
+        cli->port->mode = PORT_MODE_CLIENT;
+        return 0;
+}
+
+static int opt_backend(struct cli *cli, const char *arg)
+{
+        cli->cli_port = true;
+        return cli_port_set(cli, "backend", arg);
+}
+
+static int opt_ifname(struct cli *cli, const char *arg)
+{
+        return cli_port_set(cli, "ifname", arg);
+}
+
+static int opt_queues(struct cli *cli, const char *arg)
+{
+        return cli_port_set(cli, "queues", arg);
+}
+
+static int opt_option(struct cli *cli, const char *arg)
+{
+        char key[64];
+        const char *eq = strchr(arg, '=');
+
+        if (!eq || (size_t)(eq - arg) >= sizeof(key)) {
+                fprintf(stderr, "vhostd: -o wants KEY=VALUE, got '%s'\n", arg);
+                return -EINVAL;
+        }
+        snprintf(key, sizeof(key), "%.*s", (int)(eq - arg), arg);
+        return cli_port_set(cli, key, eq + 1);
+}
+
+static int opt_control(struct cli *cli, const char *arg)
+{
+        snprintf(cfg.control_socket, sizeof(cfg.control_socket), "%s", arg);
+        return 0;
+}
+
+static int opt_user(struct cli *cli, const char *arg)
+{
+        snprintf(cfg.user, sizeof(cfg.user), "%s", arg);
+        return 0;
+}
+
+static int opt_seccomp(struct cli *cli, const char *arg)
+{
+        cfg.seccomp = true;
+        return 0;
+}
+
+static int opt_log_level(struct cli *cli, const char *arg)
+{
+        static const struct {
+                const char *name;
+                enum log_level level;
+        } levels[] = {
+                {"err", LOG_LEVEL_ERR}, {"warn", LOG_LEVEL_WARN}, {"info", LOG_LEVEL_INFO}, {"debug", LOG_LEVEL_DEBUG}};
+
+        for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
+                if (!strcmp(arg, levels[i].name)) {
+                        cfg.log_level = levels[i].level;
+                        return 0;
+                }
+        fprintf(stderr, "vhostd: unknown log level '%s' (err, warn, info, debug)\n", arg);
+        return -EINVAL;
+}
+
+static int opt_help(struct cli *cli, const char *arg);
+
+static int opt_version(struct cli *cli, const char *arg)
+{
+        printf("vhostd %s\n", VHOSTD_VERSION);
+        exit(0);
+}
+
+static const struct cli_option cli_options[] = {
+        {"config", 'c', "FILE", "read ports from FILE (vhostd.conf(5))", opt_config},
+        {"check-config", 0, "FILE", "validate FILE and exit", opt_check_config},
+        {"socket", 's', "PATH", "one port on this vhost-user socket (instead of --config)", opt_socket},
+        {"socket-path", 0, "PATH", "the same, as QEMU's back-end conventions name it", opt_socket_path},
+        {"fd", 0, "FDNUM", "serve the vhost-user socket inherited as FDNUM (listening or connected)", opt_fd},
+        {"print-capabilities", 0, NULL, "print what this vhostd can do as JSON and exit", opt_print_caps},
+        {"client", 0, NULL, "connect to PATH (QEMU server=on) instead of listening", opt_client},
+        {"backend", 'b', "KIND", "port kind (default loopback)", opt_backend},
+        {"ifname", 'i', "NAME", "tap name or interface to bind", opt_ifname},
+        {"queues", 'q', "N", "queue pairs (default 1)", opt_queues},
+        {"option", 'o', "KEY=VALUE", "any port key of vhostd.conf(5), repeatable", opt_option},
+        {"control", 'C', "PATH", "control socket for vhostctl", opt_control},
+        {"user", 'u', "USER", "drop privileges to USER after opening ports", opt_user},
+        {"seccomp", 0, NULL, "confine the running daemon to a system-call allow-list", opt_seccomp},
+        {"log-level", 'l', "LEVEL", "err, warn, info (default), debug", opt_log_level},
+        {"help", 'h', NULL, "this text", opt_help},
+        {"version", 'V', NULL, "print the version and exit", opt_version},
+};
+#define N_CLI_OPTIONS (sizeof(cli_options) / sizeof(cli_options[0]))
+
+static void usage(FILE *f)
+{
+        fprintf(f, "Usage: vhostd [OPTIONS]\n");
+        for (size_t i = 0; i < N_CLI_OPTIONS; i++) {
+                const struct cli_option *o = &cli_options[i];
+                char left[48];
+
+                snprintf(left, sizeof(left), "%c%c%s --%s%s%s", o->short_name ? '-' : ' ',
+                         o->short_name ? o->short_name : ' ', o->short_name ? "," : " ", o->name, o->arg ? " " : "",
+                         o->arg ? o->arg : "");
+                fprintf(f, "  %-30s %s\n", left, o->help);
+        }
+        fprintf(f, "Port kinds: %s\n", backend_kinds());
+}
+
+static int opt_help(struct cli *cli, const char *arg)
+{
+        usage(stdout);
+        exit(0);
+}
+
+static int parse_args(int argc, char **argv, struct cli *cli)
+{
+        struct option longopts[N_CLI_OPTIONS + 1];
+        char shortopts[2 * N_CLI_OPTIONS + 1], *sp = shortopts;
         struct port_cfg *pc = &cfg.ports[0];
-        bool cli_port = false;
-        int c;
+        int c, idx;
+
+        memset(longopts, 0, sizeof(longopts));
+        for (size_t i = 0; i < N_CLI_OPTIONS; i++) {
+                const struct cli_option *o = &cli_options[i];
+
+                /* Long options return 256 + their index, so the table is the only place an option is named. */
+                longopts[i] = (struct option){o->name, o->arg ? required_argument : no_argument, NULL, 256 + (int)i};
+                if (o->short_name) {
+                        *sp++ = o->short_name;
+                        if (o->arg)
+                                *sp++ = ':';
+                }
+        }
+        *sp = 0;
 
         config_defaults(&cfg);
         config_port_defaults(pc);
         snprintf(pc->name, sizeof(pc->name), "net0");
-        while ((c = getopt_long(argc, argv, "c:s:b:i:q:o:C:u:l:hV", opts, NULL)) != -1) {
-                char *eq;
-                switch (c) {
-                case 'c':
-                        *ret_config = optarg;
-                        break;
-                case 'K':
-                        *ret_config = optarg;
-                        *ret_check = true;
-                        break;
-                case 's':
-                        cli_port = true;
-                        if (cli_port_set(pc, "socket", optarg) < 0)
-                                return -EINVAL;
-                        break;
-                case 'L':
-                        pc->mode = PORT_MODE_CLIENT;
-                        break;
-                case 'b':
-                        cli_port = true;
-                        if (cli_port_set(pc, "backend", optarg) < 0)
-                                return -EINVAL;
-                        break;
-                case 'i':
-                        if (cli_port_set(pc, "ifname", optarg) < 0)
-                                return -EINVAL;
-                        break;
-                case 'q':
-                        if (cli_port_set(pc, "queues", optarg) < 0)
-                                return -EINVAL;
-                        break;
-                case 'o':
-                        eq = strchr(optarg, '=');
-                        if (!eq) {
-                                fprintf(stderr, "vhostd: -o wants KEY=VALUE, got '%s'\n", optarg);
-                                return -EINVAL;
-                        }
-                        *eq = 0;
-                        if (cli_port_set(pc, optarg, eq + 1) < 0)
-                                return -EINVAL;
-                        break;
-                case 'C':
-                        snprintf(cfg.control_socket, sizeof(cfg.control_socket), "%s", optarg);
-                        break;
-                case 'u':
-                        snprintf(cfg.user, sizeof(cfg.user), "%s", optarg);
-                        break;
-                case 'S':
-                        cfg.seccomp = true;
-                        break;
-                case 'l':
-                        if (!strcmp(optarg, "err"))
-                                cfg.log_level = LOG_LEVEL_ERR;
-                        else if (!strcmp(optarg, "warn"))
-                                cfg.log_level = LOG_LEVEL_WARN;
-                        else if (!strcmp(optarg, "info"))
-                                cfg.log_level = LOG_LEVEL_INFO;
-                        else if (!strcmp(optarg, "debug"))
-                                cfg.log_level = LOG_LEVEL_DEBUG;
-                        else {
-                                fprintf(stderr, "vhostd: unknown log level '%s' (err, warn, info, debug)\n", optarg);
-                                return -EINVAL;
-                        }
-                        break;
-                case 'h':
-                        usage(stdout);
-                        exit(0);
-                case 'V':
-                        printf("vhostd %s\n", VHOSTD_VERSION);
-                        exit(0);
-                default:
-                        usage(stderr);
-                        return -EINVAL;
+        *cli = (struct cli){.handed_fd = -1, .port = pc};
+        /* QEMU's conventions: with --print-capabilities every other option is ignored, even a wrong one. */
+        for (int i = 1; i < argc; i++)
+                if (!strcmp(argv[i], "--print-capabilities")) {
+                        cli->print_caps = true;
+                        return 0;
                 }
+        while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+                if (c >= 256) {
+                        idx = c - 256;
+                } else {
+                        for (idx = 0; idx < (int)N_CLI_OPTIONS && cli_options[idx].short_name != c; idx++)
+                                ;
+                        if (idx == (int)N_CLI_OPTIONS) {
+                                usage(stderr);
+                                return -EINVAL;
+                        }
+                }
+                if (cli_options[idx].set(cli, optarg) < 0)
+                        return -EINVAL;
         }
         if (optind < argc) {
                 fprintf(stderr, "vhostd: unexpected argument '%s'\n", argv[optind]);
                 return -EINVAL;
         }
-        if (*ret_config && cli_port) {
-                fprintf(stderr, "vhostd: --socket/--backend and --config exclude each other\n");
+        if (cli->config_path && cli->cli_port) {
+                fprintf(stderr, "vhostd: --socket/--backend/--fd and --config exclude each other\n");
                 return -EINVAL;
         }
-        if (!*ret_config) {
+        if (cli->handed_fd >= 0 && pc->socket[0]) {
+                fprintf(stderr, "vhostd: --fd and --socket%s exclude each other\n",
+                        cli->socket_path_given ? "-path" : "");
+                return -EINVAL;
+        }
+        if (!cli->config_path) {
                 char err[1024];
-                /* Socket activation without --socket: the port takes the inherited fd. */
-                if (!pc->socket[0] && !pc->fd_name[0] && getenv("LISTEN_FDS"))
+                /* Socket activation or --fd without --socket: the port takes the inherited fd. */
+                if (!pc->socket[0] && !pc->fd_name[0] && (getenv("LISTEN_FDS") || cli->handed_fd >= 0))
                         snprintf(pc->fd_name, sizeof(pc->fd_name), "%s", pc->name);
-                if (!cli_port && !getenv("LISTEN_FDS")) {
+                if (!cli->cli_port && !getenv("LISTEN_FDS")) {
                         fprintf(stderr, "vhostd: nothing to do: give --config FILE or --socket PATH\n");
                         usage(stderr);
                         return -EINVAL;
@@ -230,8 +344,7 @@ static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 int main(int argc, char **argv)
 {
-        const char *config_path = NULL;
-        bool check_only = false;
+        struct cli cli;
         int listen_fds[SD_MAX_LISTEN_FDS];
         char listen_names[SD_MAX_LISTEN_FDS][64];
         struct config_error cerr;
@@ -242,18 +355,20 @@ int main(int argc, char **argv)
         int nfds, r;
         char status[256];
 
-        if (parse_args(argc, argv, &config_path, &check_only) < 0)
+        if (parse_args(argc, argv, &cli) < 0)
                 return 2;
-        if (config_path) {
-                r = config_load(config_path, &cfg, &cerr);
+        if (cli.print_caps)
+                return caps_print(stdout, VHOSTD_VERSION) < 0 ? 1 : 0;
+        if (cli.config_path) {
+                r = config_load(cli.config_path, &cfg, &cerr);
                 if (r < 0) {
                         char buf[640];
                         config_error_format(&cerr, buf, sizeof(buf));
                         fprintf(stderr, "vhostd: %s\n", buf);
                         return 2;
                 }
-                if (check_only) {
-                        printf("%s: OK, %u port%s\n", config_path, cfg.nports, cfg.nports == 1 ? "" : "s");
+                if (cli.check_only) {
+                        printf("%s: OK, %u port%s\n", cli.config_path, cfg.nports, cfg.nports == 1 ? "" : "s");
                         return 0;
                 }
         }
@@ -280,6 +395,14 @@ int main(int argc, char **argv)
         }
         for (unsigned i = 0; i < cfg.nports; i++) {
                 int fd = nfds > 0 ? inherited_fd(i, listen_fds, listen_names, nfds) : -1;
+
+                if (cli.handed_fd >= 0) {
+                        if (port_start_on_fd(&ports[i], loop, cli.handed_fd) < 0) {
+                                r = 1;
+                                goto out;
+                        }
+                        continue;
+                }
                 if (fd < 0 && !cfg.ports[i].socket[0]) {
                         log_err("port %s: no socket path, and no inherited socket named '%s' (socket activation)",
                                 cfg.ports[i].name, cfg.ports[i].fd_name[0] ? cfg.ports[i].fd_name : cfg.ports[i].name);

@@ -48,12 +48,30 @@ int port_open_backend(struct port *p)
         return 0;
 }
 
+/* Tears the current connection down; a port whose only connection was handed over (--fd) has nothing left. */
+static void connection_gone(struct port *p)
+{
+        vu_dev_free(p->dev);
+        p->dev = NULL;
+        if (p->handed_connection) {
+                log_info("%s: the handed-over connection ended; nothing more to serve, stopping", p->name);
+                ev_break(p->loop, EVBREAK_ALL);
+        }
+}
+
 static void new_connection(struct port *p, int fd)
 {
         int r;
 
+        /*
+         * A front-end that reconnects at once (QEMU after a guest reboot or crash) is often faster than our
+         * look at its old connection: read what the old one still has, and if that ends in its hang-up, the
+         * newcomer is served. Only a second live front-end is refused.
+         */
+        if (p->dev && vu_dev_read(p->dev) < 0)
+                connection_gone(p);
         if (p->dev) {
-                log_warn("%s: a front-end is already connected; refusing another", p->name);
+                log_warn("%s: a front-end is already connected; refusing another (one front-end per port)", p->name);
                 close(fd);
                 return;
         }
@@ -185,7 +203,7 @@ int port_start(struct port *p, struct ev_loop *loop, int listen_fd)
                 (void)fcntl(listen_fd, F_SETFD, FD_CLOEXEC);
                 p->listen_fd = listen_fd;
                 p->listen_fd_inherited = true;
-                log_info("%s: listening on an inherited socket (socket activation)", p->name);
+                log_info("%s: listening on an inherited socket (socket activation or --fd)", p->name);
         } else if (p->cfg->mode == PORT_MODE_CLIENT) {
                 ev_timer_start(loop, &p->retry_timer);
                 return 0;
@@ -200,10 +218,33 @@ int port_start(struct port *p, struct ev_loop *loop, int listen_fd)
         return 0;
 }
 
+int port_start_on_fd(struct port *p, struct ev_loop *loop, int fd)
+{
+        int listening = 0;
+        socklen_t len = sizeof(listening);
+        struct stat st;
+
+        if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode))
+                return log_err_errno(-EBADF, "%s: --fd %d is not an open socket", p->name, fd);
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0)
+                return log_err_errno(-errno, "%s: --fd %d", p->name, fd);
+        if (listening)
+                return port_start(p, loop, fd);
+        (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+        p->loop = loop;
+        p->listen_fd = -1;
+        ev_timer_init(&p->retry_timer, connect_cb, 0, 0);
+        p->retry_timer.data = p;
+        p->handed_connection = true;
+        log_info("%s: serving the connected socket handed over as fd %d", p->name, fd);
+        new_connection(p, fd);
+        return p->dev ? 0 : -EIO;
+}
+
 void port_connection_closed(struct port *p)
 {
-        vu_dev_free(p->dev);
-        p->dev = NULL;
+        connection_gone(p);
         if (p->cfg->mode == PORT_MODE_CLIENT && p->listen_fd < 0) {
                 p->retry_delay = RETRY_MIN;
                 ev_timer_set(&p->retry_timer, RETRY_MIN, 0);

@@ -19,6 +19,7 @@ struct port {
         struct ev_loop *loop;
         int listen_fd; /* server mode; -1 in client mode */
         bool listen_fd_inherited;
+        bool handed_connection; /* --fd gave a connected socket: when it ends, the port has nothing more to do */
         ev_io listen_io;
         ev_timer retry_timer; /* client mode: reconnect with back-off */
         double retry_delay;
@@ -31,6 +32,8 @@ struct port {
 int port_open_backend(struct port *p);
 /* Sets up the socket side; listen_fd >= 0 is an inherited (socket-activated) listening socket. */
 int port_start(struct port *p, struct ev_loop *loop, int listen_fd);
+/* --fd: serves an inherited socket, listening (like socket activation) or already connected (one front-end). */
+int port_start_on_fd(struct port *p, struct ev_loop *loop, int fd);
 void port_stop(struct port *p);
 /* The control loop saw an interface named ifname deleted (gone) or added/changed. */
 void port_link_event(struct port *p, const char *ifname, bool gone);

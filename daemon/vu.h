@@ -104,6 +104,8 @@ struct vu_dev {
 
 /* The features this port offers; they depend only on the configuration, so restarts offer the same. */
 uint64_t vu_offered_features(const struct port *port);
+/* What every port offers whatever its kind and configuration. */
+uint64_t vu_base_features(void);
 uint64_t vu_offered_protocol_features(void);
 
 /* Connection lifecycle (vu_dev.c). */

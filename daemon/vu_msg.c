@@ -85,12 +85,17 @@ uint64_t vu_offered_protocol_features(void)
                BIT_ULL(VU_PROTOCOL_F_CONFIG) | BIT_ULL(VU_PROTOCOL_F_RESET_DEVICE);
 }
 
+uint64_t vu_base_features(void)
+{
+        return BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VIRTIO_RING_F_INDIRECT_DESC) | BIT_ULL(VIRTIO_RING_F_EVENT_IDX) |
+               BIT_ULL(VIRTIO_NET_F_MRG_RXBUF) | BIT_ULL(VIRTIO_NET_F_STATUS) | BIT_ULL(VIRTIO_NET_F_MTU) |
+               BIT_ULL(VIRTIO_F_ANY_LAYOUT) | BIT_ULL(VIRTIO_F_NOTIFY_ON_EMPTY) |
+               BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) | BIT_ULL(VIRTIO_NET_F_GUEST_ANNOUNCE);
+}
+
 uint64_t vu_offered_features(const struct port *port)
 {
-        uint64_t f = BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VIRTIO_RING_F_INDIRECT_DESC) |
-                     BIT_ULL(VIRTIO_RING_F_EVENT_IDX) | BIT_ULL(VIRTIO_NET_F_MRG_RXBUF) | BIT_ULL(VIRTIO_NET_F_STATUS) |
-                     BIT_ULL(VIRTIO_NET_F_MTU) | BIT_ULL(VIRTIO_F_ANY_LAYOUT) | BIT_ULL(VIRTIO_F_NOTIFY_ON_EMPTY) |
-                     BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) | BIT_ULL(VIRTIO_NET_F_GUEST_ANNOUNCE);
+        uint64_t f = vu_base_features();
 
         if (port->cfg->queues > 1)
                 f |= BIT_ULL(VIRTIO_NET_F_MQ);

@@ -4,7 +4,9 @@ set -eu
 PKGS=(build-essential clang pkg-config bc libev-dev libcmocka-dev libbpf-dev libxdp-dev
       libclang-rt-14-dev clang-format
       iproute2 ethtool iperf3 jq busybox-static cpio kmod
-      qemu-system-x86 dpdk systemd)
+      qemu-system-x86 dpdk-dev systemd
+      libvirt-daemon-system libvirt-clients
+      debhelper dpkg-dev lintian fakeroot)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

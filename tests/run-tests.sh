@@ -3,6 +3,8 @@
 # dpdk-testpmd, ports in network namespaces), e2e (real QEMU guests). Usage: run-tests.sh [unit] [integration] [e2e]
 # Each test: exit 0 pass, 77 skip (with its reason on the last line), anything else fails.
 # The last line is "N passed, N failed, N skipped".
+# In CI (CI=true or CI=1) a skip fails the run: a skipped test is a missing install step, and must not hide
+# behind a green run.
 set -u
 cd "$(dirname "$0")/.."
 O=${O:-build}
@@ -58,5 +60,13 @@ for suite in "${SUITES[@]}"; do
 done
 echo
 [ $fail -gt 0 ] && echo "failed: ${failed[*]}"
+case ${CI:-} in
+true | 1)
+    if [ $skip -gt 0 ]; then
+        echo "CI: $skip test(s) skipped; in CI a skip fails the run (see the SKIP lines above for what was missing)"
+        fail=$((fail + skip))
+        skip=0
+    fi ;;
+esac
 echo "$pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ]

@@ -5,6 +5,13 @@
  *   vu_ping SOCKET [TIMEOUT_MS]
  *       Connects to a vhost-user socket, sends VHOST_USER_GET_FEATURES (request 1, flags 0x1, size 0) and prints
  *       the back-end's feature bits as 0x... Exit 0 when a well-formed reply came, 1 otherwise.
+ *   vu_ping --listen PATH CMD [ARGS...]
+ *       Listens on a unix socket at PATH as fd 3 and runs CMD with it (vhostd --fd 3: a listening socket handed
+ *       over by a management tool).
+ *   vu_ping --pair CMD [ARGS...]
+ *       Runs CMD with one end of a connected socket pair as fd 3 (vhostd --fd 3), sends GET_FEATURES on the other
+ *       end, prints the features, hangs up and waits (5 s) for CMD to exit. Exit 0 when the reply came and CMD
+ *       exited 0 on its own.
  *   vu_ping --notify PATH [TIMEOUT_MS]
  *       Binds a unix datagram socket at PATH (what NOTIFY_SOCKET names), prints every datagram it receives, one
  *       "key=value" per line, until one contains STOPPING=1 or the timeout passes. Exit 0 when STOPPING=1 came,
@@ -15,12 +22,14 @@
 #include <endian.h>
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -65,23 +74,15 @@ static int set_path(struct sockaddr_un *sa, const char *path)
         return 0;
 }
 
-static int ping(const char *path, long long timeout_ms)
+/* GET_FEATURES on a connected socket; prints the features. */
+static int ping_fd(int fd, const char *path, long long timeout_ms)
 {
-        struct sockaddr_un sa = {0};
         unsigned char msg[VU_HDR_SIZE] = {0}, reply[VU_HDR_SIZE + 8];
         long long deadline = now_ms() + timeout_ms;
         uint32_t req = htole32(VU_GET_FEATURES), flags = htole32(VU_VERSION), rflags, rsize;
         uint64_t features;
         size_t got = 0;
-        int fd;
 
-        if (set_path(&sa, path) < 0)
-                return 1;
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-                fprintf(stderr, "vu_ping: cannot connect to %s: %s\n", path, strerror(errno));
-                return 1;
-        }
         memcpy(msg, &req, 4);
         memcpy(msg + 4, &flags, 4); /* size (msg + 8) stays 0 */
         if (send(fd, msg, sizeof(msg), MSG_NOSIGNAL) != (ssize_t)sizeof(msg)) {
@@ -120,6 +121,84 @@ static int ping(const char *path, long long timeout_ms)
         }
         printf("0x%llx\n", (unsigned long long)le64toh(features));
         return 0;
+}
+
+static int ping(const char *path, long long timeout_ms)
+{
+        struct sockaddr_un sa = {0};
+        int fd;
+
+        if (set_path(&sa, path) < 0)
+                return 1;
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                fprintf(stderr, "vu_ping: cannot connect to %s: %s\n", path, strerror(errno));
+                return 1;
+        }
+        return ping_fd(fd, path, timeout_ms);
+}
+
+/* Puts fd at 3 (without CLOEXEC) and runs argv. */
+static void exec_with_fd3(int fd, char **argv)
+{
+        if (fd != 3 && dup2(fd, 3) < 0)
+                _exit(127);
+        execvp(argv[0], argv);
+        fprintf(stderr, "vu_ping: cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+}
+
+static int listen_exec(const char *path, char **argv)
+{
+        struct sockaddr_un sa = {0};
+        int fd;
+
+        if (set_path(&sa, path) < 0)
+                return 1;
+        (void)unlink(path);
+        fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 8) < 0) {
+                fprintf(stderr, "vu_ping: cannot listen on %s: %s\n", path, strerror(errno));
+                return 1;
+        }
+        exec_with_fd3(fd, argv);
+        return 127;
+}
+
+static int pair_exec(char **argv)
+{
+        long long deadline;
+        int sv[2], status, rc;
+        pid_t pid;
+
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+                fprintf(stderr, "vu_ping: socketpair: %s\n", strerror(errno));
+                return 1;
+        }
+        pid = fork();
+        if (pid < 0)
+                return 1;
+        if (pid == 0) {
+                close(sv[0]);
+                exec_with_fd3(sv[1], argv);
+        }
+        close(sv[1]);
+        rc = ping_fd(sv[0], "socket pair", 5000); /* closes sv[0]: the back-end sees the hang-up */
+        deadline = now_ms() + 5000;
+        while (waitpid(pid, &status, WNOHANG) == 0) {
+                if (now_ms() > deadline) {
+                        fprintf(stderr, "vu_ping: %s did not exit after the hang-up\n", argv[0]);
+                        kill(pid, SIGKILL);
+                        waitpid(pid, &status, 0);
+                        return 1;
+                }
+                usleep(20000);
+        }
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                fprintf(stderr, "vu_ping: %s ended with status 0x%x\n", argv[0], status);
+                return 1;
+        }
+        return rc;
 }
 
 static int notify(const char *path, long long timeout_ms)
@@ -166,6 +245,10 @@ static int notify(const char *path, long long timeout_ms)
 int main(int argc, char **argv)
 {
         long long timeout_ms = 5000;
+        if (argc > 3 && !strcmp(argv[1], "--listen"))
+                return listen_exec(argv[2], argv + 3);
+        if (argc > 2 && !strcmp(argv[1], "--pair"))
+                return pair_exec(argv + 2);
         int notify_mode = argc > 1 && !strcmp(argv[1], "--notify");
         int first = notify_mode ? 2 : 1;
 
