@@ -43,7 +43,7 @@
 
 #include "backends/backend.h"
 #include "backends/iov.h"
-#include "vring/virtio.h"
+#include "backends/virtio_net.h"
 
 /*
  * UMEM frames per queue pair: most are lent to the kernel for receiving, as they are all the buffering between

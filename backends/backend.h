@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "backends/virtio_net.h" /* the frame format: struct virtio_net_hdr, VIRTIO_NET_F_* */
+
 enum backend_xdp_mode { BACKEND_XDP_AUTO = 0, BACKEND_XDP_NATIVE, BACKEND_XDP_SKB };
 
 /* Everything a port needs from the configuration, filled by config/ or the command line. */

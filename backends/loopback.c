@@ -13,7 +13,7 @@
 
 #include "backends/backend.h"
 #include "backends/iov.h"
-#include "vring/virtio.h"
+#include "backends/virtio_net.h"
 
 #define LO_FIFO_SIZE (1u << 20)
 #define LO_WRAP 0xffffffffu

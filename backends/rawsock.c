@@ -35,7 +35,7 @@
 
 #include "backends/backend.h"
 #include "backends/iov.h"
-#include "vring/virtio.h"
+#include "backends/virtio_net.h"
 
 #define RS_BLOCK_SIZE (1u << 18) /* holds a 64 KiB GSO frame with its headers */
 #define RS_BLOCK_NR 16

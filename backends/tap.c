@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "backends/backend.h"
-#include "vring/virtio.h"
+#include "backends/virtio_net.h"
 
 struct tap_backend {
         struct backend base;

@@ -34,6 +34,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "backends/virtio_net.h"
 #include "daemon/vu_proto.h"
 #include "vring/virtio.h"
 

@@ -33,7 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "vring/virtio.h"
+#include "backends/virtio_net.h"
 #include "tests/integration/inet_csum.h"
 
 #define BATCH_MAX 256
