@@ -124,6 +124,8 @@ install: all
 	install -D -m 0644 systemd/vhostd.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/vhostd.conf
 	install -d $(DESTDIR)$(SYSCONFDIR)/vhostd
 	install -D -m 0644 config/examples/*.conf -t $(DESTDIR)$(PREFIX)/share/doc/vhostd/examples
+	sed 's|@SBINDIR@|$(SBINDIR)|' config/qemu/50-vhostd-net.json.in > $(O)/50-vhostd-net.json
+	install -D -m 0644 $(O)/50-vhostd-net.json $(DESTDIR)$(PREFIX)/share/qemu/vhost-user/50-vhostd-net.json
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz
@@ -138,6 +140,8 @@ help:
 	@echo "make bench      benchmarks against peers, printed as ratios"
 	@echo "make deps       install Debian build and test dependencies"
 	@echo "make install    PREFIX=$(PREFIX) DESTDIR=..."
+	@echo "make deb        Debian package into build/deb/ (docs/packaging.md)"
+	@echo "make deb-check  build, install, check and purge the package (root)"
 	@echo "V=1             show commands"
 
 .PHONY: all tests check check-unit sanitize tsan fuzz fuzz-run deps format format-check install clean help compile_commands.json
@@ -153,3 +157,23 @@ bench: all
 	bench/run.sh
 
 .PHONY: demo bench
+
+# Debian package (docs/packaging.md), built from a copy of the tracked and
+# untracked-but-not-ignored files in build/deb/src, so that neither this tree
+# (debian/ leftovers, a "make clean") nor its parent directory (where
+# dpkg-buildpackage writes the .deb) is touched. Leaves build/deb/*.deb,
+# .buildinfo and .changes; the copy is removed.
+deb:
+	@git rev-parse --is-inside-work-tree >/dev/null 2>&1 || \
+		{ echo "make deb: needs a git checkout; run dpkg-buildpackage -b -us -uc instead"; exit 1; }
+	rm -rf build/deb && mkdir -p build/deb/src
+	git ls-files -z -co --exclude-standard | tar --null -T - --ignore-failed-read -cf - | tar -xf - -C build/deb/src
+	cd build/deb/src && dpkg-buildpackage -b -us -uc
+	rm -rf build/deb/src
+	@ls -1 build/deb/*.deb
+
+# Build, install, check and purge the package (root; tests/package/deb_check.sh).
+deb-check:
+	tests/package/deb_check.sh
+
+.PHONY: deb deb-check
