@@ -11,8 +11,9 @@
  * vhostd needs neither CAP_BPF nor CAP_SYS_ADMIN.
  *
  * No offloads: frames carry no checksum or GSO state, and the guest gets a zeroed virtio-net header.
- * The largest frame is a UMEM frame less the XDP headroom: max_mtu = frame_size - 256 - 14 - 4, or the
- * interface's MTU when that is smaller; open() fails with -EMSGSIZE when cfg->mtu is larger.
+ * The largest frame is a UMEM frame less the XDP headroom: max_mtu = frame_size - 256 - BACKEND_ETH_OVERHEAD
+ * (Ethernet header and VLAN tag), or the interface's MTU when that is smaller; open() fails with -EMSGSIZE when
+ * cfg->mtu is larger.
  *
  * Errors at open: -ENODEV no such interface, -EMSGSIZE MTU too large, -EINVAL (from the kernel) queue beyond
  * the interface's, -EPERM/-EACCES no permission, -EOPNOTSUPP zero-copy (or native mode) not supported.
@@ -334,8 +335,8 @@ static int ax_open(const struct backend_cfg *cfg, unsigned nqueues, struct backe
                 return r;
         /* auto: half the memory when the guest's MTU (1500 unless set) fits a 2 KiB frame */
         if (!frame_size)
-                frame_size = (cfg->mtu ? cfg->mtu : 1500) <= 2048 - AX_HEADROOM - 14 - 4 ? 2048 : 4096;
-        max_mtu = frame_size - AX_HEADROOM - 14 - 4;
+                frame_size = (cfg->mtu ? cfg->mtu : 1500) <= 2048 - AX_HEADROOM - BACKEND_ETH_OVERHEAD ? 2048 : 4096;
+        max_mtu = frame_size - AX_HEADROOM - BACKEND_ETH_OVERHEAD;
         if (if_mtu < max_mtu)
                 max_mtu = if_mtu;
         if (cfg->mtu > max_mtu)
@@ -350,7 +351,7 @@ static int ax_open(const struct backend_cfg *cfg, unsigned nqueues, struct backe
         pthread_mutex_init(&ax->recover_lock, NULL);
         ax->frame_size = frame_size;
         ax->area_len = (size_t)AX_FRAMES * frame_size;
-        ax->max_frame = max_mtu + 14 + 4;
+        ax->max_frame = max_mtu + BACKEND_ETH_OVERHEAD;
         for (unsigned i = 0; i < nqueues; i++) {
                 ax->q[i].fd = -1;
                 ax->q[i].hdr_len = sizeof(struct virtio_net_hdr_mrg);
@@ -406,7 +407,7 @@ static uint64_t ax_features(const struct backend *be)
 
 static unsigned ax_max_mtu(const struct backend *be)
 {
-        return ((const struct ax_backend *)be)->max_frame - 14 - 4;
+        return ((const struct ax_backend *)be)->max_frame - BACKEND_ETH_OVERHEAD;
 }
 
 static int ax_configure(struct backend *be, unsigned q, uint64_t acked, unsigned hdr_len)
@@ -587,7 +588,7 @@ static int ax_recover(struct backend *be, unsigned qi)
         r = ifindex ? backend_link_state(ax->cfg.ifname, &flags, &mtu) : -ENODEV;
         if (r < 0 || (ifindex == q->ifindex && q->xsk))
                 goto out;
-        if (mtu + 14 + 4 < ax->max_frame) {
+        if (mtu + BACKEND_ETH_OVERHEAD < ax->max_frame) {
                 r = -EMSGSIZE; /* the guest may send frames the new interface refuses */
                 goto out;
         }
@@ -611,7 +612,8 @@ out:
 const struct backend_ops backend_afxdp_ops = {
         .name = "afxdp",
         .max_features = 0,
-        .mtu_ceiling = 4096 - AX_HEADROOM - 14 - 4, /* the largest UMEM frame, less headroom, Ethernet header, FCS */
+        /* the largest UMEM frame, less the XDP headroom, the Ethernet header and a VLAN tag */
+        .mtu_ceiling = 4096 - AX_HEADROOM - BACKEND_ETH_OVERHEAD,
         .open = ax_open,
         .close = ax_close,
         .features = ax_features,

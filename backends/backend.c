@@ -9,15 +9,14 @@
 #include "backends/backend.h"
 
 static const struct backend_ops *const kinds[] = {
-        &backend_loopback_ops,
-        &backend_tap_ops,
-        &backend_rawsock_ops,
-        &backend_afxdp_ops,
+#define BACKEND_OPS_ENTRY(id, name) [BACKEND_KIND_##id] = &backend_##name##_ops,
+        BACKEND_KINDS(BACKEND_OPS_ENTRY)
+#undef BACKEND_OPS_ENTRY
 };
 
 const struct backend_ops *backend_find(const char *kind)
 {
-        for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+        for (size_t i = 0; i < BACKEND_KIND_COUNT; i++)
                 if (strcmp(kinds[i]->name, kind) == 0)
                         return kinds[i];
         return NULL;
@@ -28,7 +27,7 @@ const char *backend_kinds(void)
         static char list[64];
 
         if (!list[0])
-                for (size_t i = 0, used = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+                for (size_t i = 0, used = 0; i < BACKEND_KIND_COUNT; i++)
                         used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s", i ? " " : "",
                                                  kinds[i]->name);
         return list;
@@ -36,7 +35,7 @@ const char *backend_kinds(void)
 
 const struct backend_ops *backend_kind_at(unsigned i)
 {
-        return i < sizeof(kinds) / sizeof(kinds[0]) ? kinds[i] : NULL;
+        return i < BACKEND_KIND_COUNT ? kinds[i] : NULL;
 }
 
 int backend_link_ioctl(unsigned long req, struct ifreq *ifr)

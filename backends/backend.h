@@ -13,27 +13,14 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "backends/backend_cfg.h"
 #include "backends/virtio_net.h" /* the frame format: struct virtio_net_hdr, VIRTIO_NET_F_* */
 
-enum backend_xdp_mode { BACKEND_XDP_AUTO = 0, BACKEND_XDP_NATIVE, BACKEND_XDP_SKB };
-
-/* Everything a port needs from the configuration, filled by config/ or the command line. */
-struct backend_cfg {
-        char kind[16];                  /* "loopback", "tap", "rawsock", "afxdp" */
-        char ifname[IF_NAMESIZE];       /* tap name, or the interface to bind to */
-        unsigned mtu;                   /* 0: leave the interface's MTU alone */
-        bool set_up;                    /* tap: bring the link up */
-        bool offloads;                  /* tap/rawsock: offer checksum/TSO offloads */
-        bool promisc;                   /* rawsock */
-        bool qdisc_bypass;              /* rawsock */
-        enum backend_xdp_mode xdp_mode; /* afxdp */
-        bool force_copy;                /* afxdp */
-        bool zero_copy;                 /* afxdp: require zero-copy */
-        bool busy_poll;                 /* afxdp: SO_PREFER_BUSY_POLL */
-        unsigned start_queue;           /* afxdp: first NIC queue */
-        unsigned frame_size;            /* afxdp: UMEM frame size, 2048 or 4096; 0: the smallest for the MTU */
-        char xsks_map[256];             /* afxdp: pinned xsks_map path: inhibit program loading */
-};
+/*
+ * The most an Ethernet frame is longer than its MTU: the Ethernet header (14) and one VLAN tag (4). Every place
+ * that sizes a frame from an MTU, or an MTU from a frame buffer, uses this.
+ */
+#define BACKEND_ETH_OVERHEAD (14 + 4)
 
 /* One guest->port frame. iov starts with the guest's virtio-net header (hdr_len bytes). */
 struct frame {
@@ -98,10 +85,10 @@ struct backend {
         unsigned nqueues;
 };
 
-extern const struct backend_ops backend_loopback_ops;
-extern const struct backend_ops backend_tap_ops;
-extern const struct backend_ops backend_rawsock_ops;
-extern const struct backend_ops backend_afxdp_ops;
+/* backend_loopback_ops, backend_tap_ops...: one per kind in BACKEND_KINDS, defined in backends/<name>.c. */
+#define BACKEND_OPS_DECLARE(id, name) extern const struct backend_ops backend_##name##_ops;
+BACKEND_KINDS(BACKEND_OPS_DECLARE)
+#undef BACKEND_OPS_DECLARE
 
 /* Looks a kind up by name; NULL when unknown. */
 const struct backend_ops *backend_find(const char *kind);

@@ -17,7 +17,7 @@
 
 #define LO_FIFO_SIZE (1u << 20)
 #define LO_WRAP 0xffffffffu
-#define LO_MAX_FRAME (65535 + 14 + 4)
+#define LO_MAX_FRAME (65535 + BACKEND_ETH_OVERHEAD)
 
 struct lo_queue {
         uint8_t *buf;

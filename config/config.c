@@ -31,17 +31,20 @@
 #define PORT_NAME_MAX 31
 #define QUOTE_MAX 48 /* bytes of a value repeated in an error message */
 
-/* Backend kinds, as a bit mask so that a key can name the kinds it applies to. */
+/* Backend kinds (BACKEND_KINDS), as a bit mask so that a key can name the kinds it applies to. */
 enum {
-        KIND_LOOPBACK = 1u << 0,
-        KIND_TAP = 1u << 1,
-        KIND_RAWSOCK = 1u << 2,
-        KIND_AFXDP = 1u << 3,
-        KIND_ANY = KIND_LOOPBACK | KIND_TAP | KIND_RAWSOCK | KIND_AFXDP,
-        KIND_NETDEV = KIND_TAP | KIND_RAWSOCK | KIND_AFXDP,
+#define KIND_BIT(id, name) KIND_##id = 1u << BACKEND_KIND_##id,
+        BACKEND_KINDS(KIND_BIT)
+#undef KIND_BIT
+                KIND_ANY = (1u << BACKEND_KIND_COUNT) - 1,
+        KIND_NETDEV = KIND_TAP | KIND_RAWSOCK | KIND_AFXDP, /* the kinds that need an interface (ifname) */
 };
 
-static const char *const kind_names[] = {"loopback", "tap", "rawsock", "afxdp"};
+static const char *const kind_names[] = {
+#define KIND_NAME(id, name) [BACKEND_KIND_##id] = #name,
+        BACKEND_KINDS(KIND_NAME)
+#undef KIND_NAME
+};
 
 enum val_type {
         VAL_UINT,   /* decimal unsigned, min..max */
@@ -220,22 +223,41 @@ static int parse_bool(const char *value, bool *ret)
         return -EINVAL;
 }
 
-/* "a, b or c" from a NULL-terminated choice list. */
-static void choice_list(const struct choice *c, char *buf, size_t size)
+/* "a, b or c" (last = " or ") or "a, b and c": the names whose bit is set in mask. */
+static void name_list(const char *const *names, size_t n, unsigned mask, const char *last, char *buf, size_t size)
 {
-        size_t n, i, used = 0;
+        size_t i, k = 0, count = 0, used = 0;
 
-        for (n = 0; c[n].name; n++)
-                ;
+        for (i = 0; i < n; i++)
+                if (mask & (1u << i))
+                        count++;
         buf[0] = '\0';
         for (i = 0; i < n && used < size; i++) {
-                const char *sep = i == 0 ? "" : i + 1 == n ? " or " : ", ";
-                int w = snprintf(buf + used, size - used, "%s%s", sep, c[i].name);
+                const char *sep;
+                int w;
 
+                if (!(mask & (1u << i)))
+                        continue;
+                sep = k == 0 ? "" : k + 1 == count ? last : ", ";
+                w = snprintf(buf + used, size - used, "%s%s", sep, names[i]);
                 if (w < 0)
                         break;
                 used += (size_t)w;
+                k++;
         }
+}
+
+#define CHOICES_MAX 8
+
+/* "a, b or c" from a NULL-terminated choice list. */
+static void choice_list(const struct choice *c, char *buf, size_t size)
+{
+        const char *names[CHOICES_MAX];
+        size_t n;
+
+        for (n = 0; n < CHOICES_MAX && c[n].name; n++)
+                names[n] = c[n].name;
+        name_list(names, n, (1u << n) - 1, " or ", buf, size);
 }
 
 /* The kind bit for a backend kind name, 0 when unknown. Tolerates an unterminated char[16]. */
@@ -254,25 +276,16 @@ static unsigned kind_bit(const char *kind, size_t size)
 /* "tap, rawsock and afxdp" */
 static void kinds_text(unsigned kinds, char *buf, size_t size)
 {
-        size_t i, n = 0, k = 0, used = 0;
+        name_list(kind_names, ARRAY_SIZE(kind_names), kinds, " and ", buf, size);
+}
 
-        for (i = 0; i < ARRAY_SIZE(kind_names); i++)
-                if (kinds & (1u << i))
-                        n++;
-        buf[0] = '\0';
-        for (i = 0; i < ARRAY_SIZE(kind_names) && used < size; i++) {
-                const char *sep;
-                int w;
+/* name is not a kind: "unknown backend 'NAME' (expected loopback, tap, rawsock or afxdp)". */
+static int unknown_backend(const char *name, char *msg, size_t len)
+{
+        char kinds[64];
 
-                if (!(kinds & (1u << i)))
-                        continue;
-                sep = k == 0 ? "" : k + 1 == n ? " and " : ", ";
-                w = snprintf(buf + used, size - used, "%s%s", sep, kind_names[i]);
-                if (w < 0)
-                        break;
-                used += (size_t)w;
-                k++;
-        }
+        name_list(kind_names, ARRAY_SIZE(kind_names), KIND_ANY, " or ", kinds, sizeof(kinds));
+        return fail(msg, len, "unknown backend '%s' (expected %s)", q(name).s, kinds);
 }
 
 /* --- value checkers and parsers ----------------------------------------------------------------------------- */
@@ -365,7 +378,7 @@ static int parse_backend(struct port_cfg *port, const char *value, char *msg, si
                         return 0;
                 }
         }
-        return fail(msg, len, "unknown backend '%s' (expected loopback, tap, rawsock or afxdp)", q(value).s);
+        return unknown_backend(value, msg, len);
 }
 
 static int parse_mtu(struct port_cfg *port, const char *value, char *msg, size_t len)
@@ -762,7 +775,7 @@ static int port_check(const struct port_cfg *port, const char **ret_key, char *m
                 memcpy(name, port->backend.kind, sizeof(port->backend.kind));
                 name[sizeof(port->backend.kind)] = '\0';
                 *ret_key = "backend";
-                return fail(msg, len, "unknown backend '%s' (expected loopback, tap, rawsock or afxdp)", q(name).s);
+                return unknown_backend(name, msg, len);
         }
         /* The ranges again, for a port_cfg that was not filled through config_port_set(). */
         if (port->queues < 1 || port->queues > CONFIG_MAX_QUEUES) {
@@ -1051,7 +1064,7 @@ void config_port_defaults(struct port_cfg *port)
         port->queues = 1;
         port->burst = 32;
         port->busy_poll_us = 0;
-        snprintf(port->backend.kind, sizeof(port->backend.kind), "%s", "loopback");
+        snprintf(port->backend.kind, sizeof(port->backend.kind), "%s", kind_names[BACKEND_KIND_LOOPBACK]);
         port->backend.set_up = true;
         port->backend.offloads = true;
         port->backend.xdp_mode = BACKEND_XDP_AUTO;

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "backends/backend.h"
+#include "backends/backend_cfg.h"
 
 #define CONFIG_MAX_PORTS 16
 #define CONFIG_MAX_QUEUES 16

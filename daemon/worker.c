@@ -318,7 +318,7 @@ static int rx_reserve(struct rx_sink *sink, size_t frame_len, const struct iovec
         if (!need) {
                 bool gso = dev->features & (BIT_ULL(VIRTIO_NET_F_GUEST_TSO4) | BIT_ULL(VIRTIO_NET_F_GUEST_TSO6) |
                                             BIT_ULL(VIRTIO_NET_F_GUEST_UFO));
-                need = dev->hdr_len + (gso ? 65535 + 14 + 4 : dev->mtu + 14 + 4);
+                need = dev->hdr_len + (gso ? 65535 + BACKEND_ETH_OVERHEAD : dev->mtu + BACKEND_ETH_OVERHEAD);
         }
         while ((mrg ? d->rx_cap < need : d->rx_count == 0) && d->rx_count < RX_RES_MAX) {
                 struct rx_res *res = &d->rx_res[(d->rx_head + d->rx_count) % RX_RES_MAX];
