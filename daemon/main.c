@@ -11,6 +11,7 @@
 #include "config/config.h"
 #include "daemon/caps.h"
 #include "daemon/ctl.h"
+#include "daemon/fault.h"
 #include "daemon/isolate.h"
 #include "daemon/linkmon.h"
 #include "daemon/log.h"
@@ -374,6 +375,10 @@ int main(int argc, char **argv)
         }
         log_set_level((int)cfg.log_level);
         signal(SIGPIPE, SIG_IGN);
+        if ((r = fault_install()) < 0) {
+                log_err("cannot install the SIGBUS handler: %s", strerror(-r));
+                return 1;
+        }
 
         nfds = sd_listen(listen_fds, listen_names, SD_MAX_LISTEN_FDS);
 

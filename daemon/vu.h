@@ -68,6 +68,10 @@ struct worker {
         int port_err_logged;
         unsigned long port_faults_logged;
         struct ratelimit port_log_rl; /* a port that keeps failing must not flood the log */
+        /* Set once by the worker when it can no longer serve the device (guest memory gone, epoll failed);
+         * the control thread then closes the connection. lost_addr: the faulting address, for the log. */
+        atomic_int lost_err;
+        _Atomic(uintptr_t) lost_addr;
         struct worker_data *data;     /* the data path's private state (worker.c) */
 };
 

@@ -38,10 +38,35 @@ void vu_dev_resume(struct vu_dev *dev)
 }
 
 /* A worker found a broken ring: say so once, from the control thread. */
+/* A worker gave the device up: this connection ends, every other port and VM goes on. */
+static bool device_lost(struct vu_dev *dev)
+{
+        for (unsigned q = 0; q < dev->nqueues; q++) {
+                const struct worker *w = &dev->workers[q];
+                int err = atomic_load(&w->lost_err);
+
+                if (!err)
+                        continue;
+                if (err == -EFAULT)
+                        log_err("%s: queue pair %u: guest memory vanished under the data path (fault at %#lx: the "
+                                "front-end shrank a memory file it shared); closing the connection",
+                                dev->name, q, (unsigned long)atomic_load(&w->lost_addr));
+                else
+                        log_err("%s: queue pair %u: the data path failed (%s); closing the connection", dev->name, q,
+                                strerror(-err));
+                return true;
+        }
+        return false;
+}
+
 static void async_cb(struct ev_loop *loop, ev_async *a, int revents)
 {
         struct vu_dev *dev = a->data;
 
+        if (device_lost(dev)) {
+                port_connection_closed(dev->port); /* frees dev */
+                return;
+        }
         for (unsigned q = 0; q < dev->nqueues; q++) {
                 struct worker *w = &dev->workers[q];
                 unsigned long faults = atomic_load(&w->port_faults);

@@ -49,6 +49,13 @@ static int fail(struct vu_dev *dev, int r, const char *fmt, ...)
         return r;
 }
 
+/* Why mem_region_map() failed, in the operator's terms. */
+static const char *map_error(int r)
+{
+        return r == -ERANGE ? "the file is smaller than mmap_offset + size (the region would fault on first touch)"
+                            : strerror(-r);
+}
+
 static int reply_u64(struct vu_msg *msg, uint64_t v)
 {
         msg->payload.u64 = v;
@@ -175,7 +182,7 @@ static int handle_set_mem_table(struct vu_dev *dev, struct vu_msg *msg)
                 if (r < 0) {
                         fail(dev, r, "region %u (gpa 0x%llx size 0x%llx): cannot map: %s", i,
                              (unsigned long long)reg->guest_phys_addr, (unsigned long long)reg->memory_size,
-                             strerror(-r));
+                             map_error(r));
                         break;
                 }
                 r = mem_table_add(t, &m, &why);
@@ -192,6 +199,11 @@ static int handle_set_mem_table(struct vu_dev *dev, struct vu_msg *msg)
         }
         swap_mem(dev, t, true);
         log_debug("%s: memory table with %u regions", dev->name, t->nregions);
+        for (unsigned i = 0; i < t->nregions; i++)
+                if (!t->regions[i].sealed)
+                        log_debug("%s: region %u is not sealed against shrinking: if the front-end truncates it, "
+                                  "its connection is closed",
+                                  dev->name, i);
         return 0;
 }
 
@@ -222,7 +234,7 @@ static int handle_add_mem_reg(struct vu_dev *dev, struct vu_msg *msg)
                            reg->mmap_offset);
         if (r < 0) {
                 free(t);
-                return fail(dev, r, "cannot map region: %s", strerror(-r));
+                return fail(dev, r, "cannot map region: %s", map_error(r));
         }
         r = mem_table_add(t, &m, &why);
         if (r < 0) {

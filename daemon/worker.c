@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "backends/iov.h"
+#include "daemon/fault.h"
 #include "daemon/port.h"
 #include "daemon/vu.h"
 
@@ -61,6 +62,7 @@ struct worker_data {
 
         bool tx_ready, port_readable, rx_wait_guest, tx_wait_port, tx_retry;
         bool port_down; /* out of epoll until recover() says it works again */
+        bool lost;      /* the device cannot be served any more: touch nothing of it, wait to be stopped */
         long long next_recover_ns;
         long long last_work_ns;
 };
@@ -134,6 +136,22 @@ static void port_fault(struct worker_data *d, int err)
         atomic_store(&w->port_down, true);
         atomic_fetch_add(&w->dev->port->faults, 1);
         atomic_fetch_add(&w->port_faults, 1);
+        ev_async_send(w->dev->port->loop, &w->dev->async);
+}
+
+/* The device cannot be served any more (err: -EFAULT guest memory gone, or an epoll failure): say so once. */
+static void device_lost(struct worker_data *d, int err, void *addr)
+{
+        struct worker *w = d->w;
+
+        d->lost = true;
+        /* Nothing of the device may wake us any more: its kicks would keep a level-triggered epoll busy. */
+        port_unwatch(d);
+        for (unsigned i = 2 * w->qp; i < 2 * w->qp + 2; i++)
+                if (w->dev->vrings[i].kick_fd >= 0)
+                        (void)epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, w->dev->vrings[i].kick_fd, NULL);
+        atomic_store(&w->lost_addr, (uintptr_t)addr);
+        atomic_store(&w->lost_err, err);
         ev_async_send(w->dev->port->loop, &w->dev->async);
 }
 
@@ -441,6 +459,8 @@ static unsigned handle_rx(struct worker_data *d, struct vu_vring *vr)
                 } else {
                         d->rx_wait_guest = true;
                 }
+        } else if (r == -EFAULT) {
+                device_lost(d, r, NULL); /* the port could not write into guest memory: it is gone */
         } else if (r < 0 && r != -EAGAIN && r != -EINTR) {
                 port_fault(d, r);
         } else if (r < (int)d->burst) {
@@ -500,6 +520,80 @@ static int poll_timeout(struct worker_data *d)
         return -1;
 }
 
+/* One wake-up's work, under the worker's lock: events, then the rings. Returns the next epoll timeout. */
+static int work(struct worker_data *d, const struct epoll_event *evs, int n)
+{
+        struct worker *w = d->w;
+        const struct port_cfg *cfg = w->dev->port->cfg;
+        int link = atomic_exchange(&w->link_event, 0);
+
+        if (link & WORKER_LINK_GONE)
+                port_fault(d, -ENODEV);
+        /* Kicks keep coming while the port is down: recover on a deadline, not on a quiet epoll. */
+        if (d->port_down && ((link & WORKER_LINK_NEW) || now_ns() >= d->next_recover_ns))
+                port_check(d);
+        else if (n == 0 && (d->tx_retry || cfg->busy_poll_us)) {
+                d->tx_retry = false;
+                d->tx_ready = true;
+                d->port_readable = true;
+        }
+        for (int i = 0; i < n; i++) {
+                struct vu_vring *vr;
+                switch (evs[i].data.u32) {
+                case TAG_WAKE:
+                        drain_eventfd(w->wake_fd);
+                        d->tx_ready = d->port_readable = true;
+                        d->rx_wait_guest = false;
+                        break;
+                case TAG_RX_KICK:
+                        vr = &w->dev->vrings[2 * w->qp];
+                        drain_eventfd(vr->kick_fd);
+                        atomic_fetch_add_explicit(&vr->stats.kicks, 1, memory_order_relaxed);
+                        d->rx_wait_guest = false;
+                        d->port_readable = true;
+                        break;
+                case TAG_TX_KICK:
+                        vr = &w->dev->vrings[2 * w->qp + 1];
+                        drain_eventfd(vr->kick_fd);
+                        atomic_fetch_add_explicit(&vr->stats.kicks, 1, memory_order_relaxed);
+                        d->tx_ready = true;
+                        break;
+                case TAG_PORT:
+                        /* Errors are reported even when we are not asking for input: look now. */
+                        if ((evs[i].events & (EPOLLERR | EPOLLHUP)) && d->rx_wait_guest)
+                                port_fault(d, -EIO);
+                        else if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+                                d->port_readable = true;
+                        if (evs[i].events & EPOLLOUT) {
+                                d->tx_wait_port = false;
+                                d->tx_ready = true;
+                        }
+                        break;
+                }
+        }
+        run_queues(d);
+        return poll_timeout(d);
+}
+
+/*
+ * work() inside a recovery point for guest memory that vanishes (daemon/fault.h): a SIGBUS in it lands back
+ * here, with the lock still held, and the device is given up.
+ */
+static int guarded_work(struct worker_data *d, const struct epoll_event *evs, int n)
+{
+        sigjmp_buf jb;
+        int timeout;
+
+        if (sigsetjmp(jb, 0)) {
+                device_lost(d, -EFAULT, fault_address);
+                return -1;
+        }
+        fault_recovery = &jb;
+        timeout = work(d, evs, n);
+        fault_recovery = NULL;
+        return timeout;
+}
+
 static void *worker_main(void *arg)
 {
         struct worker *w = arg;
@@ -524,55 +618,21 @@ static void *worker_main(void *arg)
 
                 if (atomic_load(&w->stop))
                         break;
+                if (n < 0 && errno == EINTR)
+                        continue;
                 pthread_mutex_lock(&w->lock);
-                int link = atomic_exchange(&w->link_event, 0);
-                if (link & WORKER_LINK_GONE)
-                        port_fault(d, -ENODEV);
-                /* Kicks keep coming while the port is down: recover on a deadline, not on a quiet epoll. */
-                if (d->port_down && ((link & WORKER_LINK_NEW) || now_ns() >= d->next_recover_ns))
-                        port_check(d);
-                else if (n == 0 && (d->tx_retry || cfg->busy_poll_us)) {
-                        d->tx_retry = false;
-                        d->tx_ready = true;
-                        d->port_readable = true;
+                if (n < 0 && !d->lost)
+                        device_lost(d, -errno, NULL); /* a bug of ours (a closed epoll fd?): this device only */
+                if (d->lost) {
+                        /* Wait to be stopped; the wake fd alone stays meaningful. */
+                        drain_eventfd(w->wake_fd);
+                        timeout = 1000;
+                } else {
+                        timeout = guarded_work(d, evs, n);
                 }
-                for (int i = 0; i < n; i++) {
-                        struct vu_vring *vr;
-                        switch (evs[i].data.u32) {
-                        case TAG_WAKE:
-                                drain_eventfd(w->wake_fd);
-                                d->tx_ready = d->port_readable = true;
-                                d->rx_wait_guest = false;
-                                break;
-                        case TAG_RX_KICK:
-                                vr = &w->dev->vrings[2 * w->qp];
-                                drain_eventfd(vr->kick_fd);
-                                atomic_fetch_add_explicit(&vr->stats.kicks, 1, memory_order_relaxed);
-                                d->rx_wait_guest = false;
-                                d->port_readable = true;
-                                break;
-                        case TAG_TX_KICK:
-                                vr = &w->dev->vrings[2 * w->qp + 1];
-                                drain_eventfd(vr->kick_fd);
-                                atomic_fetch_add_explicit(&vr->stats.kicks, 1, memory_order_relaxed);
-                                d->tx_ready = true;
-                                break;
-                        case TAG_PORT:
-                                /* Errors are reported even when we are not asking for input: look now. */
-                                if ((evs[i].events & (EPOLLERR | EPOLLHUP)) && d->rx_wait_guest)
-                                        port_fault(d, -EIO);
-                                else if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
-                                        d->port_readable = true;
-                                if (evs[i].events & EPOLLOUT) {
-                                        d->tx_wait_port = false;
-                                        d->tx_ready = true;
-                                }
-                                break;
-                        }
-                }
-                run_queues(d);
-                timeout = poll_timeout(d);
                 pthread_mutex_unlock(&w->lock);
+                if (n < 0)
+                        usleep(100000); /* a failing epoll_wait returns at once */
         }
         return NULL;
 }

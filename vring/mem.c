@@ -2,6 +2,7 @@
 #include "vring/mem.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -39,6 +40,7 @@ int mem_region_map(struct mem_region *r, int fd, uint64_t gpa, uint64_t size, ui
         struct stat st;
         const char *why;
         size_t len, align;
+        int seals;
         void *p;
 
         if (mem_region_check(gpa, size, uva, mmap_offset, &why) < 0)
@@ -66,6 +68,8 @@ int mem_region_map(struct mem_region *r, int fd, uint64_t gpa, uint64_t size, ui
         if (p == MAP_FAILED)
                 return -errno;
         (void)madvise(p, len, MADV_DONTDUMP);
+        seals = fcntl(fd, F_GET_SEALS);
+        r->sealed = seals >= 0 && (seals & F_SEAL_SHRINK);
         r->gpa = gpa;
         r->size = size;
         r->uva = uva;

@@ -22,6 +22,7 @@ struct mem_region {
         void *map_base;       /* what mmap returned (covers mmap_offset too) */
         size_t map_len;
         bool writable; /* false when the fd only allowed a read-only mapping */
+        bool sealed;   /* F_SEAL_SHRINK: the front-end cannot take these pages away (see daemon/fault.h) */
         unsigned refs; /* ADD_MEM_REG of an identical region (QEMU sends one per queue pair) */
 };
 
