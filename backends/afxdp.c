@@ -540,14 +540,12 @@ static int ax_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, un
 
                 if (r == -ENOBUFS || r == -EIO)
                         break; /* keep this frame and the rest for later */
-                if (r == 0 && iov_size(iov, iovcnt) >= total) {
+                if (r == 0) {
                         iov_from_buf(iov, iovcnt, 0, &zero_vh, sizeof(zero_vh));
                         iov_from_buf(iov, iovcnt, q->hdr_len, data, d->len);
                         sink->commit(sink, total);
                         done++;
-                }
-                /* else: dropped (-EMSGSIZE, counted by the sink) or larger than the one buffer without
-                 * MRG_RXBUF; the reservation stays for the next frame */
+                } /* else -EMSGSIZE: too big for the guest, dropped and counted by the sink */
         }
         if (used < n)
                 xsk_ring_cons__cancel(&q->rx, n - used);

@@ -32,9 +32,11 @@ struct frame {
 /*
  * Where received frames go. reserve() hands out guest buffers for one frame of frame_len bytes, header
  * included (0 when the backend cannot know before reading). The first hdr_len bytes are the header slot:
- * the backend writes a struct virtio_net_hdr there and leaves the rest of the slot alone. reserve()
- * returns -ENOBUFS when the guest has no room now (stop and keep the frame), -EMSGSIZE when the frame
- * can never fit (drop it; already counted). commit() reports the bytes written, header included.
+ * the backend writes a struct virtio_net_hdr there and leaves the rest of the slot alone. With a known
+ * frame_len the buffers always hold the whole frame. reserve() returns -ENOBUFS when the guest has no room
+ * now (stop and keep the frame), -EMSGSIZE when the frame does not fit the guest's buffers (drop it: the
+ * sink counted it as too big; frames are never truncated). commit() reports the bytes written, header
+ * included.
  */
 struct rx_sink {
         int (*reserve)(struct rx_sink *sink, size_t frame_len, const struct iovec **ret_iov, unsigned *ret_iovcnt);

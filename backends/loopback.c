@@ -156,13 +156,10 @@ static int lo_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, un
                 r = sink->reserve(sink, q->hdr_len + len, &iov, &iovcnt);
                 if (r == -ENOBUFS || r == -EIO)
                         break;
-                if (r == 0) {
-                        size_t cap = iov_size(iov, iovcnt), copy = len;
-                        if (copy > cap - q->hdr_len)
-                                copy = cap - q->hdr_len;
+                if (r == 0) { /* else -EMSGSIZE: too big for the guest, dropped and counted by the sink */
                         iov_from_buf(iov, iovcnt, 0, &hdr, sizeof(hdr));
-                        iov_from_buf(iov, iovcnt, q->hdr_len, q->buf + pos + 4, copy);
-                        sink->commit(sink, q->hdr_len + copy);
+                        iov_from_buf(iov, iovcnt, q->hdr_len, q->buf + pos + 4, len);
+                        sink->commit(sink, q->hdr_len + len);
                         done++;
                 }
                 q->head += rec_size(len);

@@ -472,11 +472,9 @@ static int deliver_whole(struct rs_queue *q, struct rx_sink *sink, struct rs_fra
                 f->vh.hdr_len = htole16((uint16_t)(le16toh(f->vh.hdr_len) + f->vt));
         r = sink->reserve(sink, total, &iov, &iovcnt);
         if (r == -EMSGSIZE)
-                return 0; /* counted by the sink */
+                return 0; /* too big for the guest: dropped and counted by the sink */
         if (r < 0)
                 return r;
-        if (iov_size(iov, iovcnt) < total)
-                return 0; /* one buffer without MRG_RXBUF, too small: the reservation stays for the next */
         iov_from_buf(iov, iovcnt, 0, &f->vh, VNET_HDR_LEN);
         copy_frame(f, iov, iovcnt, q->hdr_len);
         sink->commit(sink, total);
@@ -603,7 +601,7 @@ static int deliver_segments(struct rs_queue *q, struct rx_sink *sink, struct rs_
                         *finished = false;
                         return done ? (int)done : r;
                 }
-                if (r == 0 && iov_size(iov, iovcnt) >= total) {
+                if (r == 0) { /* else -EMSGSIZE: too big for the guest, dropped and counted by the sink */
                         iov_from_buf(iov, iovcnt, 0, &zero_vh, VNET_HDR_LEN);
                         iov_from_buf(iov, iovcnt, q->hdr_len, hb, hl);
                         iov_from_buf(iov, iovcnt, q->hdr_len + hl, f->mac + pay_off, seglen);

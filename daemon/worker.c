@@ -323,6 +323,15 @@ static struct vu_vring *rx_vring(struct worker_data *d)
         return &d->w->dev->vrings[2 * d->w->qp];
 }
 
+static void rx_dropped(struct rx_sink *sink)
+{
+        struct worker_data *d = (struct worker_data *)((char *)sink - offsetof(struct worker_data, sink));
+        struct vu_vring *vr = rx_vring(d);
+
+        atomic_fetch_add_explicit(&vr->stats.drops, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&vr->stats.drop_too_big, 1, memory_order_relaxed);
+}
+
 static int rx_reserve(struct rx_sink *sink, size_t frame_len, const struct iovec **ret_iov, unsigned *ret_iovcnt)
 {
         struct worker_data *d = (struct worker_data *)((char *)sink - offsetof(struct worker_data, sink));
@@ -361,8 +370,7 @@ static int rx_reserve(struct rx_sink *sink, size_t frame_len, const struct iovec
         if (d->rx_count == 0 || (mrg && d->rx_cap < need)) {
                 /* A known-size frame that could never fit is dropped rather than stalling the queue. */
                 if (frame_len && mrg && (d->rx_count == RX_RES_MAX || d->rx_count >= vr->vq.num)) {
-                        atomic_fetch_add_explicit(&vr->stats.drops, 1, memory_order_relaxed);
-                        atomic_fetch_add_explicit(&vr->stats.drop_too_big, 1, memory_order_relaxed);
+                        rx_dropped(sink);
                         return -EMSGSIZE;
                 }
                 d->rx_no_room = true;
@@ -381,6 +389,12 @@ static int rx_reserve(struct rx_sink *sink, size_t frame_len, const struct iovec
                 cap += res->e.in_len;
                 if (!mrg || cap >= need)
                         break;
+        }
+        /* The one policy for a frame larger than the guest's buffers, whatever the port: dropped and counted,
+         * never truncated. The chains stay reserved for the next frame. */
+        if (frame_len && cap < frame_len) {
+                rx_dropped(sink);
+                return -EMSGSIZE;
         }
         d->rx_gather_n = n;
         d->rx_gather_chains = chains;
@@ -421,15 +435,6 @@ static void rx_commit(struct rx_sink *sink, size_t len)
         d->rx_frames++;
         atomic_fetch_add_explicit(&vr->stats.frames, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&vr->stats.bytes, len - dev->hdr_len, memory_order_relaxed);
-}
-
-static void rx_dropped(struct rx_sink *sink)
-{
-        struct worker_data *d = (struct worker_data *)((char *)sink - offsetof(struct worker_data, sink));
-        struct vu_vring *vr = rx_vring(d);
-
-        atomic_fetch_add_explicit(&vr->stats.drops, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&vr->stats.drop_too_big, 1, memory_order_relaxed);
 }
 
 static unsigned handle_rx(struct worker_data *d, struct vu_vring *vr)

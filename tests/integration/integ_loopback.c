@@ -6,6 +6,8 @@
  * descriptors, chained and indirect layouts on both rings, small rings (wrap-around), the legacy 10-byte header,
  * no PROTOCOL_FEATURES, and frame sizes from 60 to 9000 bytes plus 65000. After each configuration the per-vring
  * counters of the control socket (what vhostctl --json prints) must agree with what was sent and received.
+ * Last, frames larger than the guest's receive buffers: dropped and counted as too big, never truncated, and
+ * the frames around them delivered.
  *
  * Exit 0 when all pass; the last line is "N passed, N failed".
  */
@@ -172,6 +174,55 @@ static const struct lo_config configs[] = {
         {"2qp no PROTOCOL_FEATURES", 2, 256, BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES), false, true, 2048, 6400},
 };
 
+/* Without MRG_RXBUF and with 1 KiB receive buffers, 1500-byte frames cannot be delivered whole. */
+static int test_too_big(const struct vhostd *v)
+{
+        static const uint32_t sizes[] = {600, 1500, 600, 1500, 1500, 600};
+        struct fe_setup_opts o = {.queue_pairs = 1,
+                                  .features = FE_FEATURES_DEFAULT & ~BIT_ULL(VIRTIO_NET_F_MRG_RXBUF),
+                                  .rx_buf_size = 1024};
+        uint8_t frame[2048], got[4096];
+        struct fe_rx_info info;
+        struct vstat st[2];
+        static char js[8192];
+        unsigned delivered = 0;
+        uint32_t seq;
+        struct fe *fe;
+        int r;
+
+        r = fe_connect(v->sock, 5000, &fe);
+        CHECK(r == 0, "connect: %s", strerror(-r));
+        r = fe_setup_ex(fe, &o);
+        if (r < 0) {
+                fe_free(fe);
+                CHECK(r == 0, "set-up: %s", strerror(-r));
+        }
+        for (uint32_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+                fe_frame_build(frame, sizes[i], i, NULL, NULL);
+                r = fe_ring_post_tx(fe_tx(fe, 0), frame, sizes[i], NULL, NULL);
+                if (r < 0)
+                        break;
+        }
+        if (r >= 0)
+                r = fe_ring_kick(fe_tx(fe, 0));
+        while (r >= 0 && (r = fe_ring_recv_wait(fe_rx(fe, 0), got, sizeof(got), &info, 1000)) == 1) {
+                size_t len = info.len;
+                if (len != 600 || fe_frame_verify(got, len, &seq) < 0 || sizes[seq] != 600) {
+                        fe_free(fe);
+                        CHECK(false, "received a frame of %zu bytes (seq %u): truncated or corrupted", len, seq);
+                }
+                delivered++;
+        }
+        r = vstats(v, st, 2, js, sizeof(js));
+        fe_free(fe);
+        CHECK(r == 0, "control socket: %s", strerror(-r));
+        CHECK(delivered == 3, "%u of the 3 frames that fit were delivered", delivered);
+        CHECK(st[0].drops == 3 && strstr(js, "\"drop_too_big\":3"),
+              "rx vring counts %llu drops, expected 3 too big: %.300s", (unsigned long long)st[0].drops, js);
+        printf("  3 frames of 1500 bytes for 1 KiB buffers dropped and counted as too big; the 3 others intact\n");
+        return 0;
+}
+
 int main(void)
 {
         unsigned pass = 0, fail = 0;
@@ -209,6 +260,12 @@ int main(void)
                         if (!vhostd_alive(v))
                                 break;
                 }
+        }
+        if (vhostd_alive(&v1)) {
+                int r = test_too_big(&v1);
+                printf("%s frames larger than the guest's buffers: dropped, counted, never truncated\n",
+                       r == 0 ? "PASS" : "FAIL");
+                r == 0 ? pass++ : fail++;
         }
         if (total < 200000 && !fail) {
                 printf("FAIL: only %llu frames checked\n", (unsigned long long)total);
