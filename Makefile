@@ -146,7 +146,7 @@ help:
 
 .PHONY: all tests check check-unit sanitize tsan fuzz fuzz-run deps format format-check install clean help compile_commands.json
 .SECONDARY:
--include $(shell find $(O) -name '*.d' 2>/dev/null)
+-include $(shell find $(O) -name '*.d' -type f 2>/dev/null)
 
 # Boot a demo guest through vhostd and a tap port, and show what happened.
 demo:

@@ -6,7 +6,7 @@ PKGS=(build-essential clang pkg-config bc libev-dev libcmocka-dev libbpf-dev lib
       iproute2 ethtool iperf3 jq busybox-static cpio kmod
       qemu-system-x86 dpdk-dev systemd
       libvirt-daemon-system libvirt-clients
-      debhelper dpkg-dev lintian fakeroot)
+      debhelper dpkg-dev lintian fakeroot man-db)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -68,6 +68,12 @@ fi
 DEB=$ROOT/${debs[0]}
 VERSION=$(dpkg-deb -f "$DEB" Version)
 ok "built ${DEB#"$ROOT"/} (version $VERSION)"
+# lintian: no tag at all, informational and pedantic ones included (overrides, if ever needed, are justified
+# in debian/vhostd.lintian-overrides).
+lintian -I -E --pedantic --fail-on error,warning,info,pedantic build/deb/vhostd_*_amd64.changes >"$T/lintian.log" 2>&1 ||
+    { cat "$T/lintian.log"; fail "lintian reports tags"; }
+grep -v 'running with root privileges' "$T/lintian.log" | grep -q . && { cat "$T/lintian.log"; fail "lintian reports tags"; }
+ok "lintian: no tags"
 
 # What the package contains, and which of those paths exist before it is installed (directories such
 # as /usr/share/qemu/vhost-user may; files must not: dpkg would overwrite them and purge would remove them).
