@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests for config/config.c: vhostd.conf(5) parsing, the per-key setter and the cross-key checks. */
+/* Unit tests for config/: vhostd.conf(5) parsing, the per-key setter and the cross-key checks. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
