@@ -1,7 +1,19 @@
 // SPDX-License-Identifier: MIT
 /*
- * Commands: "status" (text) and "json". The answer is built in memory under each worker's lock (so
- * the ring state is consistent) and written with a send timeout, so a stuck vhostctl cannot hold the loop.
+ * The control socket: one command per connection, one answer.
+ *
+ * Served from the control loop, which also carries every vhost-user message of every port, so nothing here may
+ * wait on a client. A client is accepted non-blocking and gets a slot (at most CTL_MAX_CLIENTS; beyond that it is
+ * closed at once, with a one-line error when its socket takes it), an ev_io that collects its command line until a
+ * newline or its end of sending (at most CTL_CMD_MAX bytes), and an ev_timer that closes it CTL_CLIENT_TIMEOUT
+ * seconds after accept, whatever it did or did not send. The answer is built in memory in one go (see below), then
+ * written as the socket takes it (EV_WRITE), and the client is closed. A client that says nothing, reads nothing or
+ * connects sixteen times over costs a slot and an fd for a few seconds, never a stall of the loop.
+ *
+ * The answer comes from a snapshot: every port's state and counters copied under each worker's lock (so the ring
+ * state of a queue pair is consistent, and the lock is held for a copy, not for formatting), then rendered as
+ * text ("status"), JSON ("json") or Prometheus text exposition ("prometheus", for node_exporter's textfile
+ * collector, and the flat format vhostctl --watch reads its counters from).
  */
 #include "daemon/ctl.h"
 
@@ -18,9 +30,29 @@
 #include "daemon/port.h"
 #include "daemon/vu.h"
 
+#define CTL_CMD_MAX 64      /* a command line longer than this is refused */
+#define CTL_ACCEPT_BURST 32 /* accepts per wake-up, so a flood of connections shares the loop with the ports */
+#define CTL_ACCEPT_PAUSE 1.0
+#define CTL_BACKLOG 64
+
 struct out {
         char *buf;
         size_t len, cap;
+        bool failed; /* out of memory: the answer is incomplete */
+};
+
+struct ctl_client {
+        struct ctl *ctl;
+        unsigned slot;
+        int fd;
+        ev_io io;
+        ev_timer timer;
+        char cmd[CTL_CMD_MAX + 1];
+        size_t cmd_len;
+        bool answering;
+        struct out ans;
+        const char *wbuf; /* the answer, or a static error line */
+        size_t wlen, woff;
 };
 
 static void outf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -29,20 +61,26 @@ static void outf(struct out *o, const char *fmt, ...)
         va_list ap;
         int n;
 
+        if (o->failed)
+                return;
         for (;;) {
                 va_start(ap, fmt);
                 n = vsnprintf(o->buf ? o->buf + o->len : NULL, o->buf ? o->cap - o->len : 0, fmt, ap);
                 va_end(ap);
-                if (n < 0)
+                if (n < 0) {
+                        o->failed = true;
                         return;
+                }
                 if (o->buf && o->len + (size_t)n < o->cap) {
                         o->len += (size_t)n;
                         return;
                 }
                 size_t cap = (o->cap ? o->cap * 2 : 4096) + (size_t)n;
                 char *b = realloc(o->buf, cap);
-                if (!b)
+                if (!b) {
+                        o->failed = true;
                         return;
+                }
                 o->buf = b;
                 o->cap = cap;
         }
@@ -57,6 +95,21 @@ static void out_json_str(struct out *o, const char *s)
                         outf(o, "\\%c", *s);
                 else if ((unsigned char)*s < 0x20)
                         outf(o, "\\u%04x", (unsigned char)*s);
+                else
+                        outf(o, "%c", *s);
+        }
+        outf(o, "\"");
+}
+
+/* A Prometheus label value: backslash, double quote and newline escaped, as the text format wants. */
+static void out_prom_str(struct out *o, const char *s)
+{
+        outf(o, "\"");
+        for (; *s; s++) {
+                if (*s == '"' || *s == '\\')
+                        outf(o, "\\%c", *s);
+                else if (*s == '\n')
+                        outf(o, "\\n");
                 else
                         outf(o, "%c", *s);
         }
@@ -101,6 +154,26 @@ static void out_feature_names(struct out *o, uint64_t f)
                 }
 }
 
+/* ---- snapshot -------------------------------------------------------------------------------------------- */
+
+struct vring_snap {
+        bool started, enabled, broken;
+        unsigned num, avail, used;
+        char reason[sizeof(((struct vq *)0)->broken_reason)];
+        unsigned long frames, bytes, drops, drop_too_big, drop_port, kicks, calls, wait_guest, wait_port;
+};
+
+struct port_snap {
+        const struct port *p;
+        bool connected, down;
+        int64_t kernel_drops; /* -1: the port kind cannot tell */
+        unsigned long connections, faults, recoveries;
+        uint64_t features, protocol_features;
+        unsigned mtu, hdr_len;
+        unsigned nvrings;
+        struct vring_snap vr[VU_MAX_VRINGS];
+};
+
 /* Frames the kernel dropped before the port took them, over all queues; -1 when the port kind cannot tell. */
 static int64_t port_kernel_drops(const struct port *p)
 {
@@ -121,150 +194,537 @@ static int64_t port_kernel_drops(const struct port *p)
         return (int64_t)sum;
 }
 
-static void report_port(struct out *o, const struct port *p, bool json)
+static void vring_copy(struct vring_snap *s, const struct vu_vring *vr)
 {
-        const struct port_cfg *pc = p->cfg;
-        struct vu_dev *dev = p->dev;
-        bool down = false;
-        int64_t kernel_drops = port_kernel_drops(p);
+        const struct vring_stats *st = &vr->stats;
 
-        for (unsigned q = 0; dev && q < dev->nqueues; q++)
-                down |= atomic_load(&dev->workers[q].port_down);
-
-        if (json) {
-                outf(o, "{\"name\":");
-                out_json_str(o, pc->name);
-                outf(o, ",\"backend\":");
-                out_json_str(o, pc->backend.kind);
-                outf(o, ",\"ifname\":");
-                out_json_str(o, pc->backend.ifname);
-                outf(o, ",\"socket\":");
-                out_json_str(o, pc->socket);
-                outf(o, ",\"fd_name\":");
-                out_json_str(o, pc->fd_name);
-                outf(o,
-                     ",\"mode\":\"%s\",\"queue_pairs\":%u,\"connected\":%s,\"connections\":%lu,\"port_down\":%s,"
-                     "\"port_faults\":%lu,\"port_recoveries\":%lu",
-                     pc->mode == PORT_MODE_CLIENT ? "client" : "server", pc->queues, dev ? "true" : "false",
-                     p->connections, down ? "true" : "false", LOAD(p->faults), LOAD(p->recoveries));
-                if (kernel_drops >= 0)
-                        outf(o, ",\"kernel_drops\":%lld", (long long)kernel_drops);
-                else
-                        outf(o, ",\"kernel_drops\":null");
-        } else {
-                char sock[160];
-                if (pc->socket[0])
-                        snprintf(sock, sizeof(sock), "%s", pc->socket);
-                else
-                        snprintf(sock, sizeof(sock), "inherited fd '%s'", pc->fd_name);
-                outf(o, "port %s: %s%s%s, socket %s (%s), %u queue pair%s, %s, %lu connection%s\n", pc->name,
-                     pc->backend.kind, pc->backend.ifname[0] ? " " : "", pc->backend.ifname, sock,
-                     pc->mode == PORT_MODE_CLIENT ? "client" : "server", pc->queues, pc->queues == 1 ? "" : "s",
-                     dev ? "connected" : "no front-end", p->connections, p->connections == 1 ? "" : "s");
-                if (down || LOAD(p->faults))
-                        outf(o, "  %s, %lu fault%s, %lu recover%s\n", down ? "PORT DOWN" : "port up", LOAD(p->faults),
-                             LOAD(p->faults) == 1 ? "" : "s", LOAD(p->recoveries),
-                             LOAD(p->recoveries) == 1 ? "y" : "ies");
-                if (kernel_drops > 0)
-                        outf(o, "  %lld frame%s dropped by the kernel before the port took them (receive ring full)\n",
-                             (long long)kernel_drops, kernel_drops == 1 ? "" : "s");
-        }
-        if (!dev) {
-                if (json)
-                        outf(o, ",\"vrings\":[]}");
-                return;
-        }
-        if (json)
-                outf(o,
-                     ",\"features\":\"0x%llx\",\"protocol_features\":\"0x%llx\",\"mtu\":%u,\"vnet_hdr_len\":%u,"
-                     "\"vrings\":[",
-                     (unsigned long long)dev->features, (unsigned long long)dev->protocol_features, dev->mtu,
-                     dev->hdr_len);
-        else {
-                outf(o, "  features 0x%llx:", (unsigned long long)dev->features);
-                out_feature_names(o, dev->features);
-                outf(o, "\n  protocol features 0x%llx, mtu %u, vnet header %u bytes\n",
-                     (unsigned long long)dev->protocol_features, dev->mtu, dev->hdr_len);
-        }
-        for (unsigned i = 0; i < 2 * dev->nqueues; i++) {
-                struct worker *w = &dev->workers[i / 2];
-                const struct vu_vring *vr = &dev->vrings[i];
-                const struct vring_stats *s = &vr->stats;
-
-                worker_quiesce(w);
-                bool started = vr->started, enabled = vr->enabled, broken = vr->vq.broken;
-                unsigned num = vr->vq.num, avail = vr->vq.last_avail_idx, used = vr->vq.used_idx;
-                char reason[sizeof(vr->vq.broken_reason)];
-                memcpy(reason, vr->vq.broken_reason, sizeof(reason));
-                worker_release(w);
-                if (json) {
-                        outf(o,
-                             "%s{\"index\":%u,\"queue_pair\":%u,\"direction\":\"%s\",\"started\":%s,\"enabled\":%s,"
-                             "\"size\":%u,\"last_avail_idx\":%u,\"used_idx\":%u,\"broken\":%s,\"broken_reason\":",
-                             i ? "," : "", i, i / 2, (i & 1) ? "tx" : "rx", started ? "true" : "false",
-                             enabled ? "true" : "false", num, avail, used, broken ? "true" : "false");
-                        out_json_str(o, broken ? reason : "");
-                        outf(o,
-                             ",\"frames\":%lu,\"bytes\":%lu,\"drops\":%lu,\"drop_too_big\":%lu,\"drop_port\":%lu,"
-                             "\"kicks\":%lu,\"calls\":%lu,\"wait_guest\":%lu,\"wait_port\":%lu}",
-                             LOAD(s->frames), LOAD(s->bytes), LOAD(s->drops), LOAD(s->drop_too_big), LOAD(s->drop_port),
-                             LOAD(s->kicks), LOAD(s->calls), LOAD(s->wait_guest), LOAD(s->wait_port));
-                } else {
-                        outf(o,
-                             "  vring %u (%s %u): %s%s size %u, frames %lu, bytes %lu, drops %lu (too big %lu, "
-                             "port %lu), kicks %lu, calls %lu%s%s\n",
-                             i, (i & 1) ? "tx" : "rx", i / 2, started ? "started" : "stopped",
-                             enabled ? "" : " disabled", num, LOAD(s->frames), LOAD(s->bytes), LOAD(s->drops),
-                             LOAD(s->drop_too_big), LOAD(s->drop_port), LOAD(s->kicks), LOAD(s->calls),
-                             broken ? ", BROKEN: " : "", broken ? reason : "");
-                }
-        }
-        if (json)
-                outf(o, "]}");
+        s->started = vr->started;
+        s->enabled = vr->enabled;
+        s->broken = vr->vq.broken;
+        s->num = vr->vq.num;
+        s->avail = vr->vq.last_avail_idx;
+        s->used = vr->vq.used_idx;
+        memcpy(s->reason, vr->vq.broken_reason, sizeof(s->reason));
+        s->reason[sizeof(s->reason) - 1] = 0;
+        s->frames = LOAD(st->frames);
+        s->bytes = LOAD(st->bytes);
+        s->drops = LOAD(st->drops);
+        s->drop_too_big = LOAD(st->drop_too_big);
+        s->drop_port = LOAD(st->drop_port);
+        s->kicks = LOAD(st->kicks);
+        s->calls = LOAD(st->calls);
+        s->wait_guest = LOAD(st->wait_guest);
+        s->wait_port = LOAD(st->wait_port);
 }
 
-static void client_cb(struct ev_loop *loop, ev_io *io, int revents)
+/* Copies a port's state; each queue pair's two vrings under that worker's lock, held only for the copy. */
+static void port_snapshot(struct port_snap *s, const struct port *p)
+{
+        struct vu_dev *dev = p->dev;
+
+        s->p = p;
+        s->kernel_drops = port_kernel_drops(p);
+        s->connected = dev != NULL;
+        s->connections = p->connections;
+        s->faults = LOAD(p->faults);
+        s->recoveries = LOAD(p->recoveries);
+        if (!dev)
+                return;
+        s->features = dev->features;
+        s->protocol_features = dev->protocol_features;
+        s->mtu = dev->mtu;
+        s->hdr_len = dev->hdr_len;
+        s->nvrings = 2 * dev->nqueues;
+        for (unsigned q = 0; q < dev->nqueues; q++) {
+                struct worker *w = &dev->workers[q];
+
+                s->down |= atomic_load(&w->port_down);
+                worker_quiesce(w);
+                vring_copy(&s->vr[2 * q], &dev->vrings[2 * q]);
+                vring_copy(&s->vr[2 * q + 1], &dev->vrings[2 * q + 1]);
+                worker_release(w);
+        }
+}
+
+/* ---- text and JSON ---------------------------------------------------------------------------------------- */
+
+static void render_port_json(struct out *o, const struct port_snap *s)
+{
+        const struct port_cfg *pc = s->p->cfg;
+
+        outf(o, "{\"name\":");
+        out_json_str(o, pc->name);
+        outf(o, ",\"backend\":");
+        out_json_str(o, pc->backend.kind);
+        outf(o, ",\"ifname\":");
+        out_json_str(o, pc->backend.ifname);
+        outf(o, ",\"socket\":");
+        out_json_str(o, pc->socket);
+        outf(o, ",\"fd_name\":");
+        out_json_str(o, pc->fd_name);
+        outf(o,
+             ",\"mode\":\"%s\",\"queue_pairs\":%u,\"connected\":%s,\"connections\":%lu,\"port_down\":%s,"
+             "\"port_faults\":%lu,\"port_recoveries\":%lu",
+             pc->mode == PORT_MODE_CLIENT ? "client" : "server", pc->queues, s->connected ? "true" : "false",
+             s->connections, s->down ? "true" : "false", s->faults, s->recoveries);
+        if (s->kernel_drops >= 0)
+                outf(o, ",\"kernel_drops\":%lld", (long long)s->kernel_drops);
+        else
+                outf(o, ",\"kernel_drops\":null");
+        if (!s->connected) {
+                outf(o, ",\"vrings\":[]}");
+                return;
+        }
+        outf(o,
+             ",\"features\":\"0x%llx\",\"protocol_features\":\"0x%llx\",\"mtu\":%u,\"vnet_hdr_len\":%u,"
+             "\"vrings\":[",
+             (unsigned long long)s->features, (unsigned long long)s->protocol_features, s->mtu, s->hdr_len);
+        for (unsigned i = 0; i < s->nvrings; i++) {
+                const struct vring_snap *v = &s->vr[i];
+
+                outf(o,
+                     "%s{\"index\":%u,\"queue_pair\":%u,\"direction\":\"%s\",\"started\":%s,\"enabled\":%s,"
+                     "\"size\":%u,\"last_avail_idx\":%u,\"used_idx\":%u,\"broken\":%s,\"broken_reason\":",
+                     i ? "," : "", i, i / 2, (i & 1) ? "tx" : "rx", v->started ? "true" : "false",
+                     v->enabled ? "true" : "false", v->num, v->avail, v->used, v->broken ? "true" : "false");
+                out_json_str(o, v->broken ? v->reason : "");
+                outf(o,
+                     ",\"frames\":%lu,\"bytes\":%lu,\"drops\":%lu,\"drop_too_big\":%lu,\"drop_port\":%lu,"
+                     "\"kicks\":%lu,\"calls\":%lu,\"wait_guest\":%lu,\"wait_port\":%lu}",
+                     v->frames, v->bytes, v->drops, v->drop_too_big, v->drop_port, v->kicks, v->calls, v->wait_guest,
+                     v->wait_port);
+        }
+        outf(o, "]}");
+}
+
+static void render_port_text(struct out *o, const struct port_snap *s)
+{
+        const struct port_cfg *pc = s->p->cfg;
+        char sock[160];
+
+        if (pc->socket[0])
+                snprintf(sock, sizeof(sock), "%s", pc->socket);
+        else
+                snprintf(sock, sizeof(sock), "inherited fd '%s'", pc->fd_name);
+        outf(o, "port %s: %s%s%s, socket %s (%s), %u queue pair%s, %s, %lu connection%s\n", pc->name, pc->backend.kind,
+             pc->backend.ifname[0] ? " " : "", pc->backend.ifname, sock,
+             pc->mode == PORT_MODE_CLIENT ? "client" : "server", pc->queues, pc->queues == 1 ? "" : "s",
+             s->connected ? "connected" : "no front-end", s->connections, s->connections == 1 ? "" : "s");
+        if (s->down || s->faults)
+                outf(o, "  %s, %lu fault%s, %lu recover%s\n", s->down ? "PORT DOWN" : "port up", s->faults,
+                     s->faults == 1 ? "" : "s", s->recoveries, s->recoveries == 1 ? "y" : "ies");
+        if (s->kernel_drops > 0)
+                outf(o, "  %lld frame%s dropped by the kernel before the port took them (receive ring full)\n",
+                     (long long)s->kernel_drops, s->kernel_drops == 1 ? "" : "s");
+        if (!s->connected)
+                return;
+        outf(o, "  features 0x%llx:", (unsigned long long)s->features);
+        out_feature_names(o, s->features);
+        outf(o, "\n  protocol features 0x%llx, mtu %u, vnet header %u bytes\n",
+             (unsigned long long)s->protocol_features, s->mtu, s->hdr_len);
+        for (unsigned i = 0; i < s->nvrings; i++) {
+                const struct vring_snap *v = &s->vr[i];
+
+                outf(o,
+                     "  vring %u (%s %u): %s%s size %u, frames %lu, bytes %lu, drops %lu (too big %lu, "
+                     "port %lu), kicks %lu, calls %lu%s%s\n",
+                     i, (i & 1) ? "tx" : "rx", i / 2, v->started ? "started" : "stopped", v->enabled ? "" : " disabled",
+                     v->num, v->frames, v->bytes, v->drops, v->drop_too_big, v->drop_port, v->kicks, v->calls,
+                     v->broken ? ", BROKEN: " : "", v->broken ? v->reason : "");
+        }
+}
+
+/* ---- Prometheus text exposition (version 0.0.4) ---------------------------------------------------------------- */
+
+/*
+ * One family per metric: HELP, TYPE, then its samples for every port (or vring), as the format requires. A family
+ * whose samples are all absent (vrings before any front-end) keeps its HELP and TYPE lines, which is valid.
+ */
+enum prom_type { PROM_GAUGE, PROM_COUNTER };
+
+struct port_metric {
+        const char *name, *help;
+        enum prom_type type;
+        bool (*get)(const struct port_snap *s, unsigned long long *ret); /* false: no sample for this port */
+};
+
+#define PORT_GETTER(fn, expr)                                                                                          \
+        static bool fn(const struct port_snap *s, unsigned long long *ret)                                             \
+        {                                                                                                              \
+                *ret = (unsigned long long)(expr);                                                                     \
+                return true;                                                                                           \
+        }
+PORT_GETTER(get_queue_pairs, s->p->cfg->queues)
+PORT_GETTER(get_connected, s->connected)
+PORT_GETTER(get_connections, s->connections)
+PORT_GETTER(get_down, s->down)
+PORT_GETTER(get_faults, s->faults)
+PORT_GETTER(get_recoveries, s->recoveries)
+
+static bool get_kernel_drops(const struct port_snap *s, unsigned long long *ret)
+{
+        *ret = (unsigned long long)s->kernel_drops;
+        return s->kernel_drops >= 0;
+}
+
+static const struct port_metric port_metrics[] = {
+        {"vhostd_port_queue_pairs", "Queue pairs configured.", PROM_GAUGE, get_queue_pairs},
+        {"vhostd_port_connected", "1 while a front-end is connected, else 0.", PROM_GAUGE, get_connected},
+        {"vhostd_port_connections_total", "Front-ends accepted (or connected to) since vhostd started.", PROM_COUNTER,
+         get_connections},
+        {"vhostd_port_down", "1 while a queue pair of the connected front-end has lost the port and waits for it.",
+         PROM_GAUGE, get_down},
+        {"vhostd_port_faults_total", "Times a queue pair lost the port (link down, interface deleted).", PROM_COUNTER,
+         get_faults},
+        {"vhostd_port_recoveries_total", "Times a queue pair got the port back after a fault.", PROM_COUNTER,
+         get_recoveries},
+        {"vhostd_port_kernel_drops_total",
+         "Frames the kernel dropped because the port's receive ring was full (rawsock and afxdp ports only).",
+         PROM_COUNTER, get_kernel_drops},
+};
+
+struct vring_metric {
+        const char *name, *help;
+        enum prom_type type;
+        unsigned long long (*get)(const struct vring_snap *v);
+};
+
+#define VRING_GETTER(fn, field)                                                                                        \
+        static unsigned long long fn(const struct vring_snap *v)                                                       \
+        {                                                                                                              \
+                return (unsigned long long)v->field;                                                                   \
+        }
+VRING_GETTER(get_started, started)
+VRING_GETTER(get_enabled, enabled)
+VRING_GETTER(get_broken, broken)
+VRING_GETTER(get_size, num)
+VRING_GETTER(get_frames, frames)
+VRING_GETTER(get_bytes, bytes)
+VRING_GETTER(get_drops, drops)
+VRING_GETTER(get_drop_too_big, drop_too_big)
+VRING_GETTER(get_drop_port, drop_port)
+VRING_GETTER(get_kicks, kicks)
+VRING_GETTER(get_calls, calls)
+VRING_GETTER(get_wait_guest, wait_guest)
+VRING_GETTER(get_wait_port, wait_port)
+
+static const struct vring_metric vring_metrics[] = {
+        {"vhostd_vring_started", "1 while the ring runs (kicked since it was set up).", PROM_GAUGE, get_started},
+        {"vhostd_vring_enabled", "1 while the front-end has the ring enabled.", PROM_GAUGE, get_enabled},
+        {"vhostd_vring_broken", "1 once the guest broke the virtio rules on this ring (it then stops).", PROM_GAUGE,
+         get_broken},
+        {"vhostd_vring_size", "Ring size (descriptors).", PROM_GAUGE, get_size},
+        {"vhostd_vring_frames_total", "Frames moved: into the guest on rx, from the guest on tx.", PROM_COUNTER,
+         get_frames},
+        {"vhostd_vring_bytes_total", "Bytes of those frames, without the virtio-net header.", PROM_COUNTER, get_bytes},
+        {"vhostd_vring_drops_total", "Frames dropped, for any reason.", PROM_COUNTER, get_drops},
+        {"vhostd_vring_drops_too_big_total", "Of the drops: rx frames that could never fit the guest's buffers.",
+         PROM_COUNTER, get_drop_too_big},
+        {"vhostd_vring_drops_port_total", "Of the drops: tx frames the port refused for good.", PROM_COUNTER,
+         get_drop_port},
+        {"vhostd_vring_kicks_total", "Notifications from the guest.", PROM_COUNTER, get_kicks},
+        {"vhostd_vring_calls_total", "Interrupts sent to the guest.", PROM_COUNTER, get_calls},
+        {"vhostd_vring_wait_guest_total", "Times the worker had to wait for guest buffers (rx).", PROM_COUNTER,
+         get_wait_guest},
+        {"vhostd_vring_wait_port_total", "Times the worker had to wait for room in the port (tx).", PROM_COUNTER,
+         get_wait_port},
+};
+
+static void out_prom_family(struct out *o, const char *name, const char *help, enum prom_type type)
+{
+        outf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type == PROM_COUNTER ? "counter" : "gauge");
+}
+
+static void render_prometheus(struct out *o, const struct port_snap *snaps, unsigned n)
+{
+        out_prom_family(o, "vhostd_port_info", "A configured port: its backend, interface, socket and mode (always 1).",
+                        PROM_GAUGE);
+        for (unsigned i = 0; i < n; i++) {
+                const struct port_cfg *pc = snaps[i].p->cfg;
+
+                outf(o, "vhostd_port_info{port=");
+                out_prom_str(o, pc->name);
+                outf(o, ",backend=");
+                out_prom_str(o, pc->backend.kind);
+                outf(o, ",ifname=");
+                out_prom_str(o, pc->backend.ifname);
+                outf(o, ",socket=");
+                out_prom_str(o, pc->socket);
+                outf(o, ",mode=\"%s\"} 1\n", pc->mode == PORT_MODE_CLIENT ? "client" : "server");
+        }
+        for (size_t m = 0; m < sizeof(port_metrics) / sizeof(port_metrics[0]); m++) {
+                const struct port_metric *pm = &port_metrics[m];
+
+                out_prom_family(o, pm->name, pm->help, pm->type);
+                for (unsigned i = 0; i < n; i++) {
+                        unsigned long long v;
+
+                        if (!pm->get(&snaps[i], &v))
+                                continue;
+                        outf(o, "%s{port=", pm->name);
+                        out_prom_str(o, snaps[i].p->cfg->name);
+                        outf(o, "} %llu\n", v);
+                }
+        }
+        for (size_t m = 0; m < sizeof(vring_metrics) / sizeof(vring_metrics[0]); m++) {
+                out_prom_family(o, vring_metrics[m].name, vring_metrics[m].help, vring_metrics[m].type);
+                for (unsigned i = 0; i < n; i++) {
+                        for (unsigned r = 0; r < snaps[i].nvrings; r++) {
+                                outf(o, "%s{port=", vring_metrics[m].name);
+                                out_prom_str(o, snaps[i].p->cfg->name);
+                                outf(o, ",vring=\"%u\",queue_pair=\"%u\",direction=\"%s\"} %llu\n", r, r / 2,
+                                     (r & 1) ? "tx" : "rx", vring_metrics[m].get(&snaps[i].vr[r]));
+                        }
+                }
+        }
+}
+
+/* ---- the answer ---------------------------------------------------------------------------------------------- */
+
+enum ctl_cmd { CMD_STATUS, CMD_JSON, CMD_PROMETHEUS };
+
+static void build_answer(struct ctl *ctl, enum ctl_cmd cmd, struct out *o)
+{
+        struct port_snap *snaps = calloc(ctl->nports ? ctl->nports : 1, sizeof(*snaps));
+
+        if (!snaps) {
+                o->failed = true;
+                return;
+        }
+        for (unsigned i = 0; i < ctl->nports; i++)
+                port_snapshot(&snaps[i], &ctl->ports[i]);
+        switch (cmd) {
+        case CMD_STATUS:
+                for (unsigned i = 0; i < ctl->nports; i++)
+                        render_port_text(o, &snaps[i]);
+                break;
+        case CMD_JSON:
+                outf(o, "{\"ports\":[");
+                for (unsigned i = 0; i < ctl->nports; i++) {
+                        if (i)
+                                outf(o, ",");
+                        render_port_json(o, &snaps[i]);
+                }
+                outf(o, "]}\n");
+                break;
+        case CMD_PROMETHEUS:
+                render_prometheus(o, snaps, ctl->nports);
+                break;
+        }
+        free(snaps);
+}
+
+/* ---- clients ------------------------------------------------------------------------------------------------- */
+
+/*
+ * Input left unread makes the kernel reset the connection at close: the client would read ECONNRESET after our
+ * answer instead of the end of it. Take what is there (a bounded amount; a client that floods us gets its reset).
+ */
+static void close_drained(int fd)
+{
+        char sink[4096];
+
+        for (unsigned i = 0; i < 16 && recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
+                ;
+        close(fd);
+}
+
+static void client_close(struct ctl_client *c)
+{
+        struct ctl *ctl = c->ctl;
+
+        ev_io_stop(ctl->loop, &c->io);
+        ev_timer_stop(ctl->loop, &c->timer);
+        close_drained(c->fd);
+        free(c->ans.buf);
+        ctl->clients[c->slot] = NULL;
+        ctl->nclients--;
+        free(c);
+}
+
+/* Writes what the socket takes; closes the client when all is written or the client is gone. */
+static void client_write(struct ctl_client *c)
+{
+        while (c->woff < c->wlen) {
+                ssize_t n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                        if (!ev_is_active(&c->io)) {
+                                ev_io_set(&c->io, c->fd, EV_WRITE);
+                                ev_io_start(c->ctl->loop, &c->io);
+                        }
+                        return;
+                }
+                if (n <= 0)
+                        break; /* EPIPE, ECONNRESET: the client left before its answer */
+                c->woff += (size_t)n;
+        }
+        client_close(c);
+}
+
+static void client_answer(struct ctl_client *c, const char *errline)
+{
+        ev_io_stop(c->ctl->loop, &c->io);
+        c->answering = true;
+        if (!errline) {
+                char *cmd = c->cmd;
+
+                cmd[strcspn(cmd, "\r\n")] = 0;
+                for (size_t l = strlen(cmd); l && (cmd[l - 1] == ' ' || cmd[l - 1] == '\t');)
+                        cmd[--l] = 0;
+                if (!strcmp(cmd, "status"))
+                        build_answer(c->ctl, CMD_STATUS, &c->ans);
+                else if (!strcmp(cmd, "json"))
+                        build_answer(c->ctl, CMD_JSON, &c->ans);
+                else if (!strcmp(cmd, "prometheus"))
+                        build_answer(c->ctl, CMD_PROMETHEUS, &c->ans);
+                else {
+                        for (char *p = cmd; *p; p++)
+                                if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f || *p == '\'')
+                                        *p = '?';
+                        outf(&c->ans, "error: unknown command '%s' (status, json, prometheus)\n", cmd);
+                }
+                if (c->ans.failed)
+                        errline = "error: out of memory\n";
+        }
+        if (errline) {
+                c->wbuf = errline;
+                c->wlen = strlen(errline);
+        } else {
+                c->wbuf = c->ans.buf;
+                c->wlen = c->ans.len;
+        }
+        client_write(c);
+}
+
+/* Collects the command line: up to a newline, or the end of the client's sending. */
+static void client_read(struct ctl_client *c)
+{
+        for (;;) {
+                size_t room = CTL_CMD_MAX - c->cmd_len;
+                ssize_t n;
+
+                if (!room) {
+                        client_answer(c, "error: command too long\n");
+                        return;
+                }
+                n = recv(c->fd, c->cmd + c->cmd_len, room, 0);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                        return;
+                if (n < 0 || (n == 0 && !c->cmd_len)) {
+                        client_close(c); /* gone, or left without a word */
+                        return;
+                }
+                c->cmd_len += (size_t)n;
+                c->cmd[c->cmd_len] = 0;
+                if (n == 0 || memchr(c->cmd + c->cmd_len - (size_t)n, '\n', (size_t)n)) {
+                        client_answer(c, NULL);
+                        return;
+                }
+        }
+}
+
+static void client_io_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+        struct ctl_client *c = io->data;
+
+        (void)loop;
+        (void)revents;
+        if (c->answering)
+                client_write(c);
+        else
+                client_read(c);
+}
+
+static void client_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+        struct ctl_client *c = t->data;
+
+        (void)loop;
+        (void)revents;
+        log_debug("control socket: a client %s within %.0f s, closed",
+                  c->answering ? "did not read its answer" : "sent no command", CTL_CLIENT_TIMEOUT);
+        client_close(c);
+}
+
+/* All slots taken (or no memory): say so if the socket takes it at once, and close. */
+static void client_refuse(struct ctl *ctl, int fd)
+{
+        static const char msg[] = "error: too many control clients, try again\n";
+
+        (void)!send(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        close_drained(fd);
+        ctl->refused++;
+        if (ratelimit_ok(&ctl->refuse_rl, 10000, 1)) {
+                log_warn("control socket: %u clients connected, the most served at once; refused %lu more%s",
+                         ctl->nclients, ctl->refused - ctl->refused_logged,
+                         ctl->refused_logged ? " since the last message" : "");
+                ctl->refused_logged = ctl->refused;
+        }
+}
+
+static void client_new(struct ctl *ctl, int fd)
+{
+        struct ctl_client *c;
+        unsigned slot = 0;
+
+        while (slot < CTL_MAX_CLIENTS && ctl->clients[slot])
+                slot++;
+        if (slot == CTL_MAX_CLIENTS || !(c = calloc(1, sizeof(*c)))) {
+                client_refuse(ctl, fd);
+                return;
+        }
+        c->ctl = ctl;
+        c->slot = slot;
+        c->fd = fd;
+        ctl->clients[slot] = c;
+        ctl->nclients++;
+        ev_io_init(&c->io, client_io_cb, fd, EV_READ);
+        c->io.data = c;
+        ev_timer_init(&c->timer, client_timeout_cb, CTL_CLIENT_TIMEOUT, 0.);
+        c->timer.data = c;
+        ev_io_start(ctl->loop, &c->io);
+        ev_timer_start(ctl->loop, &c->timer);
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
         struct ctl *ctl = io->data;
-        struct timeval tv = {.tv_sec = 1};
-        struct out o = {0};
-        char cmd[64] = {0};
-        ssize_t n;
-        int fd = accept4(ctl->fd, NULL, NULL, SOCK_CLOEXEC);
-        bool json;
 
-        if (fd < 0)
-                return;
-        (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-        (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        n = recv(fd, cmd, sizeof(cmd) - 1, 0);
-        if (n <= 0) {
-                close(fd);
-                return;
-        }
-        cmd[strcspn(cmd, "\r\n")] = 0;
-        json = !strcmp(cmd, "json");
-        if (!json && strcmp(cmd, "status")) {
-                outf(&o, "error: unknown command '%s' (status, json)\n", cmd);
-        } else {
-                if (json)
-                        outf(&o, "{\"ports\":[");
-                for (unsigned i = 0; i < ctl->nports; i++) {
-                        if (json && i)
-                                outf(&o, ",");
-                        report_port(&o, &ctl->ports[i], json);
+        (void)revents;
+        for (unsigned i = 0; i < CTL_ACCEPT_BURST; i++) {
+                int fd = accept4(ctl->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+                if (fd >= 0) {
+                        client_new(ctl, fd);
+                        continue;
                 }
-                if (json)
-                        outf(&o, "]}\n");
+                if (errno == EINTR || errno == ECONNABORTED)
+                        continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                        return;
+                /* EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection stays queued and the socket readable, so
+                 * rest the listener instead of spinning on it. */
+                if (ratelimit_ok(&ctl->accept_rl, 10000, 1))
+                        (void)log_warn_errno(-errno, "control socket: cannot accept a client, pausing for %.0f s",
+                                             CTL_ACCEPT_PAUSE);
+                ev_io_stop(loop, &ctl->io);
+                ev_timer_set(&ctl->accept_pause, CTL_ACCEPT_PAUSE, 0.);
+                ev_timer_start(loop, &ctl->accept_pause);
+                return;
         }
-        for (size_t off = 0; o.buf && off < o.len;) {
-                n = send(fd, o.buf + off, o.len - off, MSG_NOSIGNAL);
-                if (n <= 0)
-                        break;
-                off += (size_t)n;
-        }
-        free(o.buf);
-        close(fd);
+}
+
+static void accept_pause_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+        struct ctl *ctl = t->data;
+
+        (void)revents;
+        ev_io_start(loop, &ctl->io);
 }
 
 int ctl_start(struct ctl *ctl, struct ev_loop *loop, const char *path, struct port *ports, unsigned nports)
@@ -281,7 +741,7 @@ int ctl_start(struct ctl *ctl, struct ev_loop *loop, const char *path, struct po
         ctl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (ctl->fd < 0)
                 return log_err_errno(-errno, "control socket");
-        if (bind(ctl->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(ctl->fd, 8) < 0) {
+        if (bind(ctl->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(ctl->fd, CTL_BACKLOG) < 0) {
                 r = -errno;
                 close(ctl->fd);
                 ctl->fd = -1;
@@ -292,8 +752,15 @@ int ctl_start(struct ctl *ctl, struct ev_loop *loop, const char *path, struct po
         ctl->loop = loop;
         ctl->ports = ports;
         ctl->nports = nports;
-        ev_io_init(&ctl->io, client_cb, ctl->fd, EV_READ);
+        ctl->nclients = 0;
+        memset(ctl->clients, 0, sizeof(ctl->clients));
+        ev_io_init(&ctl->io, accept_cb, ctl->fd, EV_READ);
+        /* Last of an iteration's events: vhost-user messages first, and clients that left free their slot before
+         * a new one is turned away for lack of one. */
+        ev_set_priority(&ctl->io, EV_MINPRI);
         ctl->io.data = ctl;
+        ev_init(&ctl->accept_pause, accept_pause_cb);
+        ctl->accept_pause.data = ctl;
         ev_io_start(loop, &ctl->io);
         return 0;
 }
@@ -302,8 +769,13 @@ void ctl_stop(struct ctl *ctl)
 {
         if (!ctl->loop)
                 return;
+        for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++)
+                if (ctl->clients[i])
+                        client_close(ctl->clients[i]);
         ev_io_stop(ctl->loop, &ctl->io);
+        ev_timer_stop(ctl->loop, &ctl->accept_pause);
         close(ctl->fd);
+        ctl->fd = -1;
         (void)unlink(ctl->path);
         ctl->loop = NULL;
 }
