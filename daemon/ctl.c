@@ -27,6 +27,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "daemon/caps.h"
 #include "daemon/port.h"
 #include "daemon/vu.h"
 
@@ -118,37 +119,12 @@ static void out_prom_str(struct out *o, const char *s)
 
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
-static const char *const feature_names[64] = {
-        [VIRTIO_NET_F_CSUM] = "CSUM",
-        [VIRTIO_NET_F_GUEST_CSUM] = "GUEST_CSUM",
-        [VIRTIO_NET_F_MTU] = "MTU",
-        [VIRTIO_NET_F_MAC] = "MAC",
-        [VIRTIO_NET_F_GUEST_TSO4] = "GUEST_TSO4",
-        [VIRTIO_NET_F_GUEST_TSO6] = "GUEST_TSO6",
-        [VIRTIO_NET_F_GUEST_ECN] = "GUEST_ECN",
-        [VIRTIO_NET_F_GUEST_UFO] = "GUEST_UFO",
-        [VIRTIO_NET_F_HOST_TSO4] = "HOST_TSO4",
-        [VIRTIO_NET_F_HOST_TSO6] = "HOST_TSO6",
-        [VIRTIO_NET_F_HOST_ECN] = "HOST_ECN",
-        [VIRTIO_NET_F_HOST_UFO] = "HOST_UFO",
-        [VIRTIO_NET_F_MRG_RXBUF] = "MRG_RXBUF",
-        [VIRTIO_NET_F_STATUS] = "STATUS",
-        [VIRTIO_NET_F_GUEST_ANNOUNCE] = "GUEST_ANNOUNCE",
-        [VIRTIO_NET_F_MQ] = "MQ",
-        [VIRTIO_F_NOTIFY_ON_EMPTY] = "NOTIFY_ON_EMPTY",
-        [VIRTIO_F_ANY_LAYOUT] = "ANY_LAYOUT",
-        [VIRTIO_RING_F_INDIRECT_DESC] = "INDIRECT_DESC",
-        [VIRTIO_RING_F_EVENT_IDX] = "EVENT_IDX",
-        [VHOST_USER_F_PROTOCOL_FEATURES] = "PROTOCOL_FEATURES",
-        [VIRTIO_F_VERSION_1] = "VERSION_1",
-};
-
 static void out_feature_names(struct out *o, uint64_t f)
 {
         for (unsigned b = 0; b < 64; b++)
                 if (f & (1ULL << b)) {
-                        if (feature_names[b])
-                                outf(o, " %s", feature_names[b]);
+                        if (virtio_feature_name(b))
+                                outf(o, " %s", virtio_feature_name(b));
                         else
                                 outf(o, " bit%u", b);
                 }

@@ -59,6 +59,11 @@ static void connection_gone(struct port *p)
         }
 }
 
+static void connection_closed_cb(void *owner)
+{
+        port_connection_closed(owner);
+}
+
 static void new_connection(struct port *p, int fd)
 {
         int r;
@@ -75,7 +80,18 @@ static void new_connection(struct port *p, int fd)
                 close(fd);
                 return;
         }
-        r = vu_dev_new(p, fd, &p->dev);
+        struct vu_dev_params params = {
+                .name = p->name,
+                .cfg = p->cfg,
+                .be = p->be,
+                .loop = p->loop,
+                .port_faults = &p->faults,
+                .port_recoveries = &p->recoveries,
+                .closed = connection_closed_cb,
+                .owner = p,
+        };
+
+        r = vu_dev_new(&params, fd, &p->dev);
         if (r < 0) {
                 log_msg(3, r, "%s: cannot set up the connection", p->name);
                 close(fd);
@@ -276,6 +292,5 @@ void port_link_event(struct port *p, const char *ifname, bool gone)
 {
         if (!p->dev || !p->be || strcmp(ifname, p->cfg->backend.ifname) != 0)
                 return;
-        for (unsigned q = 0; q < p->dev->nqueues; q++)
-                worker_link_event(&p->dev->workers[q], gone ? WORKER_LINK_GONE : WORKER_LINK_NEW);
+        vu_dev_link_event(p->dev, gone);
 }

@@ -37,7 +37,7 @@ int port_start_on_fd(struct port *p, struct ev_loop *loop, int fd);
 void port_stop(struct port *p);
 /* The control loop saw an interface named ifname deleted (gone) or added/changed. */
 void port_link_event(struct port *p, const char *ifname, bool gone);
-/* Called by the connection code when the front-end leaves or breaks the protocol. */
+/* The current connection ended (the front-end left, broke the protocol, or a worker lost the device). */
 void port_connection_closed(struct port *p);
 
 #endif

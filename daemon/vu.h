@@ -17,68 +17,30 @@
 #include "config/config.h"
 #include "daemon/log.h"
 #include "daemon/vu_proto.h"
+#include "daemon/worker.h"
 #include "vring/mem.h"
 #include "vring/vq.h"
 
 #define VU_MAX_QUEUE_PAIRS CONFIG_MAX_QUEUES
 #define VU_MAX_VRINGS (2 * VU_MAX_QUEUE_PAIRS)
 
-/* Per-vring counters; written by the worker, read by vhostctl (relaxed atomics). */
-struct vring_stats {
-        atomic_ulong frames;
-        atomic_ulong bytes;
-        atomic_ulong drops;        /* frames dropped, for the reason counted alongside */
-        atomic_ulong drop_too_big; /* rx: frame larger than the guest's buffers */
-        atomic_ulong drop_port;    /* tx: the port refused the frame for good */
-        atomic_ulong kicks;
-        atomic_ulong calls;
-        atomic_ulong wait_guest; /* rx: had to wait for guest buffers */
-        atomic_ulong wait_port;  /* tx: had to wait for room in the port */
+/*
+ * What a connection gets from its port. Events flow one way: the port creates and frees connections and
+ * forwards link events down; a connection tells its port only through closed(), when it has ended (hang-up,
+ * protocol error, a worker that lost the device). closed() frees the connection.
+ */
+struct vu_dev_params {
+        const char *name; /* for logs: "port net0" */
+        const struct port_cfg *cfg;
+        struct backend *be;
+        struct ev_loop *loop;
+        atomic_ulong *port_faults, *port_recoveries; /* the port's counters, moved by the workers */
+        void (*closed)(void *owner);
+        void *owner;
 };
-
-struct vu_vring {
-        struct vq vq;
-        unsigned index;
-        uint64_t desc_uva, avail_uva, used_uva;
-        bool addr_set;
-        bool mapped;  /* ring pointers valid for the current memory table */
-        bool started; /* kick received since the last stop */
-        bool enabled;
-        int kick_fd, call_fd, err_fd; /* -1 when none */
-        bool broken_reported;
-        struct vring_stats stats;
-};
-
-struct vu_dev;
-
-struct worker {
-        struct vu_dev *dev;
-        unsigned qp;
-        pthread_t thread;
-        bool running;
-        pthread_mutex_t lock;
-        int epoll_fd;
-        int wake_fd; /* eventfd: the control thread changed something */
-        atomic_bool stop;
-        atomic_bool port_down; /* set by the worker; the control thread logs changes once */
-        atomic_int port_err;
-        atomic_ulong port_faults; /* times it went down, for the control thread's log */
-        atomic_int link_event;    /* WORKER_LINK_*: the control thread saw the port's interface change */
-        bool port_down_logged;
-        int port_err_logged;
-        unsigned long port_faults_logged;
-        struct ratelimit port_log_rl; /* a port that keeps failing must not flood the log */
-        /* Set once by the worker when it can no longer serve the device (guest memory gone, epoll failed);
-         * the control thread then closes the connection. lost_addr: the faulting address, for the log. */
-        atomic_int lost_err;
-        _Atomic(uintptr_t) lost_addr;
-        struct worker_data *data;     /* the data path's private state (worker.c) */
-};
-
-struct port;
 
 struct vu_dev {
-        struct port *port;
+        struct vu_dev_params p;
         char name[48]; /* for logs: "port net0" */
         int fd;
         ev_io io;
@@ -106,15 +68,17 @@ struct vu_dev {
         struct worker workers[VU_MAX_QUEUE_PAIRS];
 };
 
-/* The features this port offers; they depend only on the configuration, so restarts offer the same. */
-uint64_t vu_offered_features(const struct port *port);
+/* The features a port offers; they depend only on its configuration, so restarts offer the same. */
+uint64_t vu_offered_features(const struct port_cfg *cfg, const struct backend *be);
 /* What every port offers whatever its kind and configuration. */
 uint64_t vu_base_features(void);
 uint64_t vu_offered_protocol_features(void);
 
 /* Connection lifecycle (vu_dev.c). */
-int vu_dev_new(struct port *port, int fd, struct vu_dev **ret);
+int vu_dev_new(const struct vu_dev_params *params, int fd, struct vu_dev **ret);
 void vu_dev_free(struct vu_dev *dev);
+/* The port's interface was deleted (gone) or appeared: every worker looks at its queue now. */
+void vu_dev_link_event(struct vu_dev *dev, bool gone);
 
 /* Reads what the socket has and dispatches complete messages. <0: drop the connection. */
 int vu_dev_read(struct vu_dev *dev);
@@ -123,30 +87,13 @@ int vu_dev_read(struct vu_dev *dev);
 int vu_msg_dispatch(struct vu_dev *dev, struct vu_msg *msg);
 const char *vu_request_name(uint32_t request);
 
-/* Workers (worker.c). */
-int worker_start(struct worker *w, struct vu_dev *dev, unsigned qp);
-void worker_stop(struct worker *w);
-void worker_quiesce(struct worker *w);
-/* The port's interface was deleted (GONE) or appeared (NEW): the worker looks at the port now. */
-enum { WORKER_LINK_GONE = 1, WORKER_LINK_NEW = 2 };
-void worker_link_event(struct worker *w, int what);
-/* Moves the worker's wait from old_fd to new_fd for a kick eventfd (either may be -1). */
-int worker_set_kick(struct worker *w, unsigned vring_index, int old_fd, int new_fd);
-void worker_resume(struct worker *w);
-/* Ends a worker_quiesce() without waking the worker: nothing changed that it must look at (a read-only look). */
-void worker_release(struct worker *w);
-/* Gives back chains popped but not completed (before a ring stops or memory changes). Quiesced only. */
-void worker_return_chains(struct worker *w);
-/* Sends one frame out of the port from the control thread (RARP). Quiesced only. */
-int worker_send_raw(struct worker *w, const void *frame, size_t len);
-
 /* Quiesce every worker of the device / resume them. */
 void vu_dev_quiesce(struct vu_dev *dev);
 void vu_dev_resume(struct vu_dev *dev);
 /* Stops a ring (GET_VRING_BASE, reset); the caller holds the worker quiesced. */
 void vu_vring_stop(struct vu_dev *dev, struct vu_vring *vr);
-/* Whether the worker may run this ring now. */
-bool vu_vring_ready(const struct vu_dev *dev, const struct vu_vring *vr);
+/* The negotiated features or MTU changed: tell every worker (quiesced). */
+void vu_dev_push_net(struct vu_dev *dev);
 
 static inline bool vu_has_feature(const struct vu_dev *dev, unsigned bit)
 {

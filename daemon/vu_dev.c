@@ -7,13 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "daemon/port.h"
 #include "daemon/vu.h"
-
-bool vu_vring_ready(const struct vu_dev *dev, const struct vu_vring *vr)
-{
-        return vr->started && vr->enabled && vr->mapped && !vr->vq.broken && dev->mem;
-}
 
 void vu_vring_stop(struct vu_dev *dev, struct vu_vring *vr)
 {
@@ -35,6 +29,25 @@ void vu_dev_resume(struct vu_dev *dev)
 {
         for (unsigned q = 0; q < dev->nqueues; q++)
                 worker_resume(&dev->workers[q]);
+}
+
+static struct worker_net dev_net(const struct vu_dev *dev)
+{
+        return (struct worker_net){.features = dev->features, .hdr_len = dev->hdr_len, .mtu = dev->mtu};
+}
+
+void vu_dev_push_net(struct vu_dev *dev)
+{
+        struct worker_net net = dev_net(dev);
+
+        for (unsigned q = 0; q < dev->nqueues; q++)
+                worker_set_net(&dev->workers[q], &net);
+}
+
+void vu_dev_link_event(struct vu_dev *dev, bool gone)
+{
+        for (unsigned q = 0; q < dev->nqueues; q++)
+                worker_link_event(&dev->workers[q], gone ? WORKER_LINK_GONE : WORKER_LINK_NEW);
 }
 
 /* A worker found a broken ring: say so once, from the control thread. */
@@ -64,7 +77,7 @@ static void async_cb(struct ev_loop *loop, ev_async *a, int revents)
         struct vu_dev *dev = a->data;
 
         if (device_lost(dev)) {
-                port_connection_closed(dev->port); /* frees dev */
+                dev->p.closed(dev->p.owner); /* frees dev */
                 return;
         }
         for (unsigned q = 0; q < dev->nqueues; q++) {
@@ -106,34 +119,52 @@ static void async_cb(struct ev_loop *loop, ev_async *a, int revents)
 static void io_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
         struct vu_dev *dev = io->data;
-        struct port *port = dev->port;
 
         if (vu_dev_read(dev) < 0)
-                port_connection_closed(port);
+                dev->p.closed(dev->p.owner); /* frees dev */
 }
 
-int vu_dev_new(struct port *port, int fd, struct vu_dev **ret)
+int vu_dev_new(const struct vu_dev_params *params, int fd, struct vu_dev **ret)
 {
+        const struct port_cfg *cfg = params->cfg;
+        struct backend *be = params->be;
         struct vu_dev *dev = calloc(1, sizeof(*dev));
         int r;
 
         if (!dev)
                 return -ENOMEM;
-        dev->port = port;
+        dev->p = *params;
         dev->fd = fd;
-        dev->nqueues = port->cfg->queues;
-        dev->mtu = port->cfg->backend.mtu ? port->cfg->backend.mtu : 1500;
-        if (dev->mtu > port->be->ops->max_mtu(port->be))
-                dev->mtu = port->be->ops->max_mtu(port->be); /* e.g. AF_XDP frames smaller than 1500 + headers */
+        dev->nqueues = cfg->queues;
+        dev->mtu = cfg->backend.mtu ? cfg->backend.mtu : 1500;
+        if (dev->mtu > be->ops->max_mtu(be))
+                dev->mtu = be->ops->max_mtu(be); /* e.g. AF_XDP frames smaller than 1500 + headers */
         dev->hdr_len = sizeof(struct virtio_net_hdr_mrg);
-        snprintf(dev->name, sizeof(dev->name), "%s", port->name);
+        snprintf(dev->name, sizeof(dev->name), "%s", params->name);
         for (unsigned i = 0; i < VU_MAX_VRINGS; i++) {
                 struct vu_vring *vr = &dev->vrings[i];
                 vr->index = i;
                 vr->kick_fd = vr->call_fd = vr->err_fd = -1;
         }
+        /* Before the workers: they may report through it at once. */
+        ev_async_init(&dev->async, async_cb);
+        dev->async.data = dev;
         for (unsigned q = 0; q < dev->nqueues; q++) {
-                r = worker_start(&dev->workers[q], dev, q);
+                struct worker_ctx ctx = {
+                        .qp = q,
+                        .rx = &dev->vrings[2 * q],
+                        .tx = &dev->vrings[2 * q + 1],
+                        .be = be,
+                        .net = dev_net(dev),
+                        .burst = cfg->burst,
+                        .busy_poll_us = cfg->busy_poll_us,
+                        .cpu = cfg->ncpus ? cfg->cpus[q % cfg->ncpus] : -1,
+                        .port_faults = params->port_faults,
+                        .port_recoveries = params->port_recoveries,
+                        .loop = params->loop,
+                        .notify = &dev->async,
+                };
+                r = worker_start(&dev->workers[q], &ctx);
                 if (r < 0) {
                         dev->fd = -1; /* the caller still owns fd on failure */
                         vu_dev_free(dev);
@@ -142,10 +173,8 @@ int vu_dev_new(struct port *port, int fd, struct vu_dev **ret)
         }
         ev_io_init(&dev->io, io_cb, fd, EV_READ);
         dev->io.data = dev;
-        ev_io_start(port->loop, &dev->io);
-        ev_async_init(&dev->async, async_cb);
-        dev->async.data = dev;
-        ev_async_start(port->loop, &dev->async);
+        ev_io_start(params->loop, &dev->io);
+        ev_async_start(params->loop, &dev->async);
         *ret = dev;
         return 0;
 }
@@ -154,9 +183,9 @@ void vu_dev_free(struct vu_dev *dev)
 {
         if (!dev)
                 return;
-        if (dev->port->loop) {
-                ev_io_stop(dev->port->loop, &dev->io);
-                ev_async_stop(dev->port->loop, &dev->async);
+        if (dev->p.loop) {
+                ev_io_stop(dev->p.loop, &dev->io);
+                ev_async_stop(dev->p.loop, &dev->async);
         }
         for (unsigned q = 0; q < dev->nqueues; q++)
                 worker_stop(&dev->workers[q]);

@@ -13,7 +13,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "daemon/port.h"
 #include "daemon/vu.h"
 
 enum fd_rule {
@@ -100,16 +99,16 @@ uint64_t vu_base_features(void)
                BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) | BIT_ULL(VIRTIO_NET_F_GUEST_ANNOUNCE);
 }
 
-uint64_t vu_offered_features(const struct port *port)
+uint64_t vu_offered_features(const struct port_cfg *cfg, const struct backend *be)
 {
         uint64_t f = vu_base_features();
 
-        if (port->cfg->queues > 1)
+        if (cfg->queues > 1)
                 f |= BIT_ULL(VIRTIO_NET_F_MQ);
-        if (port->cfg->has_mac)
+        if (cfg->has_mac)
                 f |= BIT_ULL(VIRTIO_NET_F_MAC);
-        if (port->cfg->backend.offloads)
-                f |= port->be->ops->features(port->be);
+        if (cfg->backend.offloads)
+                f |= be->ops->features(be);
         return f;
 }
 
@@ -279,12 +278,12 @@ static int handle_get_max_mem_slots(struct vu_dev *dev, struct vu_msg *msg)
 
 static int handle_get_features(struct vu_dev *dev, struct vu_msg *msg)
 {
-        return reply_u64(msg, vu_offered_features(dev->port));
+        return reply_u64(msg, vu_offered_features(dev->p.cfg, dev->p.be));
 }
 
 static int handle_set_features(struct vu_dev *dev, struct vu_msg *msg)
 {
-        uint64_t offered = vu_offered_features(dev->port), f = msg->payload.u64;
+        uint64_t offered = vu_offered_features(dev->p.cfg, dev->p.be), f = msg->payload.u64;
 
         if (f & ~offered)
                 return fail(dev, -EINVAL, "features 0x%llx were never offered (offered 0x%llx)",
@@ -296,6 +295,7 @@ static int handle_set_features(struct vu_dev *dev, struct vu_msg *msg)
                                : sizeof(struct virtio_net_hdr);
         for (unsigned i = 0; i < VU_MAX_VRINGS; i++)
                 dev->vrings[i].vq.event_idx = f & BIT_ULL(VIRTIO_RING_F_EVENT_IDX);
+        vu_dev_push_net(dev);
         log_debug("%s: features 0x%llx", dev->name, (unsigned long long)f);
         return 0;
 }
@@ -336,6 +336,7 @@ static int handle_reset(struct vu_dev *dev, struct vu_msg *msg)
         dev->features = 0;
         dev->features_set = false;
         dev->status = 0;
+        vu_dev_push_net(dev);
         return 0;
 }
 
@@ -417,7 +418,7 @@ static int handle_get_vring_base(struct vu_dev *dev, struct vu_msg *msg)
 /* Starts a ring: the worker may use it once it is also enabled and mapped. */
 static void start_vring(struct vu_dev *dev, struct vu_vring *vr)
 {
-        struct backend *be = dev->port->be;
+        struct backend *be = dev->p.be;
         struct vq *vq = &vr->vq;
         int r;
 
@@ -524,17 +525,18 @@ static int handle_send_rarp(struct vu_dev *dev, struct vu_msg *msg)
 static int handle_net_set_mtu(struct vu_dev *dev, struct vu_msg *msg)
 {
         uint64_t mtu = msg->payload.u64;
-        unsigned max = dev->port->be->ops->max_mtu(dev->port->be);
+        unsigned max = dev->p.be->ops->max_mtu(dev->p.be);
 
         if (mtu < 68 || mtu > max)
                 return fail(dev, -EINVAL, "MTU %llu is outside 68..%u for this port", (unsigned long long)mtu, max);
         dev->mtu = (unsigned)mtu;
+        vu_dev_push_net(dev);
         return 0;
 }
 
 static void net_config(const struct vu_dev *dev, struct virtio_net_config *c)
 {
-        const struct port_cfg *cfg = dev->port->cfg;
+        const struct port_cfg *cfg = dev->p.cfg;
 
         memset(c, 0, sizeof(*c));
         memcpy(c->mac, cfg->mac, sizeof(c->mac));

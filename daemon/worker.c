@@ -5,7 +5,7 @@
  * Chains complete in the order they were popped, so unpopping the tail is always possible and a
  * front-end rewinding to the used index after a crash neither replays nor loses frames.
  * No malloc, no logging above debug: problems become counters or a broken ring reported to the
- * control thread through dev->async.
+ * control thread through the context's notify watcher.
  */
 #include <errno.h>
 #include <sched.h>
@@ -18,8 +18,7 @@
 
 #include "backends/iov.h"
 #include "daemon/fault.h"
-#include "daemon/port.h"
-#include "daemon/vu.h"
+#include "daemon/worker.h"
 
 #define BURST_MAX 256
 #define TX_IOV_POOL 2048
@@ -84,7 +83,7 @@ static void report_broken(struct worker *w, struct vu_vring *vr)
 {
         if (vr->err_fd >= 0)
                 (void)eventfd_write(vr->err_fd, 1);
-        ev_async_send(w->dev->port->loop, &w->dev->async);
+        ev_async_send(w->ctx.loop, w->ctx.notify);
 }
 
 static void call_guest(struct vu_vring *vr)
@@ -127,16 +126,16 @@ static void port_fault(struct worker_data *d, int err)
         if (d->port_down) {
                 /* Still down, maybe for another reason now (gone, then no permission to re-open): say so. */
                 if (atomic_exchange(&w->port_err, err) != err)
-                        ev_async_send(w->dev->port->loop, &w->dev->async);
+                        ev_async_send(w->ctx.loop, w->ctx.notify);
                 return;
         }
         d->port_down = true;
         port_unwatch(d);
         atomic_store(&w->port_err, err);
         atomic_store(&w->port_down, true);
-        atomic_fetch_add(&w->dev->port->faults, 1);
+        atomic_fetch_add(w->ctx.port_faults, 1);
         atomic_fetch_add(&w->port_faults, 1);
-        ev_async_send(w->dev->port->loop, &w->dev->async);
+        ev_async_send(w->ctx.loop, w->ctx.notify);
 }
 
 /* The device cannot be served any more (err: -EFAULT guest memory gone, or an epoll failure): say so once. */
@@ -147,12 +146,13 @@ static void device_lost(struct worker_data *d, int err, void *addr)
         d->lost = true;
         /* Nothing of the device may wake us any more: its kicks would keep a level-triggered epoll busy. */
         port_unwatch(d);
-        for (unsigned i = 2 * w->qp; i < 2 * w->qp + 2; i++)
-                if (w->dev->vrings[i].kick_fd >= 0)
-                        (void)epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, w->dev->vrings[i].kick_fd, NULL);
+        if (w->ctx.rx->kick_fd >= 0)
+                (void)epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, w->ctx.rx->kick_fd, NULL);
+        if (w->ctx.tx->kick_fd >= 0)
+                (void)epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, w->ctx.tx->kick_fd, NULL);
         atomic_store(&w->lost_addr, (uintptr_t)addr);
         atomic_store(&w->lost_err, err);
-        ev_async_send(w->dev->port->loop, &w->dev->async);
+        ev_async_send(w->ctx.loop, w->ctx.notify);
 }
 
 /*
@@ -162,17 +162,17 @@ static void device_lost(struct worker_data *d, int err, void *addr)
 static void port_check(struct worker_data *d)
 {
         struct worker *w = d->w;
-        struct backend *be = w->dev->port->be;
+        struct backend *be = w->ctx.be;
         struct epoll_event ev = {.events = EPOLLIN, .data.u32 = TAG_PORT};
         int r;
 
         port_unwatch(d);
-        r = be->ops->recover ? be->ops->recover(be, w->qp) : 0;
+        r = be->ops->recover ? be->ops->recover(be, w->ctx.qp) : 0;
         if (r < 0) {
                 port_fault(d, r);
                 return;
         }
-        d->port_fd = be->ops->queue_fd(be, w->qp); /* r == 1: a new fd */
+        d->port_fd = be->ops->queue_fd(be, w->ctx.qp); /* r == 1: a new fd */
         if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, d->port_fd, &ev) < 0) {
                 port_fault(d, -errno);
                 return;
@@ -185,14 +185,14 @@ static void port_check(struct worker_data *d)
                 return; /* re-attached at start, to an interface re-created while no front-end was here */
         d->port_down = false;
         atomic_store(&w->port_down, false);
-        atomic_fetch_add(&w->dev->port->recoveries, 1);
-        ev_async_send(w->dev->port->loop, &w->dev->async);
+        atomic_fetch_add(w->ctx.port_recoveries, 1);
+        ev_async_send(w->ctx.loop, w->ctx.notify);
 }
 
 /* Within busy_poll_us of the last work: keep polling the rings instead of sleeping. */
 static bool busy_polling(const struct worker_data *d)
 {
-        long long window = (long long)d->w->dev->port->cfg->busy_poll_us * 1000;
+        long long window = (long long)d->w->ctx.busy_poll_us * 1000;
 
         return window && now_ns() - d->last_work_ns < window;
 }
@@ -201,7 +201,7 @@ static bool busy_polling(const struct worker_data *d)
 
 static bool tx_pop_batch(struct worker_data *d, struct vu_vring *vr)
 {
-        struct vu_dev *dev = d->w->dev;
+        const struct worker_net *net = &d->w->ctx.net;
         unsigned iov_used = 0, n = 0;
 
         d->tx_first = 0;
@@ -225,7 +225,7 @@ static bool tx_pop_batch(struct worker_data *d, struct vu_vring *vr)
                         vq_set_broken(&vr->vq, "tx chain %u has device-writable descriptors", e->head);
                         break;
                 }
-                if (e->out_len < dev->hdr_len) {
+                if (e->out_len < net->hdr_len) {
                         /* A runt: complete it on its own so used order stays pop order. */
                         if (n) {
                                 vq_unpop(&vr->vq, 1);
@@ -247,9 +247,9 @@ static bool tx_pop_batch(struct worker_data *d, struct vu_vring *vr)
 
 static unsigned handle_tx(struct worker_data *d, struct vu_vring *vr)
 {
-        struct vu_dev *dev = d->w->dev;
-        struct backend *be = dev->port->be;
-        unsigned qp = d->w->qp, sent_total = 0;
+        const struct worker_net *net = &d->w->ctx.net;
+        struct backend *be = d->w->ctx.be;
+        unsigned qp = d->w->ctx.qp, sent_total = 0;
         uint16_t used_before = vr->vq.used_idx;
 
         d->tx_ready = false;
@@ -273,7 +273,7 @@ static unsigned handle_tx(struct worker_data *d, struct vu_vring *vr)
                         for (int i = 0; i < r; i++) {
                                 const struct vq_elem *e = &d->tx_elems[d->tx_first + i];
                                 vq_push(&vr->vq, e->head, 0);
-                                atomic_fetch_add_explicit(&vr->stats.bytes, e->out_len - dev->hdr_len,
+                                atomic_fetch_add_explicit(&vr->stats.bytes, e->out_len - net->hdr_len,
                                                           memory_order_relaxed);
                         }
                         atomic_fetch_add_explicit(&vr->stats.frames, (unsigned long)r, memory_order_relaxed);
@@ -320,7 +320,7 @@ static unsigned handle_tx(struct worker_data *d, struct vu_vring *vr)
 
 static struct vu_vring *rx_vring(struct worker_data *d)
 {
-        return &d->w->dev->vrings[2 * d->w->qp];
+        return d->w->ctx.rx;
 }
 
 static void rx_dropped(struct rx_sink *sink)
@@ -335,17 +335,17 @@ static void rx_dropped(struct rx_sink *sink)
 static int rx_reserve(struct rx_sink *sink, size_t frame_len, const struct iovec **ret_iov, unsigned *ret_iovcnt)
 {
         struct worker_data *d = (struct worker_data *)((char *)sink - offsetof(struct worker_data, sink));
-        struct vu_dev *dev = d->w->dev;
+        const struct worker_net *net = &d->w->ctx.net;
         struct vu_vring *vr = rx_vring(d);
-        bool mrg = vu_has_feature(dev, VIRTIO_NET_F_MRG_RXBUF);
+        bool mrg = net->features & BIT_ULL(VIRTIO_NET_F_MRG_RXBUF);
         uint64_t need = frame_len;
         unsigned n = 0, chains = 0;
         uint64_t cap = 0;
 
         if (!need) {
-                bool gso = dev->features & (BIT_ULL(VIRTIO_NET_F_GUEST_TSO4) | BIT_ULL(VIRTIO_NET_F_GUEST_TSO6) |
+                bool gso = net->features & (BIT_ULL(VIRTIO_NET_F_GUEST_TSO4) | BIT_ULL(VIRTIO_NET_F_GUEST_TSO6) |
                                             BIT_ULL(VIRTIO_NET_F_GUEST_UFO));
-                need = dev->hdr_len + (gso ? 65535 + BACKEND_ETH_OVERHEAD : dev->mtu + BACKEND_ETH_OVERHEAD);
+                need = net->hdr_len + (gso ? 65535 + BACKEND_ETH_OVERHEAD : net->mtu + BACKEND_ETH_OVERHEAD);
         }
         while ((mrg ? d->rx_cap < need : d->rx_count == 0) && d->rx_count < RX_RES_MAX) {
                 struct rx_res *res = &d->rx_res[(d->rx_head + d->rx_count) % RX_RES_MAX];
@@ -359,9 +359,9 @@ static int rx_reserve(struct rx_sink *sink, size_t frame_len, const struct iovec
                         vq_set_broken(&vr->vq, "rx chain needs more than %u segments", RX_ELEM_IOV);
                 if (r < 0)
                         goto broken;
-                if (res->e.out_num || res->e.in_len < dev->hdr_len) {
+                if (res->e.out_num || res->e.in_len < net->hdr_len) {
                         vq_set_broken(&vr->vq, "rx chain %u is not a writable buffer of at least %u bytes", res->e.head,
-                                      dev->hdr_len);
+                                      net->hdr_len);
                         goto broken;
                 }
                 d->rx_count++;
@@ -410,7 +410,7 @@ broken:
 static void rx_commit(struct rx_sink *sink, size_t len)
 {
         struct worker_data *d = (struct worker_data *)((char *)sink - offsetof(struct worker_data, sink));
-        struct vu_dev *dev = d->w->dev;
+        const struct worker_net *net = &d->w->ctx.net;
         struct vu_vring *vr = rx_vring(d);
         size_t left = len;
         uint16_t nbufs = 0;
@@ -426,7 +426,7 @@ static void rx_commit(struct rx_sink *sink, size_t len)
                 d->rx_count--;
                 nbufs++;
         } while (left && nbufs < d->rx_gather_chains);
-        if (dev->hdr_len == sizeof(struct virtio_net_hdr_mrg)) {
+        if (net->hdr_len == sizeof(struct virtio_net_hdr_mrg)) {
                 uint16_t le = htole16(nbufs);
                 iov_from_buf(d->rx_gather, d->rx_gather_n, offsetof(struct virtio_net_hdr_mrg, num_buffers), &le,
                              sizeof(le));
@@ -434,19 +434,19 @@ static void rx_commit(struct rx_sink *sink, size_t len)
         d->rx_pushed += nbufs;
         d->rx_frames++;
         atomic_fetch_add_explicit(&vr->stats.frames, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&vr->stats.bytes, len - dev->hdr_len, memory_order_relaxed);
+        atomic_fetch_add_explicit(&vr->stats.bytes, len - net->hdr_len, memory_order_relaxed);
 }
 
 static unsigned handle_rx(struct worker_data *d, struct vu_vring *vr)
 {
-        struct backend *be = d->w->dev->port->be;
+        struct backend *be = d->w->ctx.be;
         int r;
 
         d->rx_no_room = false;
         d->rx_frames = d->rx_pushed = 0;
         /* While we have buffers the guest need not kick us for more; asked for again when we run out. */
         vq_disable_notify(&vr->vq);
-        r = be->ops->rx_burst(be, d->w->qp, &d->sink, d->burst);
+        r = be->ops->rx_burst(be, d->w->ctx.qp, &d->sink, d->burst);
         if (d->rx_pushed) {
                 vq_publish(&vr->vq);
                 call_guest(vr);
@@ -478,22 +478,21 @@ static unsigned handle_rx(struct worker_data *d, struct vu_vring *vr)
 
 static void run_queues(struct worker_data *d)
 {
-        struct vu_dev *dev = d->w->dev;
-        struct vu_vring *rx = &dev->vrings[2 * d->w->qp], *tx = &dev->vrings[2 * d->w->qp + 1];
+        struct vu_vring *rx = d->w->ctx.rx, *tx = d->w->ctx.tx;
 
         /* A ring that is not running is woken again by the control thread when it starts. */
-        if (!vu_vring_ready(dev, rx))
+        if (!vu_vring_ready(rx))
                 d->rx_wait_guest = true;
-        if (!vu_vring_ready(dev, tx))
+        if (!vu_vring_ready(tx))
                 d->tx_ready = false;
         for (unsigned round = 0; round < ROUNDS_MAX; round++) {
                 unsigned progress = 0;
 
                 if (d->port_down)
                         break;
-                if (d->tx_ready && !d->tx_wait_port && vu_vring_ready(dev, tx))
+                if (d->tx_ready && !d->tx_wait_port && vu_vring_ready(tx))
                         progress += handle_tx(d, tx);
-                if (d->port_readable && !d->rx_wait_guest && !d->port_down && vu_vring_ready(dev, rx))
+                if (d->port_readable && !d->rx_wait_guest && !d->port_down && vu_vring_ready(rx))
                         progress += handle_rx(d, rx);
                 if (!progress)
                         break;
@@ -504,8 +503,7 @@ static void run_queues(struct worker_data *d)
 
 static int poll_timeout(struct worker_data *d)
 {
-        struct vu_dev *dev = d->w->dev;
-        struct vu_vring *tx = &dev->vrings[2 * d->w->qp + 1];
+        struct vu_vring *tx = d->w->ctx.tx;
 
         if (d->port_down)
                 return RECOVER_MS;
@@ -514,7 +512,7 @@ static int poll_timeout(struct worker_data *d)
         if (busy_polling(d))
                 return 0;
         /* About to sleep: a tx ring left without kicks by busy polling must ask for them first. */
-        if (!tx->vq.notify_enabled && !d->tx_pending && !d->tx_wait_port && vu_vring_ready(dev, tx) &&
+        if (!tx->vq.notify_enabled && !d->tx_pending && !d->tx_wait_port && vu_vring_ready(tx) &&
             vq_enable_notify(&tx->vq)) {
                 vq_disable_notify(&tx->vq);
                 d->tx_ready = true;
@@ -529,7 +527,6 @@ static int poll_timeout(struct worker_data *d)
 static int work(struct worker_data *d, const struct epoll_event *evs, int n)
 {
         struct worker *w = d->w;
-        const struct port_cfg *cfg = w->dev->port->cfg;
         int link = atomic_exchange(&w->link_event, 0);
 
         if (link & WORKER_LINK_GONE)
@@ -537,7 +534,7 @@ static int work(struct worker_data *d, const struct epoll_event *evs, int n)
         /* Kicks keep coming while the port is down: recover on a deadline, not on a quiet epoll. */
         if (d->port_down && ((link & WORKER_LINK_NEW) || now_ns() >= d->next_recover_ns))
                 port_check(d);
-        else if (n == 0 && (d->tx_retry || cfg->busy_poll_us)) {
+        else if (n == 0 && (d->tx_retry || w->ctx.busy_poll_us)) {
                 d->tx_retry = false;
                 d->tx_ready = true;
                 d->port_readable = true;
@@ -551,14 +548,14 @@ static int work(struct worker_data *d, const struct epoll_event *evs, int n)
                         d->rx_wait_guest = false;
                         break;
                 case TAG_RX_KICK:
-                        vr = &w->dev->vrings[2 * w->qp];
+                        vr = w->ctx.rx;
                         drain_eventfd(vr->kick_fd);
                         atomic_fetch_add_explicit(&vr->stats.kicks, 1, memory_order_relaxed);
                         d->rx_wait_guest = false;
                         d->port_readable = true;
                         break;
                 case TAG_TX_KICK:
-                        vr = &w->dev->vrings[2 * w->qp + 1];
+                        vr = w->ctx.tx;
                         drain_eventfd(vr->kick_fd);
                         atomic_fetch_add_explicit(&vr->stats.kicks, 1, memory_order_relaxed);
                         d->tx_ready = true;
@@ -603,13 +600,12 @@ static void *worker_main(void *arg)
 {
         struct worker *w = arg;
         struct worker_data *d = w->data;
-        const struct port_cfg *cfg = w->dev->port->cfg;
         struct epoll_event evs[8];
 
-        if (cfg->ncpus) {
+        if (w->ctx.cpu >= 0) {
                 cpu_set_t set;
                 CPU_ZERO(&set);
-                CPU_SET(cfg->cpus[w->qp % cfg->ncpus], &set);
+                CPU_SET(w->ctx.cpu, &set);
                 (void)pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
         }
         pthread_mutex_lock(&w->lock);
@@ -653,16 +649,15 @@ int worker_set_kick(struct worker *w, unsigned vring_index, int old_fd, int new_
         return 0;
 }
 
-int worker_start(struct worker *w, struct vu_dev *dev, unsigned qp)
+int worker_start(struct worker *w, const struct worker_ctx *ctx)
 {
-        struct backend *be = dev->port->be;
+        struct backend *be = ctx->be;
         struct epoll_event ev;
         struct worker_data *d;
         int r;
 
         memset(w, 0, sizeof(*w));
-        w->dev = dev;
-        w->qp = qp;
+        w->ctx = *ctx;
         w->epoll_fd = w->wake_fd = -1;
         d = calloc(1, sizeof(*d));
         if (!d)
@@ -672,10 +667,10 @@ int worker_start(struct worker *w, struct vu_dev *dev, unsigned qp)
         d->sink.reserve = rx_reserve;
         d->sink.commit = rx_commit;
         d->sink.dropped = rx_dropped;
-        d->burst = dev->port->cfg->burst ? dev->port->cfg->burst : 32;
+        d->burst = ctx->burst ? ctx->burst : 32;
         if (d->burst > BURST_MAX)
                 d->burst = BURST_MAX;
-        d->port_fd = be->ops->queue_fd(be, qp);
+        d->port_fd = be->ops->queue_fd(be, ctx->qp);
         pthread_mutex_init(&w->lock, NULL);
 
         w->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
@@ -732,6 +727,11 @@ void worker_stop(struct worker *w)
         w->data = NULL;
 }
 
+void worker_set_net(struct worker *w, const struct worker_net *net)
+{
+        w->ctx.net = *net;
+}
+
 void worker_link_event(struct worker *w, int what)
 {
         if (!w->running)
@@ -763,14 +763,14 @@ void worker_release(struct worker *w)
 void worker_return_chains(struct worker *w)
 {
         struct worker_data *d = w->data;
-        struct vu_dev *dev = w->dev;
+        struct worker_ctx *ctx = &w->ctx;
 
         if (!d)
                 return;
         if (d->rx_count)
-                vq_unpop(&dev->vrings[2 * w->qp].vq, d->rx_count);
+                vq_unpop(&ctx->rx->vq, d->rx_count);
         if (d->tx_pending)
-                vq_unpop(&dev->vrings[2 * w->qp + 1].vq, d->tx_pending);
+                vq_unpop(&ctx->tx->vq, d->tx_pending);
         d->rx_count = d->rx_head = 0;
         d->rx_cap = 0;
         d->tx_pending = d->tx_first = 0;
@@ -779,11 +779,11 @@ void worker_return_chains(struct worker *w)
 
 int worker_send_raw(struct worker *w, const void *frame, size_t len)
 {
-        struct backend *be = w->dev->port->be;
+        struct backend *be = w->ctx.be;
         uint8_t buf[sizeof(struct virtio_net_hdr_mrg) + 64];
         struct iovec iov;
         struct frame f;
-        unsigned hdr = w->dev->hdr_len ? w->dev->hdr_len : sizeof(struct virtio_net_hdr_mrg);
+        unsigned hdr = w->ctx.net.hdr_len ? w->ctx.net.hdr_len : sizeof(struct virtio_net_hdr_mrg);
 
         if (len > 64)
                 return -EMSGSIZE;
@@ -791,6 +791,6 @@ int worker_send_raw(struct worker *w, const void *frame, size_t len)
         memcpy(buf + hdr, frame, len);
         iov = (struct iovec){.iov_base = buf, .iov_len = hdr + len};
         f = (struct frame){.iov = &iov, .iovcnt = 1, .len = hdr + len};
-        int r = be->ops->tx_burst(be, w->qp, &f, 1);
+        int r = be->ops->tx_burst(be, w->ctx.qp, &f, 1);
         return r < 0 ? r : 0;
 }

@@ -242,6 +242,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         return 0;
 }
 
+/* The harness calls vu_dev_read() itself and frees the device; the loop never runs its watchers. */
+static void closed_cb(void *owner)
+{
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
         struct port_cfg cfg;
@@ -263,7 +269,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
                 abort();
-        if (vu_dev_new(&port, sv[0], &dev) < 0)
+        struct vu_dev_params params = {.name = port.name,
+                                       .cfg = &cfg,
+                                       .be = port.be,
+                                       .loop = loop,
+                                       .port_faults = &port.faults,
+                                       .port_recoveries = &port.recoveries,
+                                       .closed = closed_cb,
+                                       .owner = &port};
+        if (vu_dev_new(&params, sv[0], &dev) < 0)
                 abort();
         port.dev = dev;
 

@@ -6,9 +6,9 @@
  * 1. a front-end offers a region whose memfd is smaller than the region: SET_MEM_TABLE is refused with a log
  *    line saying so (it would fault on first touch);
  * 2. six times, a front-end (a forked child) runs traffic on 2 queue pairs and then truncates its memory file
- *    to nothing under that traffic, after 50 to 300 ms of it. vhostd faults (SIGBUS) in a worker of port a: it must close
- *    that connection with a clear log line and carry on. After each: vhostd is alive, port b's traffic never
- *    stopped for more than a second, and vhostd's fds, threads and guest-RAM mappings are back to the baseline.
+ *    to nothing under that traffic, after 50 to 300 ms of it. vhostd faults (SIGBUS) in a worker of port a: it must
+ * close that connection with a clear log line and carry on. After each: vhostd is alive, port b's traffic never stopped
+ * for more than a second, and vhostd's fds, threads and guest-RAM mappings are back to the baseline.
  *
  * Exit 0 when all pass; the last line is "N passed, N failed".
  */
