@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * vhost-user requests. Every check that can be made from the table (payload size, fd count, vring index)
- * is made once, in vu_msg_dispatch(), before any handler runs; handlers check values. Handlers return
- * 0 (done), 1 (reply in msg) or -errno with dev->err saying why; -EPROTO drops the connection.
+ * vhost-user requests: the table, the checks made from it, dispatch and replies, and the device-wide
+ * handlers (features, owner, reset, net, status). Memory handlers are in vu_mem.c, vring handlers in
+ * vu_vring.c (declared in vu_handlers.h). Every check that can be made from the table (payload size, fd count, vring
+ * index) is made once, in vu_msg_dispatch(), before any handler runs; handlers check values. Handlers return 0 (done),
+ * 1 (reply in msg) or -errno with dev->err saying why; -EPROTO drops the connection.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -14,6 +16,7 @@
 #include <unistd.h>
 
 #include "daemon/vu.h"
+#include "daemon/vu_handlers.h"
 
 enum fd_rule {
         FDS_NONE = 0,
@@ -37,8 +40,7 @@ struct vu_handler {
         bool replies; /* the front-end waits for a reply: any failure must drop the connection */
 };
 
-static int fail(struct vu_dev *dev, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(struct vu_dev *dev, int r, const char *fmt, ...)
+int vu_fail(struct vu_dev *dev, int r, const char *fmt, ...)
 {
         va_list ap;
 
@@ -48,21 +50,14 @@ static int fail(struct vu_dev *dev, int r, const char *fmt, ...)
         return r;
 }
 
-/* Why mem_region_map() failed, in the operator's terms. */
-static const char *map_error(int r)
-{
-        return r == -ERANGE ? "the file is smaller than mmap_offset + size (the region would fault on first touch)"
-                            : strerror(-r);
-}
-
-static int reply_u64(struct vu_msg *msg, uint64_t v)
+int vu_reply_u64(struct vu_msg *msg, uint64_t v)
 {
         msg->payload.u64 = v;
         msg->hdr.size = sizeof(uint64_t);
         return 1;
 }
 
-static struct vu_vring *msg_vring(struct vu_dev *dev, const struct vu_msg *msg)
+struct vu_vring *vu_msg_vring(struct vu_dev *dev, const struct vu_msg *msg)
 {
         uint32_t idx = msg->hdr.request == VU_SET_VRING_KICK || msg->hdr.request == VU_SET_VRING_CALL ||
                                        msg->hdr.request == VU_SET_VRING_ERR
@@ -71,13 +66,13 @@ static struct vu_vring *msg_vring(struct vu_dev *dev, const struct vu_msg *msg)
         return &dev->vrings[idx];
 }
 
-static struct worker *vring_worker(struct vu_dev *dev, const struct vu_vring *vr)
+struct worker *vu_vring_worker(struct vu_dev *dev, const struct vu_vring *vr)
 {
         return &dev->workers[vr->index / 2];
 }
 
 /* Takes fd i out of the message so the dispatcher does not close it. */
-static int take_fd(struct vu_msg *msg, unsigned i)
+int vu_take_fd(struct vu_msg *msg, unsigned i)
 {
         int fd = msg->fds[i];
         msg->fds[i] = -1;
@@ -112,173 +107,11 @@ uint64_t vu_offered_features(const struct port_cfg *cfg, const struct backend *b
         return f;
 }
 
-/* ---- memory ---- */
-
-/* Re-points every ring at the current table; rings whose addresses no longer translate stop. */
-static void remap_rings(struct vu_dev *dev)
-{
-        for (unsigned i = 0; i < 2 * dev->nqueues; i++) {
-                struct vu_vring *vr = &dev->vrings[i];
-                const char *why;
-
-                vr->mapped = false;
-                if (!vr->addr_set || !dev->mem)
-                        continue;
-                if (vq_map_rings(&vr->vq, dev->mem, vr->desc_uva, vr->avail_uva, vr->used_uva, &why) == 0) {
-                        vr->mapped = true;
-                } else if (vr->started) {
-                        /* The front-end took memory away from under a running ring: that ring is broken. */
-                        vq_set_broken(&vr->vq, "%s after the memory table changed", why);
-                        vr->broken_reported = true;
-                        log_err("%s: vring %u is broken and stops: %s", dev->name, i, vr->vq.broken_reason);
-                        if (vr->err_fd >= 0)
-                                (void)eventfd_write(vr->err_fd, 1);
-                } else {
-                        log_warn("%s: vring %u: %s after the memory table changed", dev->name, i, why);
-                }
-        }
-}
-
-static void return_all_chains(struct vu_dev *dev)
-{
-        for (unsigned q = 0; q < dev->nqueues; q++)
-                worker_return_chains(&dev->workers[q]);
-}
-
-/* Installs a new table (workers quiesced) and frees the old one; unmap says whether the old mappings go too. */
-static void swap_mem(struct vu_dev *dev, struct mem_table *new_mem, bool unmap_old)
-{
-        struct mem_table *old = dev->mem;
-
-        return_all_chains(dev);
-        dev->mem = new_mem;
-        remap_rings(dev);
-        if (old && unmap_old)
-                mem_table_clear(old);
-        free(old);
-}
-
-static int handle_set_mem_table(struct vu_dev *dev, struct vu_msg *msg)
-{
-        const struct vu_mem_table *mt = &msg->payload.mem;
-        struct mem_table *t = calloc(1, sizeof(*t));
-        const char *why;
-        int r = 0;
-
-        if (!t)
-                return fail(dev, -ENOMEM, "out of memory");
-        for (unsigned i = 0; i < mt->nregions; i++) {
-                const struct vu_mem_region *reg = &mt->regions[i];
-                struct mem_region m;
-
-                if (mem_region_check(reg->guest_phys_addr, reg->memory_size, reg->userspace_addr, reg->mmap_offset,
-                                     &why) < 0) {
-                        r = fail(dev, -EINVAL, "region %u: %s", i, why);
-                        break;
-                }
-                r = mem_region_map(&m, msg->fds[i], reg->guest_phys_addr, reg->memory_size, reg->userspace_addr,
-                                   reg->mmap_offset);
-                if (r < 0) {
-                        fail(dev, r, "region %u (gpa 0x%llx size 0x%llx): cannot map: %s", i,
-                             (unsigned long long)reg->guest_phys_addr, (unsigned long long)reg->memory_size,
-                             map_error(r));
-                        break;
-                }
-                r = mem_table_add(t, &m, &why);
-                if (r < 0) {
-                        mem_region_unmap(&m);
-                        fail(dev, r, "region %u: %s", i, why);
-                        break;
-                }
-        }
-        if (r < 0) {
-                mem_table_clear(t);
-                free(t);
-                return r;
-        }
-        swap_mem(dev, t, true);
-        log_debug("%s: memory table with %u regions", dev->name, t->nregions);
-        for (unsigned i = 0; i < t->nregions; i++)
-                if (!t->regions[i].sealed)
-                        log_debug("%s: region %u is not sealed against shrinking: if the front-end truncates it, "
-                                  "its connection is closed",
-                                  dev->name, i);
-        return 0;
-}
-
-static int handle_add_mem_reg(struct vu_dev *dev, struct vu_msg *msg)
-{
-        const struct vu_mem_region *reg = &msg->payload.mem_reg.region;
-        struct mem_table *t = calloc(1, sizeof(*t));
-        struct mem_region m;
-        const char *why;
-        int r;
-
-        if (!t)
-                return fail(dev, -ENOMEM, "out of memory");
-        if (dev->mem)
-                *t = *dev->mem;
-        r = mem_table_find(t, reg->guest_phys_addr, reg->memory_size, reg->userspace_addr);
-        if (r >= 0) {
-                /* The same region again, from another queue pair's view of the device: count it. */
-                t->regions[r].refs++;
-                swap_mem(dev, t, false);
-                return 0;
-        }
-        if (mem_region_check(reg->guest_phys_addr, reg->memory_size, reg->userspace_addr, reg->mmap_offset, &why) < 0) {
-                free(t);
-                return fail(dev, -EINVAL, "%s", why);
-        }
-        r = mem_region_map(&m, msg->fds[0], reg->guest_phys_addr, reg->memory_size, reg->userspace_addr,
-                           reg->mmap_offset);
-        if (r < 0) {
-                free(t);
-                return fail(dev, r, "cannot map region: %s", map_error(r));
-        }
-        r = mem_table_add(t, &m, &why);
-        if (r < 0) {
-                mem_region_unmap(&m);
-                free(t);
-                return fail(dev, r, "%s", why);
-        }
-        swap_mem(dev, t, false);
-        return 0;
-}
-
-static int handle_rem_mem_reg(struct vu_dev *dev, struct vu_msg *msg)
-{
-        const struct vu_mem_region *reg = &msg->payload.mem_reg.region;
-        struct mem_table *t;
-        struct mem_region gone;
-
-        if (!dev->mem)
-                return fail(dev, -ENOENT, "no memory table");
-        t = malloc(sizeof(*t));
-        if (!t)
-                return fail(dev, -ENOMEM, "out of memory");
-        *t = *dev->mem;
-        int r = mem_table_remove(t, reg->guest_phys_addr, reg->memory_size, reg->userspace_addr, &gone);
-        if (r < 0) {
-                free(t);
-                return fail(dev, -ENOENT, "no region at gpa 0x%llx size 0x%llx",
-                            (unsigned long long)reg->guest_phys_addr, (unsigned long long)reg->memory_size);
-        }
-        swap_mem(dev, t, false);
-        if (r == 1)
-                mem_region_unmap(&gone); /* workers are quiesced and no longer point into it */
-        return 0;
-}
-
-static int handle_get_max_mem_slots(struct vu_dev *dev, struct vu_msg *msg)
-{
-        return reply_u64(msg, MEM_MAX_REGIONS);
-}
-
 /* ---- features ---- */
 
 static int handle_get_features(struct vu_dev *dev, struct vu_msg *msg)
 {
-        return reply_u64(msg, vu_offered_features(dev->p.cfg, dev->p.be));
+        return vu_reply_u64(msg, vu_offered_features(dev->p.cfg, dev->p.be));
 }
 
 static int handle_set_features(struct vu_dev *dev, struct vu_msg *msg)
@@ -286,8 +119,8 @@ static int handle_set_features(struct vu_dev *dev, struct vu_msg *msg)
         uint64_t offered = vu_offered_features(dev->p.cfg, dev->p.be), f = msg->payload.u64;
 
         if (f & ~offered)
-                return fail(dev, -EINVAL, "features 0x%llx were never offered (offered 0x%llx)",
-                            (unsigned long long)(f & ~offered), (unsigned long long)offered);
+                return vu_fail(dev, -EINVAL, "features 0x%llx were never offered (offered 0x%llx)",
+                               (unsigned long long)(f & ~offered), (unsigned long long)offered);
         dev->features = f;
         dev->features_set = true;
         dev->hdr_len = (f & (BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VIRTIO_NET_F_MRG_RXBUF)))
@@ -302,7 +135,7 @@ static int handle_set_features(struct vu_dev *dev, struct vu_msg *msg)
 
 static int handle_get_protocol_features(struct vu_dev *dev, struct vu_msg *msg)
 {
-        return reply_u64(msg, vu_offered_protocol_features());
+        return vu_reply_u64(msg, vu_offered_protocol_features());
 }
 
 static int handle_set_protocol_features(struct vu_dev *dev, struct vu_msg *msg)
@@ -310,8 +143,8 @@ static int handle_set_protocol_features(struct vu_dev *dev, struct vu_msg *msg)
         uint64_t f = msg->payload.u64, offered = vu_offered_protocol_features();
 
         if (f & ~offered)
-                return fail(dev, -EINVAL, "protocol features 0x%llx were never offered",
-                            (unsigned long long)(f & ~offered));
+                return vu_fail(dev, -EINVAL, "protocol features 0x%llx were never offered",
+                               (unsigned long long)(f & ~offered));
         dev->protocol_features = f;
         return 0;
 }
@@ -321,18 +154,9 @@ static int handle_set_owner(struct vu_dev *dev, struct vu_msg *msg)
         return 0;
 }
 
-static void stop_all_rings(struct vu_dev *dev)
-{
-        return_all_chains(dev);
-        for (unsigned i = 0; i < 2 * dev->nqueues; i++) {
-                vu_vring_stop(dev, &dev->vrings[i]);
-                dev->vrings[i].enabled = false;
-        }
-}
-
 static int handle_reset(struct vu_dev *dev, struct vu_msg *msg)
 {
-        stop_all_rings(dev);
+        vu_stop_all_rings(dev);
         dev->features = 0;
         dev->features_set = false;
         dev->status = 0;
@@ -342,162 +166,7 @@ static int handle_reset(struct vu_dev *dev, struct vu_msg *msg)
 
 static int handle_get_queue_num(struct vu_dev *dev, struct vu_msg *msg)
 {
-        return reply_u64(msg, dev->nqueues);
-}
-
-/* ---- vrings ---- */
-
-static int handle_set_vring_num(struct vu_dev *dev, struct vu_msg *msg)
-{
-        struct vu_vring *vr = msg_vring(dev, msg);
-        unsigned num = msg->payload.state.num;
-
-        if (vr->started)
-                return fail(dev, -EBUSY, "vring %u is running", vr->index);
-        if (vq_check_num(num) < 0)
-                return fail(dev, -EINVAL, "vring %u: size %u is not a power of two in 1..%u", vr->index, num,
-                            VIRTQ_MAX_SIZE);
-        if (vq_alloc(&vr->vq, num) < 0)
-                return fail(dev, -ENOMEM, "vring %u: out of memory", vr->index);
-        vr->mapped = false;
-        return 0;
-}
-
-static int handle_set_vring_addr(struct vu_dev *dev, struct vu_msg *msg)
-{
-        const struct vu_vring_addr *a = &msg->payload.addr;
-        struct vu_vring *vr = msg_vring(dev, msg);
-        const char *why;
-        int r;
-
-        if (a->flags & 1)
-                return fail(dev, -EINVAL, "vring %u: dirty logging requested but never offered", vr->index);
-        if (!vr->vq.num)
-                return fail(dev, -EINVAL, "vring %u: address set before size", vr->index);
-        vr->desc_uva = a->desc_user_addr;
-        vr->avail_uva = a->avail_user_addr;
-        vr->used_uva = a->used_user_addr;
-        vr->addr_set = true;
-        vr->mapped = false;
-        if (!dev->mem)
-                return 0; /* mapped when the memory table arrives */
-        r = vq_map_rings(&vr->vq, dev->mem, vr->desc_uva, vr->avail_uva, vr->used_uva, &why);
-        if (r < 0) {
-                vr->addr_set = false;
-                return fail(dev, r, "vring %u: %s", vr->index, why);
-        }
-        vr->mapped = true;
-        return 0;
-}
-
-static int handle_set_vring_base(struct vu_dev *dev, struct vu_msg *msg)
-{
-        struct vu_vring *vr = msg_vring(dev, msg);
-
-        if (vr->started)
-                return fail(dev, -EBUSY, "vring %u is running", vr->index);
-        if (msg->payload.state.num > 0xffff)
-                return fail(dev, -EINVAL, "vring %u: base %u out of range for a split ring", vr->index,
-                            msg->payload.state.num);
-        vr->vq.last_avail_idx = (uint16_t)msg->payload.state.num;
-        vr->vq.used_idx = (uint16_t)msg->payload.state.num;
-        return 0;
-}
-
-static int handle_get_vring_base(struct vu_dev *dev, struct vu_msg *msg)
-{
-        struct vu_vring *vr = msg_vring(dev, msg);
-
-        worker_return_chains(vring_worker(dev, vr));
-        vu_vring_stop(dev, vr);
-        msg->payload.state.num = vr->vq.last_avail_idx;
-        msg->hdr.size = sizeof(msg->payload.state);
-        return 1;
-}
-
-/* Starts a ring: the worker may use it once it is also enabled and mapped. */
-static void start_vring(struct vu_dev *dev, struct vu_vring *vr)
-{
-        struct backend *be = dev->p.be;
-        struct vq *vq = &vr->vq;
-        int r;
-
-        vr->started = true;
-        if (!vu_has_feature(dev, VHOST_USER_F_PROTOCOL_FEATURES))
-                vr->enabled = true;
-        vq->broken = false;
-        vr->broken_reported = false;
-        vq->signalled_used_valid = false;
-        vq->notify_enabled = false;
-        if (vr->mapped) {
-                uint16_t used = le16toh(__atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE));
-                /* We complete in order, so the front-end's base must equal the used index. */
-                if (used != vq->last_avail_idx) {
-                        log_warn("%s: vring %u: base %u differs from the used index %u; resuming at %u", dev->name,
-                                 vr->index, vq->last_avail_idx, used, used);
-                        vq->last_avail_idx = used;
-                }
-                vq->used_idx = used;
-                vq_enable_notify(vq);
-        }
-        r = be->ops->configure(be, vr->index / 2, dev->features, dev->hdr_len);
-        if (r < 0)
-                log_err("%s: queue pair %u: port refused the negotiated offloads: %s", dev->name, vr->index / 2,
-                        strerror(-r));
-}
-
-static int handle_set_vring_kick(struct vu_dev *dev, struct vu_msg *msg)
-{
-        struct vu_vring *vr = msg_vring(dev, msg);
-        int fd, r;
-
-        if (msg->payload.u64 & VU_VRING_NOFD_MASK)
-                return fail(dev, -EINVAL, "vring %u: polling without a kick fd is not supported", vr->index);
-        if (!vr->vq.num)
-                return fail(dev, -EINVAL, "vring %u: kick before size", vr->index);
-        fd = take_fd(msg, 0);
-        r = worker_set_kick(vring_worker(dev, vr), vr->index, vr->kick_fd, fd);
-        if (vr->kick_fd >= 0)
-                close(vr->kick_fd);
-        vr->kick_fd = -1;
-        if (r < 0) {
-                close(fd);
-                return fail(dev, r, "vring %u: cannot wait on kick fd: %s", vr->index, strerror(-r));
-        }
-        vr->kick_fd = fd;
-        start_vring(dev, vr);
-        return 0;
-}
-
-static int replace_fd(int *slot, struct vu_msg *msg)
-{
-        if (*slot >= 0)
-                close(*slot);
-        *slot = (msg->payload.u64 & VU_VRING_NOFD_MASK) ? -1 : take_fd(msg, 0);
-        return 0;
-}
-
-static int handle_set_vring_call(struct vu_dev *dev, struct vu_msg *msg)
-{
-        return replace_fd(&msg_vring(dev, msg)->call_fd, msg);
-}
-
-static int handle_set_vring_err(struct vu_dev *dev, struct vu_msg *msg)
-{
-        return replace_fd(&msg_vring(dev, msg)->err_fd, msg);
-}
-
-static int handle_set_vring_enable(struct vu_dev *dev, struct vu_msg *msg)
-{
-        struct vu_vring *vr = msg_vring(dev, msg);
-
-        /* QEMU sends this before SET_FEATURES too (to disable rings beyond the active queue pairs). */
-        if (msg->payload.state.num > 1)
-                return fail(dev, -EINVAL, "vring %u: enable value %u is not 0 or 1", vr->index, msg->payload.state.num);
-        if (!msg->payload.state.num)
-                worker_return_chains(vring_worker(dev, vr));
-        vr->enabled = msg->payload.state.num;
-        return 0;
+        return vu_reply_u64(msg, dev->nqueues);
 }
 
 /* ---- net ---- */
@@ -508,7 +177,7 @@ static int handle_send_rarp(struct vu_dev *dev, struct vu_msg *msg)
         uint8_t f[60] = {0};
 
         if (!vu_has_protocol_feature(dev, VU_PROTOCOL_F_RARP))
-                return fail(dev, -EINVAL, "RARP protocol feature not negotiated");
+                return vu_fail(dev, -EINVAL, "RARP protocol feature not negotiated");
         /* Ethernet broadcast, ethertype RARP, request reverse: so switches learn where the guest now is. */
         memset(f, 0xff, 6);
         memcpy(f + 6, mac, 6);
@@ -518,7 +187,7 @@ static int handle_send_rarp(struct vu_dev *dev, struct vu_msg *msg)
         memcpy(f + 32, mac, 6);
         int r = worker_send_raw(&dev->workers[0], f, sizeof(f));
         if (r < 0)
-                return fail(dev, r, "cannot send RARP: %s", strerror(-r));
+                return vu_fail(dev, r, "cannot send RARP: %s", strerror(-r));
         return 0;
 }
 
@@ -528,7 +197,7 @@ static int handle_net_set_mtu(struct vu_dev *dev, struct vu_msg *msg)
         unsigned max = dev->p.be->ops->max_mtu(dev->p.be);
 
         if (mtu < 68 || mtu > max)
-                return fail(dev, -EINVAL, "MTU %llu is outside 68..%u for this port", (unsigned long long)mtu, max);
+                return vu_fail(dev, -EINVAL, "MTU %llu is outside 68..%u for this port", (unsigned long long)mtu, max);
         dev->mtu = (unsigned)mtu;
         vu_dev_push_net(dev);
         return 0;
@@ -551,8 +220,8 @@ static int handle_get_config(struct vu_dev *dev, struct vu_msg *msg)
         struct virtio_net_config nc;
 
         if (msg->hdr.size != VU_CONFIG_HDR_SIZE + c->size || c->offset > sizeof(nc) || c->size > sizeof(nc) - c->offset)
-                return fail(dev, -EINVAL, "config range %u+%u outside the %zu-byte device config", c->offset, c->size,
-                            sizeof(nc));
+                return vu_fail(dev, -EINVAL, "config range %u+%u outside the %zu-byte device config", c->offset,
+                               c->size, sizeof(nc));
         net_config(dev, &nc);
         memcpy(c->payload, (uint8_t *)&nc + c->offset, c->size);
         return 1;
@@ -563,21 +232,21 @@ static int handle_set_config(struct vu_dev *dev, struct vu_msg *msg)
         const struct vu_config *c = &msg->payload.config;
 
         if (msg->hdr.size != VU_CONFIG_HDR_SIZE + c->size)
-                return fail(dev, -EINVAL, "config payload size %u does not match %u", msg->hdr.size, c->size);
-        return fail(dev, -EPERM, "the virtio-net config space is read-only here");
+                return vu_fail(dev, -EINVAL, "config payload size %u does not match %u", msg->hdr.size, c->size);
+        return vu_fail(dev, -EPERM, "the virtio-net config space is read-only here");
 }
 
 static int handle_set_status(struct vu_dev *dev, struct vu_msg *msg)
 {
         if (msg->payload.u64 > 0xff)
-                return fail(dev, -EINVAL, "status 0x%llx is not a byte", (unsigned long long)msg->payload.u64);
+                return vu_fail(dev, -EINVAL, "status 0x%llx is not a byte", (unsigned long long)msg->payload.u64);
         dev->status = (uint8_t)msg->payload.u64;
         return 0;
 }
 
 static int handle_get_status(struct vu_dev *dev, struct vu_msg *msg)
 {
-        return reply_u64(msg, dev->status);
+        return vu_reply_u64(msg, dev->status);
 }
 
 #define U64 sizeof(uint64_t)
@@ -589,31 +258,31 @@ static const struct vu_handler handlers[VU_REQUEST_MAX] = {
         [VU_SET_OWNER] = {"SET_OWNER", handle_set_owner, 0},
         [VU_RESET_OWNER] = {"RESET_OWNER", handle_reset, 0, .quiesce = QUIESCE_ALL},
         [VU_RESET_DEVICE] = {"RESET_DEVICE", handle_reset, 0, .quiesce = QUIESCE_ALL},
-        [VU_SET_MEM_TABLE] = {"SET_MEM_TABLE", handle_set_mem_table, 8, .var_size = true, .fds = FDS_REGIONS,
+        [VU_SET_MEM_TABLE] = {"SET_MEM_TABLE", vu_handle_set_mem_table, 8, .var_size = true, .fds = FDS_REGIONS,
                               .quiesce = QUIESCE_ALL},
-        [VU_GET_MAX_MEM_SLOTS] = {"GET_MAX_MEM_SLOTS", handle_get_max_mem_slots, 0, .replies = true},
-        [VU_ADD_MEM_REG] = {"ADD_MEM_REG", handle_add_mem_reg, sizeof(struct vu_mem_single), .fds = FDS_ONE,
+        [VU_GET_MAX_MEM_SLOTS] = {"GET_MAX_MEM_SLOTS", vu_handle_get_max_mem_slots, 0, .replies = true},
+        [VU_ADD_MEM_REG] = {"ADD_MEM_REG", vu_handle_add_mem_reg, sizeof(struct vu_mem_single), .fds = FDS_ONE,
                             .quiesce = QUIESCE_ALL},
-        [VU_REM_MEM_REG] = {"REM_MEM_REG", handle_rem_mem_reg, sizeof(struct vu_mem_single), .fds = FDS_OPTIONAL,
+        [VU_REM_MEM_REG] = {"REM_MEM_REG", vu_handle_rem_mem_reg, sizeof(struct vu_mem_single), .fds = FDS_OPTIONAL,
                             .quiesce = QUIESCE_ALL},
-        [VU_SET_VRING_NUM] = {"SET_VRING_NUM", handle_set_vring_num, STATE, .vring = VRING_STATE,
+        [VU_SET_VRING_NUM] = {"SET_VRING_NUM", vu_handle_set_vring_num, STATE, .vring = VRING_STATE,
                               .quiesce = QUIESCE_VRING},
-        [VU_SET_VRING_ADDR] = {"SET_VRING_ADDR", handle_set_vring_addr, sizeof(struct vu_vring_addr),
+        [VU_SET_VRING_ADDR] = {"SET_VRING_ADDR", vu_handle_set_vring_addr, sizeof(struct vu_vring_addr),
                                .vring = VRING_STATE, .quiesce = QUIESCE_VRING},
-        [VU_SET_VRING_BASE] = {"SET_VRING_BASE", handle_set_vring_base, STATE, .vring = VRING_STATE,
+        [VU_SET_VRING_BASE] = {"SET_VRING_BASE", vu_handle_set_vring_base, STATE, .vring = VRING_STATE,
                                .quiesce = QUIESCE_VRING},
-        [VU_GET_VRING_BASE] = {"GET_VRING_BASE", handle_get_vring_base, STATE, .vring = VRING_STATE,
+        [VU_GET_VRING_BASE] = {"GET_VRING_BASE", vu_handle_get_vring_base, STATE, .vring = VRING_STATE,
                                .quiesce = QUIESCE_VRING, .replies = true},
-        [VU_SET_VRING_KICK] = {"SET_VRING_KICK", handle_set_vring_kick, U64, .fds = FDS_VRING, .vring = VRING_U64,
+        [VU_SET_VRING_KICK] = {"SET_VRING_KICK", vu_handle_set_vring_kick, U64, .fds = FDS_VRING, .vring = VRING_U64,
                                .quiesce = QUIESCE_VRING},
-        [VU_SET_VRING_CALL] = {"SET_VRING_CALL", handle_set_vring_call, U64, .fds = FDS_VRING, .vring = VRING_U64,
+        [VU_SET_VRING_CALL] = {"SET_VRING_CALL", vu_handle_set_vring_call, U64, .fds = FDS_VRING, .vring = VRING_U64,
                                .quiesce = QUIESCE_VRING},
-        [VU_SET_VRING_ERR] = {"SET_VRING_ERR", handle_set_vring_err, U64, .fds = FDS_VRING, .vring = VRING_U64,
+        [VU_SET_VRING_ERR] = {"SET_VRING_ERR", vu_handle_set_vring_err, U64, .fds = FDS_VRING, .vring = VRING_U64,
                               .quiesce = QUIESCE_VRING},
         [VU_GET_PROTOCOL_FEATURES] = {"GET_PROTOCOL_FEATURES", handle_get_protocol_features, 0, .replies = true},
         [VU_SET_PROTOCOL_FEATURES] = {"SET_PROTOCOL_FEATURES", handle_set_protocol_features, U64},
         [VU_GET_QUEUE_NUM] = {"GET_QUEUE_NUM", handle_get_queue_num, 0, .replies = true},
-        [VU_SET_VRING_ENABLE] = {"SET_VRING_ENABLE", handle_set_vring_enable, STATE, .vring = VRING_STATE,
+        [VU_SET_VRING_ENABLE] = {"SET_VRING_ENABLE", vu_handle_set_vring_enable, STATE, .vring = VRING_STATE,
                                  .quiesce = QUIESCE_VRING},
         [VU_SEND_RARP] = {"SEND_RARP", handle_send_rarp, U64, .quiesce = QUIESCE_ALL},
         [VU_NET_SET_MTU] = {"NET_SET_MTU", handle_net_set_mtu, U64, .quiesce = QUIESCE_ALL},
@@ -660,30 +329,30 @@ static int validate(struct vu_dev *dev, const struct vu_handler *h, const struct
         unsigned nfds;
 
         if (h->var_size ? size < h->size : size != h->size)
-                return fail(dev, -EPROTO, "payload of %u bytes, expected %s%u", size, h->var_size ? "at least " : "",
-                            h->size);
+                return vu_fail(dev, -EPROTO, "payload of %u bytes, expected %s%u", size, h->var_size ? "at least " : "",
+                               h->size);
         if (msg->hdr.request == VU_SET_MEM_TABLE) {
                 uint32_t n = msg->payload.mem.nregions;
                 if (n == 0 || n > VU_MEM_REGIONS_MAX)
-                        return fail(dev, -EPROTO, "%u regions, expected 1..%u", n, VU_MEM_REGIONS_MAX);
+                        return vu_fail(dev, -EPROTO, "%u regions, expected 1..%u", n, VU_MEM_REGIONS_MAX);
                 if (size != 8 + n * sizeof(struct vu_mem_region))
-                        return fail(dev, -EPROTO, "payload of %u bytes does not hold %u regions", size, n);
+                        return vu_fail(dev, -EPROTO, "payload of %u bytes does not hold %u regions", size, n);
         }
         if (msg->hdr.request == VU_GET_CONFIG || msg->hdr.request == VU_SET_CONFIG) {
                 if (msg->payload.config.size > VU_CONFIG_MAX)
-                        return fail(dev, -EPROTO, "config size %u over %u", msg->payload.config.size, VU_CONFIG_MAX);
+                        return vu_fail(dev, -EPROTO, "config size %u over %u", msg->payload.config.size, VU_CONFIG_MAX);
         }
         nfds = expected_fds(h, msg);
         if (msg->nfds != nfds)
-                return fail(dev, -EPROTO, "%u file descriptors attached, expected %u", msg->nfds, nfds);
+                return vu_fail(dev, -EPROTO, "%u file descriptors attached, expected %u", msg->nfds, nfds);
         if (h->vring != VRING_NONE) {
                 uint32_t idx = h->vring == VRING_U64 ? (uint32_t)(msg->payload.u64 & VU_VRING_IDX_MASK)
                                                      : msg->payload.state.index;
                 if (h->vring == VRING_U64 && (msg->payload.u64 & ~(uint64_t)(VU_VRING_IDX_MASK | VU_VRING_NOFD_MASK)))
-                        return fail(dev, -EPROTO, "unknown bits in 0x%llx", (unsigned long long)msg->payload.u64);
+                        return vu_fail(dev, -EPROTO, "unknown bits in 0x%llx", (unsigned long long)msg->payload.u64);
                 if (idx >= 2 * dev->nqueues)
-                        return fail(dev, -EPROTO, "vring index %u, this port has %u vrings (%u queue pairs)", idx,
-                                    2 * dev->nqueues, dev->nqueues);
+                        return vu_fail(dev, -EPROTO, "vring index %u, this port has %u vrings (%u queue pairs)", idx,
+                                       2 * dev->nqueues, dev->nqueues);
         }
         return 0;
 }
@@ -730,7 +399,7 @@ int vu_msg_dispatch(struct vu_dev *dev, struct vu_msg *msg)
         if (h->quiesce == QUIESCE_ALL)
                 vu_dev_quiesce(dev);
         else if (h->quiesce == QUIESCE_VRING) {
-                w = vring_worker(dev, msg_vring(dev, msg));
+                w = vu_vring_worker(dev, vu_msg_vring(dev, msg));
                 worker_quiesce(w);
         }
         r = h->handle(dev, msg);
