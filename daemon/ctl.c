@@ -151,7 +151,7 @@ struct port_snap {
 };
 
 /* Frames the kernel dropped before the port took them, over all queues; -1 when the port kind cannot tell. */
-static int64_t port_kernel_drops(const struct port *p)
+static int64_t port_kernel_drops(struct port *p)
 {
         struct backend *be = p->be;
         uint64_t sum = 0;
@@ -163,7 +163,10 @@ static int64_t port_kernel_drops(const struct port *p)
 
                 if (w)
                         worker_quiesce(w);
-                sum += be->ops->kernel_drops(be, q);
+                /* A queue whose port is being recovered is left alone: its last count stands. */
+                if (!w || !atomic_load(&w->recovering))
+                        p->kernel_drops_seen[q] = be->ops->kernel_drops(be, q);
+                sum += p->kernel_drops_seen[q];
                 if (w)
                         worker_release(w);
         }
@@ -194,7 +197,7 @@ static void vring_copy(struct vring_snap *s, const struct vu_vring *vr)
 }
 
 /* Copies a port's state; each queue pair's two vrings under that worker's lock, held only for the copy. */
-static void port_snapshot(struct port_snap *s, const struct port *p)
+static void port_snapshot(struct port_snap *s, struct port *p)
 {
         struct vu_dev *dev = p->dev;
 

@@ -27,6 +27,7 @@ struct port {
         unsigned long connections;
         atomic_ulong faults;     /* queue pairs that lost the port (deleted, down), over all connections */
         atomic_ulong recoveries; /* and got it back */
+        uint64_t kernel_drops_seen[CONFIG_MAX_QUEUES]; /* per queue, as the control socket last read them */
 };
 
 int port_open_backend(struct port *p);

@@ -98,7 +98,6 @@ int vu_handle_get_vring_base(struct vu_dev *dev, struct vu_msg *msg)
 /* Starts a ring: the worker may use it once it is also enabled and mapped. */
 static void start_vring(struct vu_dev *dev, struct vu_vring *vr)
 {
-        struct backend *be = dev->p.be;
         struct vq *vq = &vr->vq;
         int r;
 
@@ -120,7 +119,7 @@ static void start_vring(struct vu_dev *dev, struct vu_vring *vr)
                 vq->used_idx = used;
                 vq_enable_notify(vq);
         }
-        r = be->ops->configure(be, vr->index / 2, dev->features, dev->hdr_len);
+        r = worker_configure_port(vu_vring_worker(dev, vr));
         if (r < 0)
                 log_err("%s: queue pair %u: port refused the negotiated offloads: %s", dev->name, vr->index / 2,
                         strerror(-r));

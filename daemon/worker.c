@@ -167,7 +167,24 @@ static void port_check(struct worker_data *d)
         int r;
 
         port_unwatch(d);
-        r = be->ops->recover ? be->ops->recover(be, w->ctx.qp) : 0;
+        r = 0;
+        if (be->ops->recover) {
+                /*
+                 * Without the lock: re-creating a socket, a packet ring or a UMEM and attaching an XDP program
+                 * can take milliseconds, and the control thread quiesces workers for every memory or ring message
+                 * and every vhostctl query: it must not wait for a port to come back. It leaves the port's queue
+                 * alone meanwhile (w->recovering); the rings are not touched here.
+                 */
+                atomic_store(&w->recovering, true);
+                pthread_mutex_unlock(&w->lock);
+                r = be->ops->recover(be, w->ctx.qp);
+                pthread_mutex_lock(&w->lock);
+                atomic_store(&w->recovering, false);
+                if (w->configure_pending) {
+                        w->configure_pending = false;
+                        (void)be->ops->configure(be, w->ctx.qp, w->ctx.net.features, w->ctx.net.hdr_len);
+                }
+        }
         if (r < 0) {
                 port_fault(d, r);
                 return;
@@ -777,6 +794,17 @@ void worker_return_chains(struct worker *w)
         d->tx_wait_port = d->rx_wait_guest = false;
 }
 
+int worker_configure_port(struct worker *w)
+{
+        struct backend *be = w->ctx.be;
+
+        if (atomic_load(&w->recovering)) {
+                w->configure_pending = true; /* the worker applies it when recover() returns */
+                return 0;
+        }
+        return be->ops->configure(be, w->ctx.qp, w->ctx.net.features, w->ctx.net.hdr_len);
+}
+
 int worker_send_raw(struct worker *w, const void *frame, size_t len)
 {
         struct backend *be = w->ctx.be;
@@ -787,6 +815,8 @@ int worker_send_raw(struct worker *w, const void *frame, size_t len)
 
         if (len > 64)
                 return -EMSGSIZE;
+        if (atomic_load(&w->recovering))
+                return -ENETDOWN;
         memset(buf, 0, hdr);
         memcpy(buf + hdr, frame, len);
         iov = (struct iovec){.iov_base = buf, .iov_len = hdr + len};

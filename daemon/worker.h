@@ -82,6 +82,10 @@ struct worker {
         atomic_int port_err;
         atomic_ulong port_faults; /* times it went down, for the control thread's log */
         atomic_int link_event;    /* WORKER_LINK_*: the control thread saw the port's interface change */
+        /* The worker is in the port's recover() without its lock: the control thread, which may hold the lock
+         * meanwhile, leaves the port's queue alone (worker_configure_port() defers, worker_send_raw() refuses). */
+        atomic_bool recovering;
+        bool configure_pending;
         bool port_down_logged;
         int port_err_logged;
         unsigned long port_faults_logged;
@@ -108,7 +112,10 @@ void worker_release(struct worker *w);
 void worker_return_chains(struct worker *w);
 /* The negotiated frame format changed (features, MTU). Quiesced only. */
 void worker_set_net(struct worker *w, const struct worker_net *net);
-/* Sends one frame out of the port from the control thread (RARP). Quiesced only. */
+/* Applies the negotiated offloads to the port's queue (at ring start); deferred while the port recovers.
+ * Quiesced only. */
+int worker_configure_port(struct worker *w);
+/* Sends one frame out of the port from the control thread (RARP). Quiesced only; -ENETDOWN while it recovers. */
 int worker_send_raw(struct worker *w, const void *frame, size_t len);
 
 #endif
