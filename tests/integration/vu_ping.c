@@ -12,6 +12,9 @@
  *       Runs CMD with one end of a connected socket pair as fd 3 (vhostd --fd 3), sends GET_FEATURES on the other
  *       end, prints the features, hangs up and waits (5 s) for CMD to exit. Exit 0 when the reply came and CMD
  *       exited 0 on its own.
+ *   vu_ping --latency SOCKET MILLISECONDS
+ *       GET_FEATURES round trips on one connection for MILLISECONDS; prints "count N mean_us N max_ms N" (the
+ *       control loop's reply time: it must never wait on something else). Exit 0 when every reply came.
  *   vu_ping --notify PATH [TIMEOUT_MS]
  *       Binds a unix datagram socket at PATH (what NOTIFY_SOCKET names), prints every datagram it receives, one
  *       "key=value" per line, until one contains STOPPING=1 or the timeout passes. Exit 0 when STOPPING=1 came,
@@ -74,8 +77,8 @@ static int set_path(struct sockaddr_un *sa, const char *path)
         return 0;
 }
 
-/* GET_FEATURES on a connected socket; prints the features. */
-static int ping_fd(int fd, const char *path, long long timeout_ms)
+/* One GET_FEATURES round trip on a connected socket (left open). */
+static int get_features(int fd, const char *path, long long timeout_ms, uint64_t *ret)
 {
         unsigned char msg[VU_HDR_SIZE] = {0}, reply[VU_HDR_SIZE + 8];
         long long deadline = now_ms() + timeout_ms;
@@ -87,7 +90,6 @@ static int ping_fd(int fd, const char *path, long long timeout_ms)
         memcpy(msg + 4, &flags, 4); /* size (msg + 8) stays 0 */
         if (send(fd, msg, sizeof(msg), MSG_NOSIGNAL) != (ssize_t)sizeof(msg)) {
                 fprintf(stderr, "vu_ping: %s: send: %s\n", path, strerror(errno));
-                close(fd);
                 return 1;
         }
         while (got < sizeof(reply)) {
@@ -97,19 +99,16 @@ static int ping_fd(int fd, const char *path, long long timeout_ms)
                 if (r <= 0) {
                         fprintf(stderr, "vu_ping: %s: %s after %zu of %zu reply bytes\n", path,
                                 r == 0 ? "timeout" : strerror(errno), got, sizeof(reply));
-                        close(fd);
                         return 1;
                 }
                 n = recv(fd, reply + got, sizeof(reply) - got, 0);
                 if (n <= 0) {
                         fprintf(stderr, "vu_ping: %s: %s after %zu of %zu reply bytes\n", path,
                                 n == 0 ? "connection closed" : strerror(errno), got, sizeof(reply));
-                        close(fd);
                         return 1;
                 }
                 got += (size_t)n;
         }
-        close(fd);
         memcpy(&req, reply, 4);
         memcpy(&rflags, reply + 4, 4);
         memcpy(&rsize, reply + 8, 4);
@@ -119,8 +118,20 @@ static int ping_fd(int fd, const char *path, long long timeout_ms)
                         le32toh(rflags), le32toh(rsize));
                 return 1;
         }
-        printf("0x%llx\n", (unsigned long long)le64toh(features));
+        *ret = le64toh(features);
         return 0;
+}
+
+/* GET_FEATURES on a connected socket, which it closes; prints the features. */
+static int ping_fd(int fd, const char *path, long long timeout_ms)
+{
+        uint64_t features;
+        int r = get_features(fd, path, timeout_ms, &features);
+
+        close(fd);
+        if (r == 0)
+                printf("0x%llx\n", (unsigned long long)features);
+        return r;
 }
 
 static int ping(const char *path, long long timeout_ms)
@@ -136,6 +147,41 @@ static int ping(const char *path, long long timeout_ms)
                 return 1;
         }
         return ping_fd(fd, path, timeout_ms);
+}
+
+static int latency(const char *path, long long duration_ms)
+{
+        struct sockaddr_un sa = {0};
+        long long end = now_ms() + duration_ms, max_us = 0, sum_us = 0, count = 0;
+        int fd;
+
+        if (set_path(&sa, path) < 0)
+                return 1;
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                fprintf(stderr, "vu_ping: cannot connect to %s: %s\n", path, strerror(errno));
+                return 1;
+        }
+        while (now_ms() < end) {
+                struct timespec a, b;
+                long long us;
+                uint64_t features;
+                int r;
+
+                clock_gettime(CLOCK_MONOTONIC, &a);
+                r = get_features(fd, path, 5000, &features);
+                clock_gettime(CLOCK_MONOTONIC, &b);
+                if (r != 0)
+                        return 1;
+                us = (b.tv_sec - a.tv_sec) * 1000000LL + (b.tv_nsec - a.tv_nsec) / 1000;
+                sum_us += us;
+                max_us = us > max_us ? us : max_us;
+                count++;
+                usleep(1000);
+        }
+        close(fd);
+        printf("count %lld mean_us %lld max_ms %lld\n", count, count ? sum_us / count : 0, max_us / 1000);
+        return 0;
 }
 
 /* Puts fd at 3 (without CLOEXEC) and runs argv. */
@@ -247,6 +293,8 @@ int main(int argc, char **argv)
         long long timeout_ms = 5000;
         if (argc > 3 && !strcmp(argv[1], "--listen"))
                 return listen_exec(argv[2], argv + 3);
+        if (argc == 4 && !strcmp(argv[1], "--latency"))
+                return latency(argv[2], atoll(argv[3]));
         if (argc > 2 && !strcmp(argv[1], "--pair"))
                 return pair_exec(argv + 2);
         int notify_mode = argc > 1 && !strcmp(argv[1], "--notify");
