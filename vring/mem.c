@@ -94,36 +94,79 @@ static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
         return a <= b + (blen - 1) && b <= a + (alen - 1);
 }
 
+/* First index in gpa order whose region starts at or above gpa (nregions when none does). */
+static unsigned lower_gpa(const struct mem_table *t, uint64_t gpa)
+{
+        unsigned lo = 0, hi = t->nregions;
+
+        while (lo < hi) {
+                unsigned mid = lo + (hi - lo) / 2;
+                if (t->regions[mid].gpa < gpa)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
+/* First position in by_uva whose region starts at or above uva. */
+static unsigned lower_uva(const struct mem_table *t, uint64_t uva)
+{
+        unsigned lo = 0, hi = t->nregions;
+
+        while (lo < hi) {
+                unsigned mid = lo + (hi - lo) / 2;
+                if (t->regions[t->by_uva[mid]].uva < uva)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
+/*
+ * The table's regions do not overlap each other, so a new range can only overlap its neighbours in sorted
+ * order: the last region starting below it (which would contain its start) and the first starting at or above.
+ */
 int mem_table_add(struct mem_table *t, const struct mem_region *r, const char **ret_why)
 {
-        unsigned i, pos = 0;
+        unsigned pos, upos;
 
         if (t->nregions >= MEM_MAX_REGIONS) {
                 *ret_why = "too many memory regions";
                 return -E2BIG;
         }
-        for (i = 0; i < t->nregions; i++) {
-                const struct mem_region *o = &t->regions[i];
-                if (ranges_overlap(o->gpa, o->size, r->gpa, r->size)) {
-                        *ret_why = "guest-physical range overlaps another region";
-                        return -EEXIST;
-                }
+        pos = lower_gpa(t, r->gpa);
+        if ((pos > 0 && ranges_overlap(t->regions[pos - 1].gpa, t->regions[pos - 1].size, r->gpa, r->size)) ||
+            (pos < t->nregions && ranges_overlap(t->regions[pos].gpa, t->regions[pos].size, r->gpa, r->size))) {
+                *ret_why = "guest-physical range overlaps another region";
+                return -EEXIST;
+        }
+        upos = lower_uva(t, r->uva);
+        for (unsigned k = upos > 0 ? upos - 1 : upos; k <= upos && k < t->nregions; k++) {
+                const struct mem_region *o = &t->regions[t->by_uva[k]];
                 if (ranges_overlap(o->uva, o->size, r->uva, r->size)) {
                         *ret_why = "user address range overlaps another region";
                         return -EEXIST;
                 }
-                if (o->gpa < r->gpa)
-                        pos = i + 1;
         }
         memmove(&t->regions[pos + 1], &t->regions[pos], (t->nregions - pos) * sizeof(t->regions[0]));
         t->regions[pos] = *r;
+        for (unsigned k = 0; k < t->nregions; k++)
+                if (t->by_uva[k] >= pos)
+                        t->by_uva[k]++;
+        memmove(&t->by_uva[upos + 1], &t->by_uva[upos], (t->nregions - upos) * sizeof(t->by_uva[0]));
+        t->by_uva[upos] = (uint16_t)pos;
         t->nregions++;
         return 0;
 }
 
 int mem_table_find(const struct mem_table *t, uint64_t gpa, uint64_t size, uint64_t uva)
 {
-        for (unsigned i = 0; i < t->nregions; i++) {
+        unsigned i = lower_gpa(t, gpa);
+
+        /* gpas are unique in the table: only one region can start at gpa. */
+        if (i < t->nregions) {
                 const struct mem_region *o = &t->regions[i];
                 if (o->gpa == gpa && o->size == size && o->uva == uva)
                         return (int)i;
@@ -134,6 +177,7 @@ int mem_table_find(const struct mem_table *t, uint64_t gpa, uint64_t size, uint6
 int mem_table_remove(struct mem_table *t, uint64_t gpa, uint64_t size, uint64_t uva, struct mem_region *ret)
 {
         int i = mem_table_find(t, gpa, size, uva);
+        unsigned n = 0;
         struct mem_region *o;
 
         if (i < 0)
@@ -147,6 +191,12 @@ int mem_table_remove(struct mem_table *t, uint64_t gpa, uint64_t size, uint64_t 
         memmove(o, o + 1, (t->nregions - (unsigned)i - 1) * sizeof(*o));
         t->nregions--;
         memset(&t->regions[t->nregions], 0, sizeof(*o));
+        for (unsigned k = 0; k <= t->nregions; k++) {
+                if (t->by_uva[k] == (unsigned)i)
+                        continue;
+                t->by_uva[n++] = (uint16_t)(t->by_uva[k] > (unsigned)i ? t->by_uva[k] - 1 : t->by_uva[k]);
+        }
+        t->by_uva[t->nregions] = 0;
         return 1;
 }
 
@@ -211,15 +261,22 @@ int mem_translate(const struct mem_table *t, uint64_t gpa, uint64_t len, bool wr
 
 void *mem_uva_to_host(const struct mem_table *t, uint64_t uva, uint64_t len, bool write)
 {
+        const struct mem_region *r;
+        unsigned k;
+
         if (len == 0 || add_overflows(uva, len - 1))
                 return NULL;
-        for (unsigned i = 0; i < t->nregions; i++) {
-                const struct mem_region *r = &t->regions[i];
-                if (uva < r->uva || uva - r->uva >= r->size)
-                        continue;
-                if (len > r->size - (uva - r->uva) || (write && !r->writable))
-                        return NULL;
-                return r->host + (uva - r->uva);
-        }
-        return NULL;
+        /* The region that can contain uva is the last one starting at or below it. */
+        k = lower_uva(t, uva);
+        if (k < t->nregions && t->regions[t->by_uva[k]].uva == uva)
+                r = &t->regions[t->by_uva[k]];
+        else if (k > 0)
+                r = &t->regions[t->by_uva[k - 1]];
+        else
+                return NULL;
+        if (uva < r->uva || uva - r->uva >= r->size)
+                return NULL;
+        if (len > r->size - (uva - r->uva) || (write && !r->writable))
+                return NULL;
+        return r->host + (uva - r->uva);
 }

@@ -11,7 +11,11 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#define MEM_MAX_REGIONS 32
+/*
+ * QEMU's limit (GET_MAX_MEM_SLOTS): memory hotplug (pc-dimm, virtio-mem) adds regions one by one. A table is
+ * about 33 KiB, allocated once per memory-table change; translation stays O(log n) (hint, then binary search).
+ */
+#define MEM_MAX_REGIONS 509
 
 struct mem_region {
         uint64_t gpa;         /* guest-physical start */
@@ -26,9 +30,14 @@ struct mem_region {
         unsigned refs; /* ADD_MEM_REG of an identical region (QEMU sends one per queue pair) */
 };
 
-/* Replaced as a whole, never edited while a worker may read it. Sorted by gpa. */
+/*
+ * Replaced as a whole, never edited while a worker may read it. Sorted by gpa; by_uva lists the same regions in
+ * uva order. Filled only through mem_table_add() and mem_table_remove(), which keep both orders (a copy of a
+ * whole table stays consistent).
+ */
 struct mem_table {
         unsigned nregions;
+        uint16_t by_uva[MEM_MAX_REGIONS]; /* indices into regions[], by increasing uva */
         struct mem_region regions[MEM_MAX_REGIONS];
 };
 
@@ -63,7 +72,7 @@ void mem_table_clear(struct mem_table *t);
 int mem_translate(const struct mem_table *t, uint64_t gpa, uint64_t len, bool write, struct iovec *iov, unsigned max,
                   unsigned *hint);
 
-/* Translates a front-end virtual range that must be contiguous in one region; NULL otherwise. */
+/* Translates a front-end virtual range that must be contiguous in one region; NULL otherwise. O(log n). */
 void *mem_uva_to_host(const struct mem_table *t, uint64_t uva, uint64_t len, bool write);
 
 #endif

@@ -41,8 +41,8 @@
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Guest RAM                                                                                                      */
 
-#define FE_MEM_MAX VU_MAX_MEM_SLOTS /* regions in one struct fe_mem (SET_MEM_TABLE takes at most 8) */
-#define FE_MEM_NAME "fakefe-ram"    /* memfd name: /proc/PID/maps shows "/memfd:fakefe-ram (deleted)" */
+#define FE_MEM_MAX 509           /* regions in one struct fe_mem: QEMU's slot limit (SET_MEM_TABLE takes 8) */
+#define FE_MEM_NAME "fakefe-ram" /* memfd name: /proc/PID/maps shows "/memfd:fakefe-ram (deleted)" */
 
 /* Back the region with MFD_HUGETLB (size must be a multiple of 2 MiB). */
 #define FE_MEM_HUGETLB 0x1u

@@ -79,20 +79,24 @@ static void init(void)
                 return;
         done = true;
         for (unsigned i = 0; i < NREGS; i++) {
-                struct mem_region *r = &mem.regions[i];
+                /* Through mem_table_add(), which keeps the table's gpa and uva orders (no mapping of its own). */
+                struct mem_region r = {
+                        .gpa = regs[i].gpa,
+                        .size = regs[i].size,
+                        .uva = regs[i].uva,
+                        .writable = regs[i].writable,
+                        .refs = 1,
+                };
+                const char *why;
 
                 regs[i].host = map_guarded(regs[i].size);
                 snapshot[i] = malloc(regs[i].size);
                 if (!snapshot[i])
                         abort();
-                r->gpa = regs[i].gpa;
-                r->size = regs[i].size;
-                r->uva = regs[i].uva;
-                r->host = regs[i].host;
-                r->writable = regs[i].writable;
-                r->refs = 1;
+                r.host = regs[i].host;
+                if (mem_table_add(&mem, &r, &why) < 0)
+                        abort();
         }
-        mem.nregions = NREGS;
 }
 
 /* Fills guest RAM from the input; C is made read-only again afterwards. */

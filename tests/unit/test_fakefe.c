@@ -334,7 +334,7 @@ static int mbe_handle(struct mbe *m, struct vu_msg *msg)
                 mbe_reply_u64(m, msg, MBE_QUEUES);
                 return -1;
         case VU_GET_MAX_MEM_SLOTS:
-                mbe_reply_u64(m, msg, VU_MAX_MEM_SLOTS);
+                mbe_reply_u64(m, msg, FE_MEM_MAX);
                 return -1;
         case VU_SET_OWNER:
                 return 0;

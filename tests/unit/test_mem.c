@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Unit tests for vring/mem.c: region checks, mapping memfds (writable and read-only), the sorted table
- * (overlaps, order, removal) and the two translations (gpa ranges to iovecs, uva ranges to one pointer).
+ * (overlaps, order, removal) and the two translations (gpa ranges to iovecs, uva ranges to one pointer), also
+ * with a full table of MEM_MAX_REGIONS regions.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -582,6 +583,216 @@ static void test_many_regions(void **state)
         mem_table_clear(&t);
 }
 
+/*
+ * A full table of MEM_MAX_REGIONS regions (no mappings: host pointers into one buffer), with gaps between some
+ * regions and not others, and uvas in an order unrelated to the gpas (uva order is a permutation of gpa order).
+ */
+#define FULL_UVA 0x7f0000000000ull
+
+struct full {
+        struct mem_table t;
+        uint8_t *buf;
+        uint64_t gpa[MEM_MAX_REGIONS], size[MEM_MAX_REGIONS], uva[MEM_MAX_REGIONS];
+        uint8_t *host[MEM_MAX_REGIONS];
+};
+
+static void full_layout(struct full *f)
+{
+        uint64_t gpa = 0x1000, off = 0;
+
+        for (unsigned k = 0; k < MEM_MAX_REGIONS; k++) {
+                f->size[k] = PAGE * (1 + k % 4);
+                f->gpa[k] = gpa;
+                /* Every third region follows its predecessor directly; the others leave a gap of a page or two. */
+                gpa += f->size[k] + (k % 3 == 2 ? 0 : PAGE * (1 + k % 2));
+                /* 509 is prime: k -> 211 k mod 509 is a permutation, so uva order is shuffled against gpa order. */
+                f->uva[k] = FULL_UVA + ((uint64_t)k * 211 % MEM_MAX_REGIONS) * 0x100000;
+                f->host[k] = f->buf + off;
+                off += f->size[k] + 64; /* not adjacent in host memory either */
+        }
+}
+
+static void full_setup(struct full *f)
+{
+        const char *why;
+
+        f->buf = calloc(MEM_MAX_REGIONS, 4 * PAGE + 64);
+        assert_non_null(f->buf);
+        full_layout(f);
+        /* Added in a third order (k * 97 mod 509), so insertion hits the middle of both orders. */
+        for (unsigned i = 0; i < MEM_MAX_REGIONS; i++) {
+                unsigned k = (unsigned)((uint64_t)i * 97 % MEM_MAX_REGIONS);
+                struct mem_region r = fake(f->gpa[k], f->size[k], f->uva[k]);
+
+                r.host = f->host[k];
+                assert_int_equal(mem_table_add(&f->t, &r, &why), 0);
+        }
+        assert_int_equal(f->t.nregions, MEM_MAX_REGIONS);
+}
+
+/* Both orders hold: regions[] by gpa, by_uva[] a permutation by uva. */
+static void check_orders(const struct mem_table *t)
+{
+        bool seen[MEM_MAX_REGIONS] = {0};
+
+        for (unsigned i = 0; i < t->nregions; i++) {
+                assert_true(t->by_uva[i] < t->nregions);
+                assert_false(seen[t->by_uva[i]]);
+                seen[t->by_uva[i]] = true;
+                if (i > 0) {
+                        assert_true(t->regions[i - 1].gpa + t->regions[i - 1].size <= t->regions[i].gpa);
+                        assert_true(t->regions[t->by_uva[i - 1]].uva < t->regions[t->by_uva[i]].uva);
+                }
+        }
+}
+
+static void expect_one(const struct mem_table *t, uint64_t gpa, uint64_t len, unsigned *hint, const uint8_t *host)
+{
+        struct iovec iov[2];
+        int r = mem_translate(t, gpa, len, true, iov, 2, hint);
+
+        if (r != 1)
+                print_error("gpa 0x%llx+%llu: %d\n", (unsigned long long)gpa, (unsigned long long)len, r);
+        assert_int_equal(r, 1);
+        assert_ptr_equal(iov[0].iov_base, host);
+        assert_int_equal(iov[0].iov_len, len);
+}
+
+static void test_full_table_translate(void **state)
+{
+        struct full *f = calloc(1, sizeof(*f));
+        struct iovec iov[2];
+        unsigned hint = 0;
+
+        assert_non_null(f);
+        full_setup(f);
+        check_orders(&f->t);
+        for (unsigned k = 0; k < MEM_MAX_REGIONS; k++) {
+                uint64_t g = f->gpa[k], n = f->size[k];
+                bool gap_before = k == 0 || f->gpa[k - 1] + f->size[k - 1] < g;
+                bool gap_after = k == MEM_MAX_REGIONS - 1 || g + n < f->gpa[k + 1];
+                unsigned stale = (k * 7 + 3) % MEM_MAX_REGIONS;
+
+                /* Every region, with the hint on it, on another region, and out of range. */
+                expect_one(&f->t, g, n, &hint, f->host[k]);
+                assert_int_equal(hint, k);
+                hint = stale;
+                expect_one(&f->t, g + n - 1, 1, &hint, f->host[k] + n - 1);
+                assert_int_equal(hint, k);
+                hint = ~0u;
+                expect_one(&f->t, g + PAGE / 2, 8, &hint, f->host[k] + PAGE / 2);
+                /* Edges: the byte before and after is another region or nothing. */
+                hint = k;
+                if (gap_before) {
+                        assert_int_equal(mem_translate(&f->t, g - 1, 1, false, iov, 2, &hint), -EFAULT);
+                        assert_int_equal(mem_translate(&f->t, g - 1, 2, false, iov, 2, &hint), -EFAULT);
+                } else {
+                        assert_int_equal(mem_translate(&f->t, g - 1, 2, false, iov, 2, &hint), 2);
+                        assert_ptr_equal(iov[0].iov_base, f->host[k - 1] + f->size[k - 1] - 1);
+                        assert_ptr_equal(iov[1].iov_base, f->host[k]);
+                }
+                hint = k;
+                if (gap_after) {
+                        assert_int_equal(mem_translate(&f->t, g + n, 1, false, iov, 2, &hint), -EFAULT);
+                        assert_int_equal(mem_translate(&f->t, g, n + 1, false, iov, 2, &hint), -EFAULT);
+                } else {
+                        expect_one(&f->t, g + n, 1, &hint, f->host[k + 1]);
+                        assert_int_equal(hint, k + 1);
+                }
+        }
+        /* Below the first and above the last region. */
+        assert_int_equal(mem_translate(&f->t, 0, 1, false, iov, 2, &hint), -EFAULT);
+        assert_int_equal(mem_translate(&f->t, f->gpa[MEM_MAX_REGIONS - 1] + f->size[MEM_MAX_REGIONS - 1], 1, false, iov,
+                                       2, &hint),
+                         -EFAULT);
+        assert_int_equal(mem_translate(&f->t, UINT64_MAX, 1, false, iov, 2, &hint), -EFAULT);
+        free(f->buf);
+        free(f);
+}
+
+static void test_full_table_uva(void **state)
+{
+        struct full *f = calloc(1, sizeof(*f));
+
+        assert_non_null(f);
+        full_setup(f);
+        for (unsigned k = 0; k < MEM_MAX_REGIONS; k++) {
+                uint64_t u = f->uva[k], n = f->size[k];
+
+                assert_ptr_equal(mem_uva_to_host(&f->t, u, n, true), f->host[k]);
+                assert_ptr_equal(mem_uva_to_host(&f->t, u, 1, false), f->host[k]);
+                assert_ptr_equal(mem_uva_to_host(&f->t, u + n - 1, 1, false), f->host[k] + n - 1);
+                assert_ptr_equal(mem_uva_to_host(&f->t, u + 8, n - 8, false), f->host[k] + 8);
+                assert_null(mem_uva_to_host(&f->t, u, n + 1, false));
+                assert_null(mem_uva_to_host(&f->t, u + n, 1, false));
+                assert_null(mem_uva_to_host(&f->t, u - 1, 1, false));
+                assert_null(mem_uva_to_host(&f->t, u - 1, 2, false));
+                /* A gpa is not a uva. */
+                assert_null(mem_uva_to_host(&f->t, f->gpa[k], 1, false));
+        }
+        assert_null(mem_uva_to_host(&f->t, FULL_UVA - 1, 1, false));
+        assert_null(mem_uva_to_host(&f->t, FULL_UVA + MEM_MAX_REGIONS * 0x100000ull, 1, false));
+        free(f->buf);
+        free(f);
+}
+
+/* Random adds and removes against a model: both orders, find, translate and uva lookups stay right. */
+static void test_table_add_remove_model(void **state)
+{
+        struct full *f = calloc(1, sizeof(*f));
+        bool in[MEM_MAX_REGIONS] = {0};
+        unsigned count = 0;
+        uint32_t rnd = 1;
+
+        assert_non_null(f);
+        f->buf = calloc(MEM_MAX_REGIONS, 4 * PAGE + 64);
+        assert_non_null(f->buf);
+        full_layout(f);
+        for (unsigned step = 0; step < 20000; step++) {
+                unsigned k;
+                const char *why;
+                struct mem_region gone;
+
+                rnd = rnd * 1103515245u + 12345u;
+                k = (rnd >> 8) % MEM_MAX_REGIONS;
+                if (!in[k]) {
+                        struct mem_region r = fake(f->gpa[k], f->size[k], f->uva[k]);
+
+                        r.host = f->host[k];
+                        assert_int_equal(mem_table_add(&f->t, &r, &why), 0);
+                        in[k] = true;
+                        count++;
+                } else {
+                        assert_int_equal(mem_table_remove(&f->t, f->gpa[k], f->size[k], f->uva[k], &gone), 1);
+                        assert_int_equal(gone.gpa, f->gpa[k]);
+                        in[k] = false;
+                        count--;
+                }
+                assert_int_equal(f->t.nregions, count);
+                if (step % 97)
+                        continue;
+                check_orders(&f->t);
+                for (unsigned j = 0; j < MEM_MAX_REGIONS; j++) {
+                        struct iovec iov;
+                        unsigned hint = j;
+                        int r = mem_translate(&f->t, f->gpa[j] + 1, 1, false, &iov, 1, &hint);
+
+                        if (in[j]) {
+                                assert_int_equal(r, 1);
+                                assert_ptr_equal(iov.iov_base, f->host[j] + 1);
+                                assert_true(mem_table_find(&f->t, f->gpa[j], f->size[j], f->uva[j]) >= 0);
+                                assert_ptr_equal(mem_uva_to_host(&f->t, f->uva[j] + 1, 1, false), f->host[j] + 1);
+                        } else {
+                                assert_int_equal(r, -EFAULT);
+                                assert_int_equal(mem_table_find(&f->t, f->gpa[j], f->size[j], f->uva[j]), -1);
+                                assert_null(mem_uva_to_host(&f->t, f->uva[j] + 1, 1, false));
+                        }
+                }
+        }
+        free(f->buf);
+        free(f);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -601,6 +812,9 @@ int main(void)
                 cmocka_unit_test(test_remove_refs),
                 cmocka_unit_test(test_top_of_address_space),
                 cmocka_unit_test(test_many_regions),
+                cmocka_unit_test(test_full_table_translate),
+                cmocka_unit_test(test_full_table_uva),
+                cmocka_unit_test(test_table_add_remove_model),
         };
 
         if (getenv("TEST_FILTER"))
