@@ -15,4 +15,6 @@ run() {
 }
 run bench/iperf_tap.sh "$RUNS" 5   # TCP through a QEMU guest: vhostd tap vs QEMU's tap
 run bench/pps.sh "$RUNS" 2         # frames/s per port kind: vhostd vs dpdk-testpmd, testpmd as the guest
+# The README's tables from this run only (the chart, bench/results/pps.png, is pps.sh's of this run too).
+[ "$rc" -ne 0 ] || run bench/readme_table.sh
 exit "$rc"
