@@ -4,6 +4,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,6 +218,14 @@ int vq_pop(struct vq *vq, struct vq_elem *elem, unsigned iov_max)
                 if (n < 0)
                         return vq_set_broken(vq, "chain %u: buffer 0x%llx+%u is outside %sguest memory", head,
                                              (unsigned long long)d.addr, d.len, write ? "writable " : "");
+                if (elem->gpa) {
+                        uint64_t g = d.addr;
+
+                        for (int k = 0; k < n; k++) {
+                                elem->gpa[nio + k] = g;
+                                g += elem->iov[nio + k].iov_len;
+                        }
+                }
                 nio += (unsigned)n;
                 if (write)
                         elem->in_num += (unsigned)n;
@@ -237,6 +246,91 @@ void vq_unpop(struct vq *vq, unsigned n)
         vq->last_avail_idx -= (uint16_t)n;
 }
 
+/* ---- dirty logging (vring/log.h) ---- */
+
+/* Bytes of the used ring: flags, idx, num entries, avail_event. */
+static uint64_t used_ring_size(unsigned num)
+{
+        return offsetof(struct vring_used, ring) + sizeof(struct vring_used_elem) * (uint64_t)num + 2;
+}
+
+static inline bool logging_used(const struct vq *vq)
+{
+        return __builtin_expect(vq->log != NULL, 0) && vq->log_used;
+}
+
+/* Marks [off, off + len) of the used ring, after it was written. */
+static void log_used(struct vq *vq, uint64_t off, uint64_t len)
+{
+        if (vlog_mark(vq->log, vq->log_used_gpa + off, len) < 0)
+                vq_set_broken(vq, "dirty log of %llu bytes does not cover the used ring at 0x%llx",
+                              (unsigned long long)vq->log->size, (unsigned long long)vq->log_used_gpa);
+}
+
+int vq_set_log(struct vq *vq, struct vq_log *log, bool log_used, uint64_t used_gpa, const char **ret_why)
+{
+        if (log && log_used) {
+                uint64_t len;
+
+                if (vq_check_num(vq->num) < 0) {
+                        *ret_why = "ring size not set";
+                        return -EINVAL;
+                }
+                len = used_ring_size(vq->num);
+                if (!vlog_covers_range(log, used_gpa, len)) {
+                        *ret_why = "the dirty log does not cover the used ring";
+                        return -ERANGE;
+                }
+                if (vq->used && vq->mem) {
+                        struct iovec iov;
+                        unsigned hint = 0;
+
+                        /* Marks at used_gpa must stand for the memory we write: the used ring we were given. */
+                        if (mem_translate(vq->mem, used_gpa, len, true, &iov, 1, &hint) != 1 ||
+                            iov.iov_base != (void *)vq->used) {
+                                *ret_why = "log_guest_addr is not the guest-physical address of the used ring";
+                                return -EFAULT;
+                        }
+                }
+        }
+        vq->log = log;
+        vq->log_used = log && log_used;
+        vq->log_used_gpa = vq->log_used ? used_gpa : 0;
+        return 0;
+}
+
+/* Marks the first len bytes of e's writable segments, merging segments that follow each other in gpa. */
+static void log_written(struct vq *vq, const struct vq_elem *e, uint32_t len)
+{
+        uint64_t left = len, start = 0, run = 0;
+
+        if (!e->gpa) {
+                vq_set_broken(vq, "chain %u: written while dirty logging is on, but popped without its addresses",
+                              e->head);
+                return;
+        }
+        for (unsigned i = e->out_num; i < e->out_num + e->in_num && left; i++) {
+                uint64_t n = e->iov[i].iov_len < left ? e->iov[i].iov_len : left;
+
+                if (run && e->gpa[i] == start + run) {
+                        run += n;
+                } else {
+                        if (run && vlog_mark(vq->log, start, run) < 0)
+                                goto too_small;
+                        start = e->gpa[i];
+                        run = n;
+                }
+                left -= n;
+        }
+        if (run && vlog_mark(vq->log, start, run) < 0)
+                goto too_small;
+        return;
+
+too_small:
+        vq_set_broken(vq, "chain %u: dirty log of %llu bytes does not cover guest address 0x%llx+%llu", e->head,
+                      (unsigned long long)vq->log->size, (unsigned long long)start, (unsigned long long)run);
+}
+
 void vq_push(struct vq *vq, uint16_t head, uint32_t len)
 {
         struct vring_used_elem *e = &vq->used->ring[vq->used_idx & (vq->num - 1)];
@@ -244,11 +338,39 @@ void vq_push(struct vq *vq, uint16_t head, uint32_t len)
         e->id = htole32(head);
         e->len = htole32(len);
         vq->used_idx++;
+        vq->unpublished++;
+}
+
+void vq_push_elem(struct vq *vq, const struct vq_elem *e, uint32_t len)
+{
+        if (__builtin_expect(vq->log != NULL, 0) && len)
+                log_written(vq, e, len);
+        vq_push(vq, e->head, len);
+}
+
+/* Marks the used entries written since the last publish (at most the whole ring, maybe wrapping), then idx. */
+static void log_publish(struct vq *vq)
+{
+        unsigned n = vq->unpublished < vq->num ? vq->unpublished : vq->num;
+        unsigned first = (uint16_t)(vq->used_idx - n) & (vq->num - 1);
+        uint64_t ring = offsetof(struct vring_used, ring), elem = sizeof(struct vring_used_elem);
+
+        if (n) {
+                unsigned k = n < vq->num - first ? n : vq->num - first;
+
+                log_used(vq, ring + elem * first, elem * k);
+                if (k < n)
+                        log_used(vq, ring, elem * (n - k));
+        }
+        log_used(vq, offsetof(struct vring_used, idx), sizeof(vq->used->idx));
 }
 
 void vq_publish(struct vq *vq)
 {
         __atomic_store_n(&vq->used->idx, htole16(vq->used_idx), __ATOMIC_RELEASE);
+        if (logging_used(vq))
+                log_publish(vq);
+        vq->unpublished = 0;
 }
 
 bool vq_should_call(struct vq *vq)
@@ -278,8 +400,11 @@ void vq_disable_notify(struct vq *vq)
         if (!vq->notify_enabled)
                 return;
         vq->notify_enabled = false;
-        if (!vq->event_idx)
+        if (!vq->event_idx) {
                 store16(&vq->used->flags, VRING_USED_F_NO_NOTIFY);
+                if (logging_used(vq))
+                        log_used(vq, offsetof(struct vring_used, flags), sizeof(vq->used->flags));
+        }
         /* With EVENT_IDX, leaving avail_event behind is enough: the guest kicks only when it passes it. */
 }
 
@@ -290,6 +415,12 @@ bool vq_enable_notify(struct vq *vq)
                 store16((uint16_t *)&vq->used->ring[vq->num], vq->last_avail_idx); /* avail_event */
         else
                 store16(&vq->used->flags, 0);
+        if (logging_used(vq)) {
+                if (vq->event_idx)
+                        log_used(vq, used_ring_size(vq->num) - 2, 2);
+                else
+                        log_used(vq, offsetof(struct vring_used, flags), sizeof(vq->used->flags));
+        }
         /* Our store must be visible before we look again, or a kick can be lost. */
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
         return load_acquire16(&vq->avail->idx) != vq->last_avail_idx;

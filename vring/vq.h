@@ -4,6 +4,12 @@
  * controls (indices, descriptor addresses, lengths, flags, indirect tables) is checked here.
  * A violation marks the queue broken with a reason; the caller logs it once. Not thread-safe: one
  * worker owns a started queue, the control thread touches it only while that worker is quiesced.
+ *
+ * Dirty logging (live migration, vring/log.h): with a log set (vq_set_log()), everything this file writes into
+ * guest memory is marked after it is written: used entries and used->idx at vq_publish(), used->flags and
+ * avail_event where they are written, and the bytes a caller wrote into a chain's writable buffers when it hands
+ * the chain back with vq_push_elem(). For that vq_pop() records the guest-physical address of every segment
+ * (vq_elem.gpa). Without a log the cost is one predictable branch per publish and per push.
  */
 #ifndef VRING_VQ_H
 #define VRING_VQ_H
@@ -12,6 +18,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "vring/log.h"
 #include "vring/mem.h"
 #include "vring/virtio.h"
 
@@ -37,6 +44,12 @@ struct vq {
 
         /* Copy of an indirect table that is not contiguous in host memory (allocated at setup). */
         struct vring_desc *indirect_scratch;
+
+        /* Dirty logging: NULL when off (see vq_set_log()). */
+        struct vq_log *log;
+        bool log_used;         /* used-ring writes are logged at log_used_gpa (VHOST_VRING_F_LOG) */
+        uint64_t log_used_gpa; /* guest-physical address of the used ring (SET_VRING_ADDR log_guest_addr) */
+        unsigned unpublished;  /* used entries written since the last vq_publish() */
 };
 
 /* What vq_pop() found: readable segments first (out), then writable (in). */
@@ -45,6 +58,13 @@ struct vq_elem {
         unsigned out_num, in_num;
         uint64_t out_len, in_len;
         struct iovec *iov; /* caller's array */
+        /*
+         * NULL, or the caller's array parallel to iov (as many entries): vq_pop() stores the guest-physical
+         * address of each segment, which vq_push_elem() needs to log what was written. Every chain the device
+         * writes into must be popped with it (recorded whether logging is on or not: logging may start between
+         * the pop and the push).
+         */
+        uint64_t *gpa;
 };
 
 /*
@@ -73,9 +93,32 @@ int vq_pop(struct vq *vq, struct vq_elem *elem, unsigned iov_max);
 /* Gives back the last n popped chains (they were not used). */
 void vq_unpop(struct vq *vq, unsigned n);
 
-/* Records a used element; becomes visible to the guest at vq_publish(). */
+/*
+ * Records a used element; becomes visible to the guest at vq_publish(). Logs nothing of the chain's buffers:
+ * for a chain the device wrote into (len > 0), use vq_push_elem().
+ */
 void vq_push(struct vq *vq, uint16_t head, uint32_t len);
+
+/*
+ * vq_push() for a popped chain, which first marks in the dirty log (when logging is on) the pages of the first
+ * len bytes of e's writable segments. Call it after everything written into the chain is written (the virtio-net
+ * header with num_buffers included): a write after the mark may be missed by migration. A chain popped without
+ * e->gpa while logging is on, or a log too small for a buffer, marks the queue broken (the used entry is still
+ * recorded).
+ */
+void vq_push_elem(struct vq *vq, const struct vq_elem *e, uint32_t len);
+
+/* Publishes the used index; with logging on, then marks the used entries written since the last call and idx. */
 void vq_publish(struct vq *vq);
+
+/*
+ * Turns dirty logging of this queue on (log non-NULL) or off (NULL). log_used: also log used-ring writes, the
+ * used ring being at guest-physical used_gpa (SET_VRING_ADDR with VHOST_VRING_F_LOG and log_guest_addr).
+ * Checks, when log_used: the used ring (with avail_event) lies inside the log, and, when the rings are mapped,
+ * used_gpa is the used ring (translates to the same host memory). Returns 0, or -ERANGE / -EFAULT with *ret_why
+ * set and logging left as it was. Call it with the worker quiesced, and again after vq_map_rings().
+ */
+int vq_set_log(struct vq *vq, struct vq_log *log, bool log_used, uint64_t used_gpa, const char **ret_why);
 
 /* Whether the guest wants an interrupt for what was published since the last call (updates state). */
 bool vq_should_call(struct vq *vq);

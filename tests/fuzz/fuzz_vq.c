@@ -2,7 +2,7 @@
 /*
  * libFuzzer target for the split virtqueue (vring/vq.c) over fuzzed guest RAM:
  *   clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE tests/fuzz/fuzz_vq.c \
- *       vring/mem.c vring/vq.c -o fuzz_vq && ./fuzz_vq tests/fuzz/corpus/vq
+ *       vring/log.c vring/mem.c vring/vq.c -o fuzz_vq && ./fuzz_vq tests/fuzz/corpus/vq
  *
  * Guest RAM is four regions, each its own mapping between PROT_NONE guard pages (ASan does not watch mmap'd
  * memory; the guards turn any stray access into a crash):
@@ -14,17 +14,22 @@
  * Input:
  *   byte 0      ring size: 1 << (b % 9)
  *   byte 1      bit 0: EVENT_IDX; bit 1: ring addresses from bytes 2..7 (uva offsets from A, little-endian
- *               u16 each: desc, avail, used) instead of the compact layout (used when they do not map)
+ *               u16 each: desc, avail, used) instead of the compact layout (used when they do not map);
+ *               bit 2: dirty logging on (the log covers A, B and C, not D; it ends at a guard page)
  *   byte 8      ops length L (then L op bytes)
  *   the rest    guest RAM image, from A's start on through B and C (so the first bytes are the descriptor
  *               table, then the avail ring, the used ring, then data)
- * Ops (b & 7, arg = b >> 3): pop with iov_max arg + 1, push the oldest popped, publish, should_call,
+ * Ops (b & 7, arg = b >> 3): pop with iov_max arg + 1, push the oldest popped (with vq_push_elem() when it is
+ * the last popped chain, whose segments we still have), publish, should_call,
  * enable_notify, disable_notify, unpop the arg newest popped, guest action (avail idx += arg, or for
  * arg >= 16 write the next byte at A + next u16).
  *
  * Checks: every iovec lies inside one region (writable ones in writable regions), lengths add up, counts
  * respect iov_max, heads are < num, vq_pop never writes guest memory, nothing is consumed on 0/-ENOBUFS/
  * errors, a broken queue stays broken, and a pop that succeeds implies the guest made a chain available.
+ * Every segment's recorded guest-physical address translates back to its iovec. With logging on: the pages of
+ * the bytes vq_push_elem() was told were written are marked (or the queue broke because one lies beyond the
+ * log, in D), the used index's page is marked after a publish, and nothing is written past the log.
  */
 #include <endian.h>
 #include <errno.h>
@@ -35,6 +40,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "vring/log.h"
 #include "vring/mem.h"
 #include "vring/vq.h"
 
@@ -43,6 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define IOV_MAX_FUZZ 32
 #define POPPED_MAX 1024
 #define UVA_BASE 0x7f0000000000ull
+#define LOG_BYTES 8 /* 64 pages: 256 KiB, A to C */
 
 struct fregion {
         uint64_t gpa, size, uva;
@@ -60,6 +67,7 @@ static struct fregion regs[] = {
 
 static struct mem_table mem;
 static uint8_t *snapshot[NREGS];
+static struct vq_log dirty_log;
 
 static uint8_t *map_guarded(size_t size)
 {
@@ -97,6 +105,41 @@ static void init(void)
                 if (mem_table_add(&mem, &r, &why) < 0)
                         abort();
         }
+        {
+                /* The log ends where a guard page begins: a write past it crashes. */
+                size_t page = (size_t)sysconf(_SC_PAGESIZE);
+                uint8_t *p = map_guarded(page);
+
+                vlog_init(&dirty_log, p + page - LOG_BYTES, LOG_BYTES);
+        }
+}
+
+static bool logged(uint64_t gpa)
+{
+        uint64_t page = gpa >> VLOG_PAGE_SHIFT;
+
+        return page / 8 < dirty_log.size && (dirty_log.base[page / 8] & (1u << (page % 8)));
+}
+
+/* After vq_push_elem(e, len) with logging on: the pages of the first len written bytes are marked. */
+static void check_logged_elem(const struct vq *vq, const struct vq_elem *e, uint32_t len)
+{
+        uint64_t left = len;
+        bool beyond = false;
+
+        for (unsigned i = e->out_num; i < e->out_num + e->in_num && left; i++) {
+                uint64_t n = e->iov[i].iov_len < left ? e->iov[i].iov_len : left;
+
+                if (!vlog_covers_range(&dirty_log, e->gpa[i], n)) {
+                        beyond = true; /* in D: what fits was marked, the queue broke */
+                        break;
+                }
+                if (!logged(e->gpa[i]) || !logged(e->gpa[i] + n - 1))
+                        abort();
+                left -= n;
+        }
+        if (beyond != vq->broken)
+                abort();
 }
 
 /* Fills guest RAM from the input; C is made read-only again afterwards. */
@@ -164,7 +207,14 @@ static void check_pop(struct vq *vq, const struct vq_elem *e, int r, unsigned io
                         abort();
                 for (unsigned i = 0; i < e->out_num + e->in_num; i++) {
                         bool write = i >= e->out_num;
+                        struct iovec back;
+                        unsigned hint = 0;
+
                         if (!in_guest(&e->iov[i], write))
+                                abort();
+                        /* The recorded guest-physical address is this segment's. */
+                        if (mem_translate(&mem, e->gpa[i], e->iov[i].iov_len, write, &back, 1, &hint) != 1 ||
+                            back.iov_base != e->iov[i].iov_base)
                                 abort();
                         if (write)
                                 in += e->iov[i].iov_len;
@@ -207,7 +257,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
         struct vq vq = {0};
         struct iovec iov[IOV_MAX_FUZZ];
-        struct vq_elem e = {.iov = iov};
+        uint64_t gpa[IOV_MAX_FUZZ];
+        struct vq_elem e = {.iov = iov, .gpa = gpa};
+        bool have_last = false; /* e is the newest popped chain */
+        bool logging;
         uint16_t popped[POPPED_MAX];
         unsigned npopped = 0, first = 0;
         const uint8_t *ops;
@@ -249,6 +302,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 if (!in_guest(&d, false) || !in_guest(&a, false) || !in_guest(&u, true))
                         abort();
         }
+        logging = data[1] & 4;
+        memset(dirty_log.base, 0, dirty_log.size);
+        if (logging) {
+                const uint8_t *u = (const uint8_t *)vq.used;
+                uint64_t used_gpa = UINT64_MAX;
+
+                for (unsigned i = 0; i < NREGS; i++)
+                        if (u >= regs[i].host && u < regs[i].host + regs[i].size)
+                                used_gpa = regs[i].gpa + (uint64_t)(u - regs[i].host);
+                /* The used ring is in A or B, which the log covers: it must be accepted. */
+                if (vq_set_log(&vq, &dirty_log, true, used_gpa, &why) < 0)
+                        abort();
+        }
 
         while (nops > 0) {
                 unsigned op = ops[0] & 7, arg = ops[0] >> 3;
@@ -262,34 +328,59 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         int r;
 
                         take_snapshot();
+                        have_last = false; /* e is overwritten, whatever the result */
                         r = vq_pop(&vq, &e, max);
                         check_snapshot();
                         if (was_broken && r >= 0)
                                 abort(); /* broken stays broken */
                         check_pop(&vq, &e, r, max, last);
-                        if (r == 1 && npopped < POPPED_MAX)
+                        if (r == 1 && npopped < POPPED_MAX) {
                                 popped[(first + npopped++) % POPPED_MAX] = e.head;
-                        else if (r == 1)
+                                have_last = true;
+                        } else if (r == 1) {
                                 vq_unpop(&vq, 1);
+                        }
                         if (vq.broken && vq_avail_count(&vq) != 0)
                                 abort();
                         break;
                 }
                 case 1:
-                        if (npopped) {
+                        if (npopped == 1 && have_last && !vq.broken) {
+                                /* Written: up to all the chain's writable bytes, some beyond. */
+                                uint32_t len = (uint32_t)(e.in_len * arg / 16);
+
+                                vq_push_elem(&vq, &e, len);
+                                if (logging)
+                                        check_logged_elem(&vq, &e, len);
+                                else if (vq.broken)
+                                        abort();
+                                have_last = false;
+                                first = (first + 1) % POPPED_MAX;
+                                npopped--;
+                        } else if (npopped) {
                                 vq_push(&vq, popped[first], arg * 37u);
                                 first = (first + 1) % POPPED_MAX;
                                 npopped--;
                         }
                         break;
-                case 2:
+                case 2: {
+                        bool was_broken = vq.broken;
+
                         vq_publish(&vq);
+                        if (logging && !vq.broken && !logged(vq.log_used_gpa + 2))
+                                abort(); /* used->idx's page */
+                        if (vq.broken && !was_broken)
+                                abort(); /* the log covers the used ring */
                         break;
+                }
                 case 3:
                         (void)vq_should_call(&vq);
                         break;
                 case 4:
                         (void)vq_enable_notify(&vq);
+                        /* avail_event (EVENT_IDX) or used->flags was written: its page is marked. */
+                        if (logging && !logged(vq.log_used_gpa + (vq.event_idx ? 4 + 8ull * vq.num : 0)))
+                                abort();
                         break;
                 case 5:
                         vq_disable_notify(&vq);
@@ -298,6 +389,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         unsigned n = arg < npopped ? arg : npopped;
                         vq_unpop(&vq, n);
                         npopped -= n;
+                        if (n)
+                                have_last = false;
                         break;
                 }
                 case 7:
@@ -305,6 +398,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         break;
                 }
         }
+        /* Without logging nothing is ever marked. */
+        if (!logging)
+                for (uint64_t i = 0; i < dirty_log.size; i++)
+                        if (dirty_log.base[i])
+                                abort();
         vq_free(&vq);
         return 0;
 }
