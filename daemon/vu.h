@@ -63,6 +63,8 @@ struct vu_dev {
         unsigned hdr_len;
 
         struct mem_table *mem; /* replaced as a whole while workers are quiesced */
+        struct vq_log *log;    /* the dirty log (SET_LOG_BASE), replaced as a whole likewise; NULL: none */
+        int log_fd;            /* SET_LOG_FD eventfd, -1: none */
         unsigned nqueues;      /* queue pairs (from the port config) */
         struct vu_vring vrings[VU_MAX_VRINGS];
         struct worker workers[VU_MAX_QUEUE_PAIRS];
@@ -94,6 +96,11 @@ void vu_dev_resume(struct vu_dev *dev);
 void vu_vring_stop(struct vu_dev *dev, struct vu_vring *vr);
 /* The negotiated features or MTU changed: tell every worker (quiesced). */
 void vu_dev_push_net(struct vu_dev *dev);
+/*
+ * Points every vring at the dirty log, or at none, from the current features (LOG_ALL), log and ring addresses;
+ * a ring whose log cannot be set (its used ring outside the log) is broken with the reason. Quiesced.
+ */
+void vu_log_apply(struct vu_dev *dev);
 
 static inline bool vu_has_feature(const struct vu_dev *dev, unsigned bit)
 {

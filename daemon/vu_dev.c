@@ -135,6 +135,7 @@ int vu_dev_new(const struct vu_dev_params *params, int fd, struct vu_dev **ret)
                 return -ENOMEM;
         dev->p = *params;
         dev->fd = fd;
+        dev->log_fd = -1;
         dev->nqueues = cfg->queues;
         dev->mtu = cfg->backend.mtu ? cfg->backend.mtu : 1500;
         if (dev->mtu > be->ops->max_mtu(be))
@@ -156,6 +157,7 @@ int vu_dev_new(const struct vu_dev_params *params, int fd, struct vu_dev **ret)
                         .tx = &dev->vrings[2 * q + 1],
                         .be = be,
                         .net = dev_net(dev),
+                        .log_fd = -1,
                         .burst = cfg->burst,
                         .busy_poll_us = cfg->busy_poll_us,
                         .cpu = cfg->ncpus ? cfg->cpus[q % cfg->ncpus] : -1,
@@ -205,6 +207,10 @@ void vu_dev_free(struct vu_dev *dev)
                 mem_table_clear(dev->mem);
                 free(dev->mem);
         }
+        vlog_unmap(dev->log);
+        free(dev->log);
+        if (dev->log_fd >= 0)
+                close(dev->log_fd);
         if (dev->fd >= 0)
                 close(dev->fd);
         free(dev);

@@ -22,6 +22,8 @@ void vu_return_all_chains(struct vu_dev *dev);
 void vu_stop_all_rings(struct vu_dev *dev);
 
 /* vu_mem.c */
+int vu_handle_set_log_base(struct vu_dev *dev, struct vu_msg *msg);
+int vu_handle_set_log_fd(struct vu_dev *dev, struct vu_msg *msg);
 int vu_handle_set_mem_table(struct vu_dev *dev, struct vu_msg *msg);
 int vu_handle_add_mem_reg(struct vu_dev *dev, struct vu_msg *msg);
 int vu_handle_rem_mem_reg(struct vu_dev *dev, struct vu_msg *msg);

@@ -52,6 +52,11 @@ static void swap_mem(struct vu_dev *dev, struct mem_table *new_mem, bool unmap_o
         vu_return_all_chains(dev);
         dev->mem = new_mem;
         remap_rings(dev);
+        if (dev->log && vu_has_feature(dev, VHOST_F_LOG_ALL) && !vlog_covers(dev->log, new_mem))
+                log_warn("%s: guest memory now reaches beyond the dirty log (%llu bytes): a ring that writes there "
+                         "stops",
+                         dev->name, (unsigned long long)dev->log->size);
+        vu_log_apply(dev); /* rings were re-pointed: their logging too */
         if (old && unmap_old)
                 mem_table_clear(old);
         free(old);
@@ -171,4 +176,77 @@ int vu_handle_rem_mem_reg(struct vu_dev *dev, struct vu_msg *msg)
 int vu_handle_get_max_mem_slots(struct vu_dev *dev, struct vu_msg *msg)
 {
         return vu_reply_u64(msg, MEM_MAX_REGIONS);
+}
+
+/* ---- the dirty log (live migration) ---- */
+
+void vu_log_apply(struct vu_dev *dev)
+{
+        bool on = vu_has_feature(dev, VHOST_F_LOG_ALL) && dev->log;
+
+        for (unsigned i = 0; i < 2 * dev->nqueues; i++) {
+                struct vu_vring *vr = &dev->vrings[i];
+                const char *why;
+
+                if (!on || !vr->mapped) {
+                        (void)vq_set_log(&vr->vq, NULL, false, 0, &why);
+                        continue;
+                }
+                if (vq_set_log(&vr->vq, dev->log, vr->log_used, vr->log_guest_addr, &why) < 0 && !vr->vq.broken) {
+                        /* Migrating without logging this ring would leave stale pages at the destination. */
+                        vq_set_broken(&vr->vq, "dirty log: %s", why);
+                        vr->broken_reported = true;
+                        log_err("%s: vring %u is broken and stops: %s", dev->name, i, vr->vq.broken_reason);
+                        if (vr->err_fd >= 0)
+                                (void)eventfd_write(vr->err_fd, 1);
+                }
+        }
+}
+
+int vu_handle_set_log_base(struct vu_dev *dev, struct vu_msg *msg)
+{
+        const struct vu_log *l = &msg->payload.log;
+        struct vq_log *log = calloc(1, sizeof(*log)), *old = dev->log;
+        int r;
+
+        if (!log)
+                return vu_fail(dev, -ENOMEM, "out of memory");
+        r = vlog_map(log, msg->fds[0], l->mmap_size, l->mmap_offset);
+        if (r < 0) {
+                free(log);
+                return vu_fail(dev, r, "cannot map the log (%llu bytes at offset %llu): %s",
+                               (unsigned long long)l->mmap_size, (unsigned long long)l->mmap_offset,
+                               r == -ERANGE ? "the file is smaller than offset + size" : strerror(-r));
+        }
+        if (!vlog_covers(log, dev->mem)) {
+                uint64_t covers = log->size * 8 * VLOG_PAGE;
+                vlog_unmap(log);
+                free(log);
+                return vu_fail(dev, -ERANGE, "a log of %llu bytes covers guest memory up to 0x%llx only",
+                               (unsigned long long)l->mmap_size, (unsigned long long)covers);
+        }
+        /* The workers are quiesced: no ring points at the old log once this returns, so it can go. */
+        dev->log = log;
+        vu_log_apply(dev);
+        if (old) {
+                vlog_unmap(old);
+                free(old);
+        }
+        log_info("%s: dirty log of %llu bytes (guest memory up to %llu MiB)%s", dev->name,
+                 (unsigned long long)log->size, (unsigned long long)(log->size * 8 * VLOG_PAGE >> 20),
+                 vu_has_feature(dev, VHOST_F_LOG_ALL) ? ", logging" : "");
+        msg->hdr.size = 0; /* QEMU waits for an empty reply */
+        return 1;
+}
+
+int vu_handle_set_log_fd(struct vu_dev *dev, struct vu_msg *msg)
+{
+        int old = dev->log_fd;
+
+        dev->log_fd = vu_take_fd(msg, 0);
+        for (unsigned q = 0; q < dev->nqueues; q++)
+                worker_set_log_fd(&dev->workers[q], dev->log_fd);
+        if (old >= 0)
+                close(old); /* no worker holds it any more: they are quiesced */
+        return 0;
 }

@@ -81,9 +81,9 @@ int vu_take_fd(struct vu_msg *msg, unsigned i)
 
 uint64_t vu_offered_protocol_features(void)
 {
-        return BIT_ULL(VU_PROTOCOL_F_MQ) | BIT_ULL(VU_PROTOCOL_F_REPLY_ACK) | BIT_ULL(VU_PROTOCOL_F_RARP) |
-               BIT_ULL(VU_PROTOCOL_F_MTU) | BIT_ULL(VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS) | BIT_ULL(VU_PROTOCOL_F_STATUS) |
-               BIT_ULL(VU_PROTOCOL_F_CONFIG) | BIT_ULL(VU_PROTOCOL_F_RESET_DEVICE);
+        return BIT_ULL(VU_PROTOCOL_F_MQ) | BIT_ULL(VU_PROTOCOL_F_LOG_SHMFD) | BIT_ULL(VU_PROTOCOL_F_REPLY_ACK) |
+               BIT_ULL(VU_PROTOCOL_F_RARP) | BIT_ULL(VU_PROTOCOL_F_MTU) | BIT_ULL(VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |
+               BIT_ULL(VU_PROTOCOL_F_STATUS) | BIT_ULL(VU_PROTOCOL_F_CONFIG) | BIT_ULL(VU_PROTOCOL_F_RESET_DEVICE);
 }
 
 uint64_t vu_base_features(void)
@@ -91,7 +91,8 @@ uint64_t vu_base_features(void)
         return BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VIRTIO_RING_F_INDIRECT_DESC) | BIT_ULL(VIRTIO_RING_F_EVENT_IDX) |
                BIT_ULL(VIRTIO_NET_F_MRG_RXBUF) | BIT_ULL(VIRTIO_NET_F_STATUS) | BIT_ULL(VIRTIO_NET_F_MTU) |
                BIT_ULL(VIRTIO_F_ANY_LAYOUT) | BIT_ULL(VIRTIO_F_NOTIFY_ON_EMPTY) |
-               BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) | BIT_ULL(VIRTIO_NET_F_GUEST_ANNOUNCE);
+               BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) | BIT_ULL(VIRTIO_NET_F_GUEST_ANNOUNCE) |
+               BIT_ULL(VHOST_F_LOG_ALL);
 }
 
 uint64_t vu_offered_features(const struct port_cfg *cfg, const struct backend *be)
@@ -128,6 +129,7 @@ static int handle_set_features(struct vu_dev *dev, struct vu_msg *msg)
                                : sizeof(struct virtio_net_hdr);
         for (unsigned i = 0; i < VU_MAX_VRINGS; i++)
                 dev->vrings[i].vq.event_idx = f & BIT_ULL(VIRTIO_RING_F_EVENT_IDX);
+        vu_log_apply(dev); /* LOG_ALL may have been turned on or off under running rings */
         vu_dev_push_net(dev);
         log_debug("%s: features 0x%llx", dev->name, (unsigned long long)f);
         return 0;
@@ -290,9 +292,11 @@ static const struct vu_handler handlers[VU_REQUEST_MAX] = {
         [VU_SET_CONFIG] = {"SET_CONFIG", handle_set_config, VU_CONFIG_HDR_SIZE, .var_size = true},
         [VU_SET_STATUS] = {"SET_STATUS", handle_set_status, U64},
         [VU_GET_STATUS] = {"GET_STATUS", handle_get_status, 0, .replies = true},
+        [VU_SET_LOG_BASE] = {"SET_LOG_BASE", vu_handle_set_log_base, sizeof(struct vu_log), .fds = FDS_ONE,
+                             .quiesce = QUIESCE_ALL, .replies = true},
+        [VU_SET_LOG_FD] = {"SET_LOG_FD", vu_handle_set_log_fd, 0, .var_size = true, .fds = FDS_ONE,
+                           .quiesce = QUIESCE_ALL},
         /* Known but not offered: named in the error. */
-        [VU_SET_LOG_BASE] = {"SET_LOG_BASE"},
-        [VU_SET_LOG_FD] = {"SET_LOG_FD"},
         [VU_SET_BACKEND_REQ_FD] = {"SET_BACKEND_REQ_FD"},
         [VU_IOTLB_MSG] = {"IOTLB_MSG"},
         [VU_SET_VRING_ENDIAN] = {"SET_VRING_ENDIAN"},

@@ -53,6 +53,11 @@ enum vu_protocol_feature {
         VU_PROTOCOL_F_STATUS = 16,
 };
 
+/* Feature bit of vhost itself: log every guest page written (live migration). */
+#define VHOST_F_LOG_ALL 26
+/* SET_VRING_ADDR flags: log_guest_addr is the used ring's guest-physical address; log its writes. */
+#define VU_VRING_F_LOG 0
+
 #define VU_VERSION 0x1
 #define VU_FLAG_VERSION_MASK 0x3
 #define VU_FLAG_REPLY (1u << 2)
@@ -99,6 +104,12 @@ struct vu_mem_table {
         struct vu_mem_region regions[VU_MEM_REGIONS_MAX];
 } __attribute__((packed));
 
+/* SET_LOG_BASE: the log is mmap_size bytes at mmap_offset of the fd that comes with it. */
+struct vu_log {
+        uint64_t mmap_size;
+        uint64_t mmap_offset;
+} __attribute__((packed));
+
 struct vu_mem_single {
         uint64_t padding;
         struct vu_mem_region region;
@@ -119,6 +130,7 @@ union vu_payload {
         struct vu_vring_addr addr;
         struct vu_mem_table mem;
         struct vu_mem_single mem_reg;
+        struct vu_log log;
         struct vu_config config;
 };
 

@@ -50,13 +50,13 @@ int vu_handle_set_vring_addr(struct vu_dev *dev, struct vu_msg *msg)
         const char *why;
         int r;
 
-        if (a->flags & 1)
-                return vu_fail(dev, -EINVAL, "vring %u: dirty logging requested but never offered", vr->index);
         if (!vr->vq.num)
                 return vu_fail(dev, -EINVAL, "vring %u: address set before size", vr->index);
         vr->desc_uva = a->desc_user_addr;
         vr->avail_uva = a->avail_user_addr;
         vr->used_uva = a->used_user_addr;
+        vr->log_used = a->flags & (1u << VU_VRING_F_LOG);
+        vr->log_guest_addr = a->log_guest_addr;
         vr->addr_set = true;
         vr->mapped = false;
         if (!dev->mem)
@@ -67,6 +67,7 @@ int vu_handle_set_vring_addr(struct vu_dev *dev, struct vu_msg *msg)
                 return vu_fail(dev, r, "vring %u: %s", vr->index, why);
         }
         vr->mapped = true;
+        vu_log_apply(dev);
         return 0;
 }
 

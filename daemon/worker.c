@@ -34,6 +34,7 @@ enum { TAG_WAKE = 1, TAG_RX_KICK, TAG_TX_KICK, TAG_PORT };
 struct rx_res {
         struct vq_elem e;
         struct iovec iov[RX_ELEM_IOV];
+        uint64_t gpa[RX_ELEM_IOV]; /* what the dirty log needs of each segment */
 };
 
 struct worker_data {
@@ -84,6 +85,14 @@ static void report_broken(struct worker *w, struct vu_vring *vr)
         if (vr->err_fd >= 0)
                 (void)eventfd_write(vr->err_fd, 1);
         ev_async_send(w->ctx.loop, w->ctx.notify);
+}
+
+/* Makes the used entries visible; with dirty logging on, vq_publish() marked them and the front-end is told. */
+static void publish(struct worker_data *d, struct vu_vring *vr)
+{
+        vq_publish(&vr->vq);
+        if (vr->vq.log && d->w->ctx.log_fd >= 0)
+                (void)eventfd_write(d->w->ctx.log_fd, 1);
 }
 
 static void call_guest(struct vu_vring *vr)
@@ -323,7 +332,7 @@ static unsigned handle_tx(struct worker_data *d, struct vu_vring *vr)
                 d->tx_pending--;
         }
         if (vr->vq.used_idx != used_before) {
-                vq_publish(&vr->vq);
+                publish(d, vr);
                 call_guest(vr);
         }
         if (sent_total >= d->burst * 4)
@@ -369,6 +378,7 @@ static int rx_reserve(struct rx_sink *sink, size_t frame_len, const struct iovec
                 int r;
 
                 res->e.iov = res->iov;
+                res->e.gpa = res->gpa;
                 r = vq_pop(&vr->vq, &res->e, RX_ELEM_IOV);
                 if (r == 0)
                         break;
@@ -432,21 +442,28 @@ static void rx_commit(struct rx_sink *sink, size_t len)
         size_t left = len;
         uint16_t nbufs = 0;
 
-        do {
-                struct rx_res *res = &d->rx_res[d->rx_head];
-                size_t use = left < res->e.in_len ? left : res->e.in_len;
-
-                vq_push(&vr->vq, res->e.head, (uint32_t)use);
-                left -= use;
-                d->rx_cap -= res->e.in_len;
-                d->rx_head = (d->rx_head + 1) % RX_RES_MAX;
-                d->rx_count--;
+        /* How many chains the frame took, and that number in its header, before any chain is handed back:
+         * handing back marks the dirty log, and a write after the mark could be missed by migration. */
+        for (unsigned c = d->rx_head; nbufs < d->rx_gather_chains && (left || !nbufs); c = (c + 1) % RX_RES_MAX) {
+                size_t in = d->rx_res[c].e.in_len;
+                left -= left < in ? left : in;
                 nbufs++;
-        } while (left && nbufs < d->rx_gather_chains);
+        }
         if (net->hdr_len == sizeof(struct virtio_net_hdr_mrg)) {
                 uint16_t le = htole16(nbufs);
                 iov_from_buf(d->rx_gather, d->rx_gather_n, offsetof(struct virtio_net_hdr_mrg, num_buffers), &le,
                              sizeof(le));
+        }
+        left = len;
+        for (uint16_t i = 0; i < nbufs; i++) {
+                struct rx_res *res = &d->rx_res[d->rx_head];
+                size_t use = left < res->e.in_len ? left : res->e.in_len;
+
+                vq_push_elem(&vr->vq, &res->e, (uint32_t)use);
+                left -= use;
+                d->rx_cap -= res->e.in_len;
+                d->rx_head = (d->rx_head + 1) % RX_RES_MAX;
+                d->rx_count--;
         }
         d->rx_pushed += nbufs;
         d->rx_frames++;
@@ -465,7 +482,7 @@ static unsigned handle_rx(struct worker_data *d, struct vu_vring *vr)
         vq_disable_notify(&vr->vq);
         r = be->ops->rx_burst(be, d->w->ctx.qp, &d->sink, d->burst);
         if (d->rx_pushed) {
-                vq_publish(&vr->vq);
+                publish(d, vr);
                 call_guest(vr);
         }
         if (vr->vq.broken) {
@@ -747,6 +764,11 @@ void worker_stop(struct worker *w)
 void worker_set_net(struct worker *w, const struct worker_net *net)
 {
         w->ctx.net = *net;
+}
+
+void worker_set_log_fd(struct worker *w, int fd)
+{
+        w->ctx.log_fd = fd;
 }
 
 void worker_link_event(struct worker *w, int what)

@@ -36,8 +36,10 @@ struct vu_vring {
         unsigned index;
         uint64_t desc_uva, avail_uva, used_uva;
         bool addr_set;
-        bool mapped;  /* ring pointers valid for the current memory table */
-        bool started; /* kick received since the last stop */
+        bool mapped;             /* ring pointers valid for the current memory table */
+        bool log_used;           /* SET_VRING_ADDR asked for used-ring logging (VU_VRING_F_LOG) */
+        uint64_t log_guest_addr; /* the used ring's guest-physical address, for the log */
+        bool started;            /* kick received since the last stop */
         bool enabled;
         int kick_fd, call_fd, err_fd; /* -1 when none */
         bool broken_reported;
@@ -62,6 +64,7 @@ struct worker_ctx {
         struct vu_vring *rx, *tx;
         struct backend *be; /* queue qp of it */
         struct worker_net net;
+        int log_fd; /* SET_LOG_FD eventfd, signalled after a burst the dirty log recorded; -1: none */
         unsigned burst;
         unsigned busy_poll_us;
         int cpu;                                     /* pin to this CPU, -1: not pinned */
@@ -112,6 +115,8 @@ void worker_release(struct worker *w);
 void worker_return_chains(struct worker *w);
 /* The negotiated frame format changed (features, MTU). Quiesced only. */
 void worker_set_net(struct worker *w, const struct worker_net *net);
+/* The dirty log's eventfd changed (SET_LOG_FD; -1: none). Quiesced only. */
+void worker_set_log_fd(struct worker *w, int fd);
 /* Applies the negotiated offloads to the port's queue (at ring start); deferred while the port recovers.
  * Quiesced only. */
 int worker_configure_port(struct worker *w);

@@ -204,10 +204,40 @@ static int m_unknown_huge(struct fe *fe)
         return send_fds(fe, 0x7fffffffu, VU_VERSION, &v, sizeof(v), 1);
 }
 
+/* SET_LOG_BASE with an eventfd: nothing to map. */
 static int m_log_base(struct fe *fe)
 {
         uint64_t v[2] = {1 << 20, 0};
         return send_fds(fe, VU_SET_LOG_BASE, VU_VERSION, v, sizeof(v), 1);
+}
+
+/* SET_LOG_BASE with a log of mmap_size bytes in a memfd of file_size bytes. */
+static int log_base_memfd(struct fe *fe, uint64_t mmap_size, uint64_t mmap_offset, off_t file_size)
+{
+        uint64_t v[2] = {mmap_size, mmap_offset};
+        int fd = memfd_create("hostile-log", MFD_CLOEXEC), r;
+
+        if (fd < 0 || ftruncate(fd, file_size) < 0)
+                return -errno;
+        r = fe_send(fe, VU_SET_LOG_BASE, VU_VERSION, v, sizeof(v), &fd, 1);
+        close(fd);
+        return r;
+}
+
+/* Guest memory reaches 4 GiB and more (fakefe's data region): 4 KiB of log covers 128 MiB. */
+static int m_log_too_small(struct fe *fe)
+{
+        return log_base_memfd(fe, 4096, 0, 4096);
+}
+
+static int m_log_past_file(struct fe *fe)
+{
+        return log_base_memfd(fe, 1 << 20, 4096, 1 << 20);
+}
+
+static int m_log_offset_wraps(struct fe *fe)
+{
+        return log_base_memfd(fe, 1 << 20, UINT64_MAX - 4095, 1 << 20);
 }
 
 static int m_trunc_header(struct fe *fe)
@@ -311,7 +341,10 @@ static const struct msg_case msg_cases[] = {
         {"unknown request 99", PRE_NONE, m_unknown_99, "unsupported request 99", false},
         {"unknown request 0", PRE_ACK, m_unknown_0, "unsupported request 0", false},
         {"unknown request 0x7fffffff with an fd", PRE_RUNNING, m_unknown_huge, "unsupported request", false},
-        {"SET_LOG_BASE (never offered)", PRE_ACK, m_log_base, "SET_LOG_BASE", false},
+        {"SET_LOG_BASE with an eventfd", PRE_ACK, m_log_base, "cannot map the log", false},
+        {"SET_LOG_BASE too small for guest memory", PRE_RUNNING, m_log_too_small, "covers guest memory up to", false},
+        {"SET_LOG_BASE past the end of its file", PRE_RUNNING, m_log_past_file, "smaller than offset + size", false},
+        {"SET_LOG_BASE offset + size wraps", PRE_ACK, m_log_offset_wraps, "cannot map the log", false},
         {"half a header, then hang up", PRE_NONE, m_trunc_header, "in the middle of a message", true},
         {"SET_VRING_ADDR cut short with 2 fds, then hang up", PRE_RUNNING, m_trunc_payload_fds,
          "in the middle of a message", true},
@@ -902,9 +935,12 @@ int main(void)
         }
         /* The baseline is taken after one full connection: lazily created state (libev, the allocator's
          * arenas for the worker threads) does not count as a leak. */
-        if (good_echo(&v, 100, NULL) == 0)
+        if (good_echo(&v, 100, NULL) == 0) {
+                /* Settled: the connection's teardown ends with its socket, after its mappings go. */
+                fe_wait_maps(v.pid, FE_MEM_NAME, 0, 5000);
+                usleep(200000);
                 pstate_get(v.pid, &base);
-        else
+        } else
                 base.fds = -1;
         if (base.fds <= 0 || base.maps != 0) {
                 printf("FAIL: no baseline\n0 passed, 1 failed\n");

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -513,8 +514,6 @@ static void test_vring_index(void **state)
 static void test_unsupported(void **state)
 {
         static const uint32_t reqs[] = {0,
-                                        VU_SET_LOG_BASE,
-                                        VU_SET_LOG_FD,
                                         VU_SET_BACKEND_REQ_FD,
                                         VU_IOTLB_MSG,
                                         VU_SET_VRING_ENDIAN,
@@ -608,7 +607,7 @@ static void test_get_features(void **state)
                         BIT_ULL(VIRTIO_RING_F_EVENT_IDX) | BIT_ULL(VIRTIO_NET_F_MRG_RXBUF) |
                         BIT_ULL(VIRTIO_NET_F_STATUS) | BIT_ULL(VIRTIO_NET_F_MTU) | BIT_ULL(VIRTIO_F_ANY_LAYOUT) |
                         BIT_ULL(VIRTIO_F_NOTIFY_ON_EMPTY) | BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) |
-                        BIT_ULL(VIRTIO_NET_F_GUEST_ANNOUNCE) | BIT_ULL(VIRTIO_NET_F_MQ);
+                        BIT_ULL(VIRTIO_NET_F_GUEST_ANNOUNCE) | BIT_ULL(VIRTIO_NET_F_MQ) | BIT_ULL(VHOST_F_LOG_ALL);
         uint64_t got = get_u64(f, VU_GET_FEATURES);
 
         assert_int_equal(got, want);
@@ -619,7 +618,7 @@ static void test_get_features(void **state)
 
         assert_int_equal(get_u64(f, VU_GET_PROTOCOL_FEATURES), vu_offered_protocol_features());
         assert_true(vu_offered_protocol_features() & BIT_ULL(VU_PROTOCOL_F_REPLY_ACK));
-        assert_false(vu_offered_protocol_features() & BIT_ULL(VU_PROTOCOL_F_LOG_SHMFD));
+        assert_true(vu_offered_protocol_features() & BIT_ULL(VU_PROTOCOL_F_LOG_SHMFD));
         assert_int_equal(get_u64(f, VU_GET_QUEUE_NUM), NQ);
         assert_int_equal(get_u64(f, VU_GET_MAX_MEM_SLOTS), MEM_MAX_REGIONS);
 }
@@ -649,7 +648,7 @@ static void test_set_features(void **state)
         assert_false(f->dev->vrings[3].vq.event_idx);
 
         /* Protocol features: only what was offered. */
-        msg_u64(&m, VU_SET_PROTOCOL_FEATURES, BIT_ULL(VU_PROTOCOL_F_LOG_SHMFD));
+        msg_u64(&m, VU_SET_PROTOCOL_FEATURES, BIT_ULL(VU_PROTOCOL_F_BACKEND_REQ));
         refused(f, &m);
         assert_int_equal(f->dev->protocol_features, 0);
         set_u64(f, VU_SET_PROTOCOL_FEATURES, vu_offered_protocol_features());
@@ -743,6 +742,62 @@ static void test_mem_table_bad(void **state)
         assert_int_equal(f->dev->mem->nregions, 1);
 }
 
+/* A memfd of size bytes holding a dirty log. */
+static int log_memfd(size_t size)
+{
+        int fd = memfd_create("test-log", MFD_CLOEXEC);
+
+        assert_true(fd >= 0);
+        assert_int_equal(ftruncate(fd, (off_t)size), 0);
+        return fd;
+}
+
+static void msg_log_base(struct vu_msg *m, int fd, uint64_t size, uint64_t offset)
+{
+        msg_init(m, VU_SET_LOG_BASE, sizeof(struct vu_log));
+        m->payload.log.mmap_size = size;
+        m->payload.log.mmap_offset = offset;
+        m->fds[m->nfds++] = fd;
+}
+
+static void test_log_base(void **state)
+{
+        struct fx *f = *state;
+        uint64_t need = (RAM_GPA + RAM_SIZE) / 4096 / 8; /* one bit per page of guest memory */
+        struct vu_msg m;
+
+        set_u64(f, VU_SET_PROTOCOL_FEATURES, vu_offered_protocol_features());
+        set_mem_table(f);
+        /* A log that covers guest memory: mapped, answered with an empty reply (what QEMU waits for). */
+        msg_log_base(&m, log_memfd(need + 4096), need, 4096);
+        assert_int_equal(dispatch(f, &m), 0);
+        assert_int_equal(read_reply(f, VU_SET_LOG_BASE, NULL, 0), 0);
+        assert_non_null(f->dev->log);
+        /* Sent again (QEMU resizes it): the new one replaces the old. */
+        msg_log_base(&m, log_memfd(2 * need), 2 * need, 0);
+        assert_int_equal(dispatch(f, &m), 0);
+        assert_int_equal(read_reply(f, VU_SET_LOG_BASE, NULL, 0), 0);
+        assert_int_equal(f->dev->log->size, 2 * need);
+        /* Too small for guest memory, an fd shorter than offset + size, a size of 0: refused, the old log stays. */
+        msg_log_base(&m, log_memfd(need), need / 2, 0);
+        refused(f, &m);
+        assert_int_equal(f->dev->log->size, 2 * need);
+        set_u64(f, VU_SET_PROTOCOL_FEATURES, vu_offered_protocol_features());
+        msg_log_base(&m, log_memfd(need), need, 4096);
+        refused(f, &m);
+        assert_non_null(strstr(f->dev->err, "smaller than offset + size"));
+        set_u64(f, VU_SET_PROTOCOL_FEATURES, vu_offered_protocol_features());
+        msg_log_base(&m, log_memfd(4096), 0, 0);
+        refused(f, &m);
+        /* SET_LOG_FD: the eventfd is kept, a second one replaces it (teardown checks no fd is left open). */
+        for (int i = 0; i < 2; i++) {
+                msg_init(&m, VU_SET_LOG_FD, 0);
+                m.fds[m.nfds++] = new_eventfd();
+                assert_int_equal(dispatch(f, &m), 0);
+                assert_true(f->dev->log_fd >= 0);
+        }
+}
+
 static void test_vring_addr(void **state)
 {
         struct fx *f = *state;
@@ -776,7 +831,6 @@ static void test_vring_addr(void **state)
                  0, "used ring"},
                 {"gpa instead of uva", 0x20000, 0x21000, 0x22000, 0, "not in guest memory"},
                 {"misaligned desc", ring_uva(f, 1, 0) + 8, ring_uva(f, 1, 1), ring_uva(f, 1, 2), 0, "misaligned"},
-                {"log requested", ring_uva(f, 1, 0), ring_uva(f, 1, 1), ring_uva(f, 1, 2), 1, "dirty logging"},
         };
         set_state(f, VU_SET_VRING_NUM, 1, RING_NUM);
         for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
@@ -1171,7 +1225,7 @@ int main(void)
                 T(test_unsupported),   T(test_reply_ack),  T(test_get_features),    T(test_set_features),
                 T(test_mem_table_bad), T(test_vring_addr), T(test_vring_enable),    T(test_config),
                 T(test_status),        T(test_vring_base), T(test_add_rem_mem_reg), T(test_mem_slots_full),
-                T(test_session),
+                T(test_log_base),      T(test_session),
         };
 #undef T
 
