@@ -25,6 +25,8 @@
 #define UVA_STRIDE 0x4000000000ULL /* 256 GiB, also the largest region */
 #define SCM_FDS_MAX 253            /* the kernel's SCM_MAX_FD */
 #define RING_ALIGN 64
+#define PAGE_4K 4096u /* the dirty log's page: device-written rings and areas start on one of their own */
+#define GUEST_DIRTY_MAX (256ULL << 20)
 
 #define ALIGN_UP(x, a) (((x) + (a)-1) & ~((uint64_t)(a)-1))
 
@@ -63,6 +65,13 @@ static void sleep_us(long us)
 
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
                 ;
+}
+
+static void close_fd(int *fd)
+{
+        if (*fd >= 0)
+                close(*fd);
+        *fd = -1;
 }
 
 /* Wait for @events on @fd until @deadline. 0 ready, -ETIMEDOUT, or -errno. */
@@ -161,7 +170,101 @@ void fe_mem_done(struct fe_mem *mem)
                 if (reg->owns_fd && reg->fd >= 0)
                         close(reg->fd);
         }
+        free(mem->guest_dirty);
         fe_mem_init(mem);
+}
+
+/* End of the highest region (0 without regions); regions never wrap. */
+static uint64_t mem_top(const struct fe_mem *mem)
+{
+        uint64_t top = 0;
+
+        for (unsigned i = 0; i < mem->nregions; i++)
+                if (mem->regions[i].gpa + mem->regions[i].size > top)
+                        top = mem->regions[i].gpa + mem->regions[i].size;
+        return top;
+}
+
+/* Bytes of a log with a bit for every page below top, in whole 64-bit words as QEMU sizes it. */
+static uint64_t log_bytes(uint64_t top)
+{
+        uint64_t chunk = 64ULL * FE_LOG_PAGE;
+
+        return (top / chunk + (top % chunk != 0)) * 8;
+}
+
+int fe_mem_track(struct fe_mem *mem)
+{
+        uint64_t size = log_bytes(mem_top(mem));
+        uint8_t *p;
+
+        if (size > GUEST_DIRTY_MAX)
+                return -E2BIG;
+        p = calloc(1, size ? size : 1);
+        if (!p)
+                return -ENOMEM;
+        free(mem->guest_dirty);
+        mem->guest_dirty = p;
+        mem->guest_dirty_size = size;
+        return 0;
+}
+
+/* Sets the bits of [gpa, gpa + len) in a bitmap of size bytes; what lies beyond is ignored. */
+static void bits_set(uint8_t *bits, uint64_t size, uint64_t gpa, uint64_t len)
+{
+        if (!bits || len == 0)
+                return;
+        for (uint64_t p = gpa / FE_LOG_PAGE; p <= (gpa + len - 1) / FE_LOG_PAGE && p / 8 < size; p++)
+                __atomic_fetch_or(&bits[p / 8], (uint8_t)(1u << (p % 8)), __ATOMIC_RELAXED);
+}
+
+static bool bits_test(const uint8_t *bits, uint64_t size, uint64_t page)
+{
+        return bits && page / 8 < size && (__atomic_load_n(&bits[page / 8], __ATOMIC_RELAXED) & (1u << (page % 8)));
+}
+
+void fe_mem_guest_wrote(struct fe_mem *mem, uint64_t gpa, uint64_t len)
+{
+        bits_set(mem->guest_dirty, mem->guest_dirty_size, gpa, len);
+}
+
+void fe_snapshot_done(struct fe_snapshot *s)
+{
+        if (!s)
+                return;
+        for (unsigned i = 0; s->data && i < s->nregions; i++)
+                free(s->data[i]);
+        free(s->data);
+        free(s->gpa);
+        free(s->size);
+        memset(s, 0, sizeof(*s));
+}
+
+int fe_mem_snapshot(const struct fe_mem *mem, struct fe_snapshot *ret)
+{
+        struct fe_snapshot s = {.nregions = mem->nregions};
+        unsigned n = mem->nregions ? mem->nregions : 1;
+
+        s.gpa = calloc(n, sizeof(*s.gpa));
+        s.size = calloc(n, sizeof(*s.size));
+        s.data = calloc(n, sizeof(*s.data));
+        if (!s.gpa || !s.size || !s.data)
+                goto nomem;
+        for (unsigned i = 0; i < mem->nregions; i++) {
+                const struct fe_region *reg = &mem->regions[i];
+
+                s.gpa[i] = reg->gpa;
+                s.size[i] = reg->size;
+                s.data[i] = malloc(reg->size);
+                if (!s.data[i])
+                        goto nomem;
+                memcpy(s.data[i], reg->ptr, reg->size);
+        }
+        *ret = s;
+        return 0;
+nomem:
+        fe_snapshot_done(&s);
+        return -ENOMEM;
 }
 
 static const struct fe_region *mem_find(const struct fe_mem *mem, uint64_t gpa, uint64_t len)
@@ -223,6 +326,109 @@ void fe_mem_region_msg(const struct fe_mem *mem, unsigned idx, struct vu_mem_reg
 }
 
 /* ------------------------------------------------------------------------------------------------------------ */
+/* Dirty log                                                                                                      */
+
+uint64_t fe_log_size_for(const struct fe_mem *mem)
+{
+        return log_bytes(mem_top(mem));
+}
+
+int fe_log_init(struct fe_log *log, uint64_t size, uint64_t offset)
+{
+        uint64_t end;
+        void *p;
+        int r;
+
+        *log = (struct fe_log){.fd = -1};
+        if (size == 0 || __builtin_add_overflow(offset, size, &end) || end > (uint64_t)INT64_MAX || end > SIZE_MAX / 2)
+                return -EINVAL;
+        log->fd = memfd_create(FE_LOG_NAME, MFD_CLOEXEC);
+        if (log->fd < 0)
+                return -errno;
+        if (ftruncate(log->fd, (off_t)end) < 0) {
+                r = -errno;
+                goto err;
+        }
+        p = mmap(NULL, (size_t)end, PROT_READ | PROT_WRITE, MAP_SHARED, log->fd, 0);
+        if (p == MAP_FAILED) {
+                r = -errno;
+                goto err;
+        }
+        log->map = p;
+        log->map_len = (size_t)end;
+        log->bits = log->map + offset;
+        log->size = size;
+        log->offset = offset;
+        return 0;
+err:
+        close_fd(&log->fd);
+        return r;
+}
+
+void fe_log_done(struct fe_log *log)
+{
+        if (!log)
+                return;
+        if (log->map)
+                munmap(log->map, log->map_len);
+        close_fd(&log->fd);
+        *log = (struct fe_log){.fd = -1};
+}
+
+void fe_log_clear(struct fe_log *log)
+{
+        for (uint64_t i = 0; i < log->size; i++)
+                __atomic_store_n(&log->bits[i], 0, __ATOMIC_RELAXED);
+}
+
+bool fe_log_test(const struct fe_log *log, uint64_t gpa)
+{
+        return bits_test(log->bits, log->size, gpa / FE_LOG_PAGE);
+}
+
+uint64_t fe_log_count(const struct fe_log *log)
+{
+        uint64_t n = 0;
+
+        for (uint64_t i = 0; i < log->size; i++)
+                n += (uint64_t)__builtin_popcount(__atomic_load_n(&log->bits[i], __ATOMIC_RELAXED));
+        return n;
+}
+
+int64_t fe_log_unlogged(const struct fe_log *log, const struct fe_mem *mem, const struct fe_snapshot *before,
+                        const struct fe_snapshot *after, uint64_t *ret_changed, uint64_t *ret_first)
+{
+        uint64_t changed = 0, first = 0;
+        int64_t unlogged = 0;
+
+        if (before->nregions != after->nregions)
+                return -EINVAL;
+        for (unsigned i = 0; i < before->nregions; i++)
+                if (before->gpa[i] != after->gpa[i] || before->size[i] != after->size[i])
+                        return -EINVAL;
+        for (unsigned i = 0; i < before->nregions; i++) {
+                for (uint64_t off = 0; off < before->size[i]; off += FE_LOG_PAGE) {
+                        uint64_t n = before->size[i] - off < FE_LOG_PAGE ? before->size[i] - off : FE_LOG_PAGE;
+                        uint64_t gpa = before->gpa[i] + off;
+
+                        if (memcmp(before->data[i] + off, after->data[i] + off, n) == 0)
+                                continue;
+                        changed++;
+                        if (fe_log_test(log, gpa) || bits_test(mem ? mem->guest_dirty : NULL,
+                                                               mem ? mem->guest_dirty_size : 0, gpa / FE_LOG_PAGE))
+                                continue;
+                        if (unlogged++ == 0)
+                                first = gpa;
+                }
+        }
+        if (ret_changed)
+                *ret_changed = changed;
+        if (ret_first && unlogged)
+                *ret_first = first;
+        return unlogged;
+}
+
+/* ------------------------------------------------------------------------------------------------------------ */
 /* Rings                                                                                                          */
 
 static int new_eventfd(void)
@@ -230,13 +436,6 @@ static int new_eventfd(void)
         int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 
         return fd < 0 ? -errno : fd;
-}
-
-static void close_fd(int *fd)
-{
-        if (*fd >= 0)
-                close(*fd);
-        *fd = -1;
 }
 
 int fe_ring_init(struct fe_ring *r, struct fe_mem *mem, unsigned index, unsigned num, uint32_t buf_size,
@@ -258,10 +457,11 @@ int fe_ring_init(struct fe_ring *r, struct fe_mem *mem, unsigned index, unsigned
 
         if ((ret = fe_mem_alloc(mem, ring_region, desc_sz, RING_ALIGN, &r->desc_gpa)) < 0 ||
             (ret = fe_mem_alloc(mem, ring_region, avail_sz, RING_ALIGN, &r->avail_gpa)) < 0 ||
-            (ret = fe_mem_alloc(mem, ring_region, used_sz, RING_ALIGN, &r->used_gpa)) < 0 ||
+            (ret = fe_mem_alloc(mem, ring_region, ALIGN_UP(used_sz, PAGE_4K), PAGE_4K, &r->used_gpa)) < 0 ||
             (ret = fe_mem_alloc(mem, ring_region, (uint64_t)num * FE_INDIRECT_MAX * sizeof(struct vring_desc),
                                 RING_ALIGN, &r->ind_gpa)) < 0 ||
-            (ret = fe_mem_alloc(mem, data_region, (uint64_t)num * buf_size, RING_ALIGN, &r->area_gpa)) < 0)
+            (ret = fe_mem_alloc(mem, data_region, ALIGN_UP((uint64_t)num * buf_size, PAGE_4K), PAGE_4K, &r->area_gpa)) <
+                    0)
                 return ret;
         r->desc = fe_mem_ptr(mem, r->desc_gpa, desc_sz);
         r->avail = fe_mem_ptr(mem, r->avail_gpa, avail_sz);
@@ -269,6 +469,9 @@ int fe_ring_init(struct fe_ring *r, struct fe_mem *mem, unsigned index, unsigned
         memset(r->desc, 0, desc_sz);
         memset(r->avail, 0, avail_sz);
         memset(r->used, 0, used_sz);
+        fe_mem_guest_wrote(mem, r->desc_gpa, desc_sz);
+        fe_mem_guest_wrote(mem, r->avail_gpa, avail_sz);
+        fe_mem_guest_wrote(mem, r->used_gpa, used_sz);
 
         r->next = calloc(num, sizeof(*r->next));
         r->chains = calloc(num, sizeof(*r->chains));
@@ -343,9 +546,13 @@ void fe_ring_desc_put(struct fe_ring *r, uint16_t id)
 
 void fe_ring_publish(struct fe_ring *r, uint16_t head)
 {
-        r->avail->ring[r->avail_idx & (r->num - 1)] = htole16(head);
+        unsigned slot = r->avail_idx & (r->num - 1);
+
+        r->avail->ring[slot] = htole16(head);
         r->avail_idx++;
         __atomic_store_n(&r->avail->idx, htole16(r->avail_idx), __ATOMIC_RELEASE);
+        fe_mem_guest_wrote(r->mem, r->avail_gpa + offsetof(struct vring_avail, ring) + 2ULL * slot, 2);
+        fe_mem_guest_wrote(r->mem, r->avail_gpa + offsetof(struct vring_avail, idx), 2);
 }
 
 /* Length of descriptor @i of a chain of @total bytes; @first > 0 puts that many bytes alone in descriptor 0. */
@@ -431,6 +638,7 @@ static int post_chain(struct fe_ring *r, uint32_t total, uint32_t first, const s
                         };
                         off += len;
                 }
+                fe_mem_guest_wrote(r->mem, tgpa, nseg * sizeof(*t));
                 (void)fe_ring_desc_get(r);
                 r->desc[head] = (struct vring_desc){
                         .addr = htole64(tgpa),
@@ -438,6 +646,7 @@ static int post_chain(struct fe_ring *r, uint32_t total, uint32_t first, const s
                         .flags = htole16(VRING_DESC_F_INDIRECT),
                         .next = 0,
                 };
+                fe_mem_guest_wrote(r->mem, r->desc_gpa + 16ULL * head, 16);
                 r->chains[head] = (struct fe_chain){.cap = total, .ndesc = 1, .inflight = true, .write = write};
         } else {
                 id = head;
@@ -451,6 +660,7 @@ static int post_chain(struct fe_ring *r, uint32_t total, uint32_t first, const s
                                 .flags = htole16(wflag | (more ? VRING_DESC_F_NEXT : 0)),
                                 .next = htole16(more ? r->next[id] : 0),
                         };
+                        fe_mem_guest_wrote(r->mem, r->desc_gpa + 16ULL * id, 16);
                         off += len;
                         id = r->next[id];
                 }
@@ -473,13 +683,15 @@ struct tx_src {
 static int fill_tx(struct fe_ring *r, uint16_t head, const void *arg)
 {
         const struct tx_src *src = arg;
-        uint8_t *p = fe_ring_area(r, head, NULL);
+        uint64_t gpa;
+        uint8_t *p = fe_ring_area(r, head, &gpa);
         struct virtio_net_hdr_mrg h = {.num_buffers = 0};
 
         if (src->hdr)
                 h.hdr = *src->hdr;
         memcpy(p, &h, r->hdr_len);
         memcpy(p + r->hdr_len, src->frame, src->len);
+        fe_mem_guest_wrote(r->mem, gpa, r->hdr_len + src->len);
         return 0;
 }
 
@@ -568,9 +780,12 @@ int fe_ring_wait(struct fe_ring *r, unsigned min, int timeout_ms)
         for (;;) {
                 if ((n = fe_ring_used_pending(r)) >= min)
                         return (int)n;
-                if (r->event_idx)
+                if (r->event_idx) {
                         __atomic_store_n(fe_ring_used_event(r), htole16((uint16_t)(r->last_used + min - 1)),
                                          __ATOMIC_RELAXED);
+                        fe_mem_guest_wrote(r->mem, r->avail_gpa + offsetof(struct vring_avail, ring) + 2ULL * r->num,
+                                           2);
+                }
                 __atomic_thread_fence(__ATOMIC_SEQ_CST);
                 if ((n = fe_ring_used_pending(r)) >= min)
                         return (int)n;
@@ -1130,8 +1345,8 @@ int fe_set_vring_num(struct fe *fe, unsigned idx, unsigned num)
         return vring_state(fe, VU_SET_VRING_NUM, idx, num);
 }
 
-int fe_set_vring_addr(struct fe *fe, unsigned idx, uint64_t desc_uva, uint64_t avail_uva, uint64_t used_uva,
-                      uint32_t flags)
+static int set_vring_addr(struct fe *fe, unsigned idx, uint64_t desc_uva, uint64_t avail_uva, uint64_t used_uva,
+                          uint32_t flags, uint64_t log_gpa)
 {
         struct vu_vring_addr a = {
                 .index = idx,
@@ -1139,10 +1354,22 @@ int fe_set_vring_addr(struct fe *fe, unsigned idx, uint64_t desc_uva, uint64_t a
                 .desc_user_addr = desc_uva,
                 .used_user_addr = used_uva,
                 .avail_user_addr = avail_uva,
-                .log_guest_addr = 0,
+                .log_guest_addr = log_gpa,
         };
 
         return fe_request(fe, VU_SET_VRING_ADDR, &a, sizeof(a), NULL, 0, NULL);
+}
+
+int fe_set_vring_addr(struct fe *fe, unsigned idx, uint64_t desc_uva, uint64_t avail_uva, uint64_t used_uva,
+                      uint32_t flags)
+{
+        return set_vring_addr(fe, idx, desc_uva, avail_uva, used_uva, flags, 0);
+}
+
+int fe_ring_set_addr(struct fe *fe, const struct fe_ring *r, bool log)
+{
+        return set_vring_addr(fe, r->index, fe_mem_uva(r->mem, r->desc_gpa), fe_mem_uva(r->mem, r->avail_gpa),
+                              fe_mem_uva(r->mem, r->used_gpa), log ? 1u << VU_VRING_F_LOG : 0, log ? r->used_gpa : 0);
 }
 
 int fe_set_vring_base(struct fe *fe, unsigned idx, unsigned base)
@@ -1230,6 +1457,65 @@ int fe_get_status(struct fe *fe, uint8_t *ret)
         return r;
 }
 
+int fe_set_log_base(struct fe *fe, const struct fe_log *log)
+{
+        /* VhostUserLog: mmap_size, mmap_offset. */
+        const uint64_t payload[2] = {log->size, log->offset};
+        struct vu_msg reply;
+        int r;
+
+        if (!(fe->acked_protocol_features & BIT_ULL(VU_PROTOCOL_F_LOG_SHMFD)))
+                return fe_request(fe, VU_SET_LOG_BASE, payload, sizeof(payload), &log->fd, 1, NULL);
+        /* QEMU sends it without NEED_REPLY and waits for the back-end's reply. */
+        r = fe_request(fe, VU_SET_LOG_BASE, payload, sizeof(payload), &log->fd, 1, &reply);
+        if (r < 0)
+                return r;
+        fe_msg_close_fds(&reply);
+        return reply.hdr.size == 0 || reply.hdr.size == sizeof(uint64_t) ? 0 : -EPROTO;
+}
+
+int fe_set_log_fd(struct fe *fe, int fd)
+{
+        return fe_request(fe, VU_SET_LOG_FD, NULL, 0, &fd, 1, NULL);
+}
+
+/* Creates fe->log for the current guest RAM, unless there is one. */
+static int ensure_log(struct fe *fe)
+{
+        if (fe->log.fd >= 0)
+                return 0;
+        return fe_log_init(&fe->log, fe_log_size_for(fe->mem), 0);
+}
+
+int fe_log_start(struct fe *fe)
+{
+        int r;
+
+        if (!(fe->features & BIT_ULL(VHOST_F_LOG_ALL)))
+                return -EOPNOTSUPP;
+        if ((r = ensure_log(fe)) < 0 || (r = fe_set_log_base(fe, &fe->log)) < 0 ||
+            (r = fe_set_features(fe, fe->acked_features | BIT_ULL(VHOST_F_LOG_ALL))) < 0)
+                return r;
+        fe->log_rings = true;
+        for (unsigned i = 0; i < fe->nrings; i++)
+                if ((r = fe_ring_set_addr(fe, &fe->rings[i], true)) < 0)
+                        return r;
+        return 0;
+}
+
+int fe_log_stop(struct fe *fe)
+{
+        int r;
+
+        if ((r = fe_set_features(fe, fe->acked_features & ~BIT_ULL(VHOST_F_LOG_ALL))) < 0)
+                return r;
+        fe->log_rings = false;
+        for (unsigned i = 0; i < fe->nrings; i++)
+                if ((r = fe_ring_set_addr(fe, &fe->rings[i], false)) < 0)
+                        return r;
+        return 0;
+}
+
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Connection                                                                                                     */
 
@@ -1245,6 +1531,7 @@ int fe_new(int sock, struct fe **ret)
         fe->trace = t && *t && strcmp(t, "0") != 0;
         for (unsigned i = 0; i < FE_MAX_RINGS; i++)
                 fe->rings[i].kick_fd = fe->rings[i].call_fd = fe->rings[i].err_fd = -1;
+        fe->log.fd = -1;
         *ret = fe;
         return 0;
 }
@@ -1334,6 +1621,7 @@ struct fe *fe_free(struct fe *fe)
         close_fd(&fe->sock);
         for (unsigned i = 0; i < fe->nrings; i++)
                 fe_ring_done(&fe->rings[i]);
+        fe_log_done(&fe->log);
         if (fe->own_mem) {
                 fe_mem_done(fe->mem);
                 free(fe->mem);
@@ -1358,8 +1646,7 @@ int fe_ring_configure(struct fe *fe, const struct fe_ring *r)
 
         if ((ret = fe_set_vring_num(fe, r->index, r->num)) < 0 ||
             (ret = fe_set_vring_base(fe, r->index, r->avail_idx)) < 0 ||
-            (ret = fe_set_vring_addr(fe, r->index, fe_mem_uva(r->mem, r->desc_gpa), fe_mem_uva(r->mem, r->avail_gpa),
-                                     fe_mem_uva(r->mem, r->used_gpa), 0)) < 0 ||
+            (ret = fe_ring_set_addr(fe, r, fe->log_rings)) < 0 ||
             (ret = fe_set_vring_kick(fe, r->index, r->kick_fd)) < 0 ||
             (ret = fe_set_vring_call(fe, r->index, r->call_fd)) < 0)
                 return ret;
@@ -1369,9 +1656,10 @@ int fe_ring_configure(struct fe *fe, const struct fe_ring *r)
 /* Default guest RAM: rings in region 0 at gpa 0, data in region 1 at 4 GiB, both in one memfd. */
 static int default_mem(struct fe *fe, unsigned nrings, unsigned num, uint32_t buf_size)
 {
-        uint64_t ring_bytes = 16ULL * num + 6 + 2ULL * num + 6 + 8ULL * num + 4 * RING_ALIGN +
-                              (uint64_t)num * FE_INDIRECT_MAX * sizeof(struct vring_desc);
-        uint64_t data_bytes = (uint64_t)num * buf_size + RING_ALIGN;
+        /* The used ring and the data areas start on a page of their own and fill whole pages. */
+        uint64_t ring_bytes = 16ULL * num + 6 + 2ULL * num + ALIGN_UP(6 + 8ULL * num, PAGE_4K) + PAGE_4K +
+                              3 * RING_ALIGN + (uint64_t)num * FE_INDIRECT_MAX * sizeof(struct vring_desc);
+        uint64_t data_bytes = ALIGN_UP((uint64_t)num * buf_size, PAGE_4K) + PAGE_4K;
         struct fe_mem *mem = calloc(1, sizeof(*mem));
         int r;
 
@@ -1407,8 +1695,9 @@ int fe_setup_ex(struct fe *fe, const struct fe_setup_opts *opts)
         const struct fe_setup_opts *o = opts ? opts : &none;
         unsigned qp = o->queue_pairs ? o->queue_pairs : 1;
         unsigned num = o->ring_size ? o->ring_size : 256;
-        uint64_t want = o->features ? o->features : FE_FEATURES_DEFAULT;
-        uint64_t pwant = o->protocol_features ? o->protocol_features : FE_PROTOCOL_FEATURES_DEFAULT;
+        uint64_t want = (o->features ? o->features : FE_FEATURES_DEFAULT) | (o->log ? BIT_ULL(VHOST_F_LOG_ALL) : 0);
+        uint64_t pwant = (o->protocol_features ? o->protocol_features : FE_PROTOCOL_FEATURES_DEFAULT) |
+                         (o->log ? BIT_ULL(VU_PROTOCOL_F_LOG_SHMFD) : 0);
         uint32_t buf_size = o->buf_size ? o->buf_size : 2048;
         uint64_t acked, packed = 0, slots;
         bool own = !fe->mem;
@@ -1427,6 +1716,8 @@ int fe_setup_ex(struct fe *fe, const struct fe_setup_opts *opts)
                 if ((r = fe_set_protocol_features(fe, packed)) < 0)
                         return r;
         }
+        if (o->log && (!(acked & BIT_ULL(VHOST_F_LOG_ALL)) || !(packed & BIT_ULL(VU_PROTOCOL_F_LOG_SHMFD))))
+                return -EOPNOTSUPP;
         if (packed & BIT_ULL(VU_PROTOCOL_F_MQ)) {
                 if ((r = fe_get_queue_num(fe, NULL)) < 0)
                         return r;
@@ -1473,12 +1764,18 @@ int fe_setup_ex(struct fe *fe, const struct fe_setup_opts *opts)
         } else if ((r = fe_set_mem_table(fe, fe->mem)) < 0) {
                 return r;
         }
+        if (o->log && ((r = fe_mem_track(fe->mem)) < 0 || (r = ensure_log(fe)) < 0))
+                return r;
+        fe->log_rings = o->log;
         for (unsigned i = 0; i < fe->nrings; i++) {
                 if ((r = fe_ring_configure(fe, &fe->rings[i])) < 0)
                         return r;
                 if (i % 2 == 0 && !o->no_fill_rx)
                         (void)fe_ring_fill_rx(&fe->rings[i]);
         }
+        /* QEMU's vhost_dev_start: the log base after the rings. */
+        if (o->log && (r = fe_set_log_base(fe, &fe->log)) < 0)
+                return r;
         if (o->no_enable)
                 return 0;
         if (acked & BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES)) {

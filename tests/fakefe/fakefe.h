@@ -19,6 +19,11 @@
  *   craft loops, bad addresses, huge lengths, nested indirect tables...
  * - Vring index convention (virtio-net): queue pair i has rx ring 2i (device writes) and tx ring 2i+1.
  * - Frames (fe_frame_build/fe_frame_verify) carry a sequence number and an FNV-1a checksum of their payload.
+ * - Dirty log (live migration): a log memfd (struct fe_log) in QEMU's format, SET_LOG_BASE/SET_LOG_FD, rings
+ *   announced with VU_VRING_F_LOG, and a check that every page the back-end changed is marked in it: snapshot
+ *   guest RAM before and after (fe_mem_snapshot), compare page by page (fe_log_unlogged). What the guest driver
+ *   (this library) writes is tracked apart (fe_mem_track), as KVM tracks the guest's own writes for QEMU. Each used
+ *   ring and each data area starts on a page of its own, so the device's pages and the driver's never mix.
  * - Process helpers spawn and stop the daemon and count its fds, threads and mappings from /proc.
  *
  * Conventions: functions return >= 0 on success and a negative errno on failure; nothing here logs, except that
@@ -76,10 +81,15 @@ struct fe_region {
  * struct fe_mem - guest RAM.
  * @regions: the regions, in the order they were added.
  * @nregions: how many.
+ * @guest_dirty: pages the guest driver (this library) wrote since fe_mem_track(), one bit per 4 KiB page of
+ *               gpa as in the dirty log; NULL when not tracking.
+ * @guest_dirty_size: its bytes.
  */
 struct fe_mem {
         struct fe_region regions[FE_MEM_MAX];
         unsigned nregions;
+        uint8_t *guest_dirty;
+        uint64_t guest_dirty_size;
 };
 
 /**
@@ -137,6 +147,57 @@ uint64_t fe_mem_uva(const struct fe_mem *mem, uint64_t gpa);
 int fe_mem_alloc(struct fe_mem *mem, int region, uint64_t size, uint64_t align, uint64_t *ret_gpa);
 
 /**
+ * fe_mem_track() - start (again) recording the pages the guest driver writes: descriptors, avail rings and
+ * used_event, indirect tables, tx buffers (the library's ring code records them; raw writes by a test are its own
+ * business, see fe_mem_guest_wrote()). Clears what was recorded. Call it after the regions are added: the record
+ * covers gpa up to the end of the highest region then.
+ * @mem: guest RAM.
+ *
+ * Return: 0, -ENOMEM, or -E2BIG when the highest region ends above 2^43 (the record would be over 256 MiB).
+ */
+int fe_mem_track(struct fe_mem *mem);
+
+/**
+ * fe_mem_guest_wrote() - record that the guest wrote [@gpa, @gpa + @len) (a no-op when not tracking).
+ * @mem: guest RAM.
+ * @gpa: guest-physical address.
+ * @len: bytes.
+ */
+void fe_mem_guest_wrote(struct fe_mem *mem, uint64_t gpa, uint64_t len);
+
+/**
+ * struct fe_snapshot - a copy of guest RAM.
+ * @nregions: regions copied.
+ * @gpa: per region, its guest-physical base.
+ * @size: per region, its bytes.
+ * @data: per region, the copy.
+ */
+struct fe_snapshot {
+        unsigned nregions;
+        uint64_t *gpa;
+        uint64_t *size;
+        uint8_t **data;
+};
+
+/**
+ * fe_mem_snapshot() - copy every region of guest RAM.
+ * @mem: guest RAM.
+ * @ret: the copy (free it with fe_snapshot_done()).
+ *
+ * A back-end writing meanwhile may be caught half-way; take the snapshot that ends an interval after the
+ * back-end stopped writing (GET_VRING_BASE, or traffic drained and fe_sync()).
+ *
+ * Return: 0 or -ENOMEM.
+ */
+int fe_mem_snapshot(const struct fe_mem *mem, struct fe_snapshot *ret);
+
+/**
+ * fe_snapshot_done() - free a snapshot. NULL-safe, idempotent.
+ * @s: the snapshot.
+ */
+void fe_snapshot_done(struct fe_snapshot *s);
+
+/**
  * fe_mem_region_msg() - the wire description of a region (for SET_MEM_TABLE, ADD_MEM_REG, REM_MEM_REG).
  * @mem: guest RAM.
  * @idx: region index.
@@ -170,11 +231,11 @@ struct fe_chain {
  * @num: ring size (power of two).
  * @desc_gpa: descriptor table (16-byte aligned).
  * @avail_gpa: available ring (then used_event).
- * @used_gpa: used ring (then avail_event).
+ * @used_gpa: used ring (then avail_event), alone on its pages (page-aligned, padded to a page).
  * @desc: @desc_gpa mapped here.
  * @avail: @avail_gpa mapped here.
  * @used: @used_gpa mapped here.
- * @area_gpa: @num data areas of @buf_size bytes, one per head.
+ * @area_gpa: @num data areas of @buf_size bytes, one per head (page-aligned, padded to a page).
  * @buf_size: bytes in each data area: the largest chain the library posts.
  * @ind_gpa: @num indirect tables of FE_INDIRECT_MAX descriptors, one per head.
  * @kick_fd: eventfd we write to kick (CLOEXEC|NONBLOCK), or -1.
@@ -448,6 +509,103 @@ uint16_t *fe_ring_used_event(const struct fe_ring *r);
 uint16_t *fe_ring_avail_event(const struct fe_ring *r);
 
 /* ------------------------------------------------------------------------------------------------------------ */
+/* Dirty log (live migration)                                                                                     */
+
+/* The protocol's names for the log's bits (daemon/vu_proto.h has them; kept here in case it does not). */
+#ifndef VHOST_F_LOG_ALL
+#define VHOST_F_LOG_ALL 26 /* virtio feature bit: log every write to guest memory */
+#endif
+#ifndef VU_VRING_F_LOG
+#define VU_VRING_F_LOG 0 /* bit of SET_VRING_ADDR flags: log used-ring writes at log_guest_addr */
+#endif
+
+#define FE_LOG_PAGE 4096u        /* one bit of the log per page of gpa */
+#define FE_LOG_NAME "fakefe-log" /* memfd name */
+
+/**
+ * struct fe_log - the dirty log, as QEMU shares it: a memfd, @size bytes of bitmap at @offset in it. Page p
+ * (gpa / 4096) is bit p % 8 of byte p / 8.
+ * @fd: the memfd (sent with SET_LOG_BASE), -1 when none.
+ * @bits: the bitmap, mapped here.
+ * @size: its bytes (mmap_size).
+ * @offset: where it starts in @fd (mmap_offset).
+ * @map: what mmap returned (from offset 0).
+ * @map_len: its length.
+ */
+struct fe_log {
+        int fd;
+        uint8_t *bits;
+        uint64_t size;
+        uint64_t offset;
+        uint8_t *map;
+        size_t map_len;
+};
+
+/**
+ * fe_log_size_for() - the log size QEMU sends for this guest RAM: a bit for every page up to the end of the
+ * highest region, in whole 64-bit words (vhost_get_log_size()).
+ * @mem: guest RAM.
+ *
+ * Return: bytes (0 without regions).
+ */
+uint64_t fe_log_size_for(const struct fe_mem *mem);
+
+/**
+ * fe_log_init() - create a log: a memfd of @offset + @size bytes, zeroed, mapped here.
+ * @log: the log.
+ * @size: bytes of bitmap (> 0).
+ * @offset: where the bitmap starts in the memfd (QEMU uses 0; others test the back-end's offset handling).
+ *
+ * Return: 0, -EINVAL, or the memfd/mmap error (@log->fd is -1 then).
+ */
+int fe_log_init(struct fe_log *log, uint64_t size, uint64_t offset);
+
+/**
+ * fe_log_done() - unmap and close. NULL-safe, idempotent; leaves @log->fd -1.
+ * @log: the log.
+ */
+void fe_log_done(struct fe_log *log);
+
+/**
+ * fe_log_clear() - clear every bit (as a migration pass that has fetched them does).
+ * @log: the log.
+ */
+void fe_log_clear(struct fe_log *log);
+
+/**
+ * fe_log_test() - whether the page of @gpa is marked.
+ * @log: the log.
+ * @gpa: guest-physical address.
+ *
+ * Return: true when marked; false when not, or beyond the log.
+ */
+bool fe_log_test(const struct fe_log *log, uint64_t gpa);
+
+/**
+ * fe_log_count() - pages marked.
+ * @log: the log.
+ *
+ * Return: bits set.
+ */
+uint64_t fe_log_count(const struct fe_log *log);
+
+/**
+ * fe_log_unlogged() - pages that changed between two snapshots although nobody said so: not marked in @log and
+ * not written by the guest driver (@mem's record, see fe_mem_track()). Any such page would be stale after a
+ * migration. Pages beyond the log count as not marked.
+ * @log: the dirty log the back-end marked during the interval (cleared at its start).
+ * @mem: guest RAM, for the guest's own writes (when tracked).
+ * @before: snapshot at the start of the interval.
+ * @after: snapshot at its end (same regions).
+ * @ret_changed: pages that changed at all, if non-NULL.
+ * @ret_first: the gpa of the first unlogged page, if non-NULL and there is one.
+ *
+ * Return: the number of unlogged changed pages, or -EINVAL when the snapshots' regions differ.
+ */
+int64_t fe_log_unlogged(const struct fe_log *log, const struct fe_mem *mem, const struct fe_snapshot *before,
+                        const struct fe_snapshot *after, uint64_t *ret_changed, uint64_t *ret_first);
+
+/* ------------------------------------------------------------------------------------------------------------ */
 /* Connection and messages                                                                                        */
 
 #define FE_MAX_RINGS 64
@@ -479,6 +637,8 @@ uint16_t *fe_ring_avail_event(const struct fe_ring *r);
  * @own_mem: fe_free() frees @mem.
  * @rings: rings set up by fe_setup(), indexed by vring index.
  * @nrings: how many.
+ * @log: the dirty log of fe_log_start() and fe_setup_opts.log (fd -1 before); fe_free() frees it.
+ * @log_rings: fe_ring_configure() sends SET_VRING_ADDR with VU_VRING_F_LOG and the used ring's gpa.
  */
 struct fe {
         int sock;
@@ -495,6 +655,8 @@ struct fe {
         bool own_mem;
         struct fe_ring rings[FE_MAX_RINGS];
         unsigned nrings;
+        struct fe_log log;
+        bool log_rings;
 };
 
 /**
@@ -674,8 +836,58 @@ int fe_set_status(struct fe *fe, uint8_t status);
 int fe_get_status(struct fe *fe, uint8_t *ret);
 
 /**
+ * fe_set_log_base() - SET_LOG_BASE: {mmap_size, mmap_offset} and the log's fd. With LOG_SHMFD acked it waits for
+ * the back-end's reply, as QEMU does (no NEED_REPLY; an empty reply, or 8 bytes as libvhost-user sends);
+ * otherwise as the other typed requests.
+ * @fe: the connection.
+ * @log: the log (any size or offset: tests send bad ones too).
+ *
+ * Return: 0, -EPROTO on a reply of another size, or as fe_request().
+ */
+int fe_set_log_base(struct fe *fe, const struct fe_log *log);
+
+/**
+ * fe_set_log_fd() - SET_LOG_FD: an eventfd the back-end may signal after updating the log.
+ * @fe: the connection.
+ * @fd: the eventfd (not consumed).
+ *
+ * Return: 0 or as fe_request().
+ */
+int fe_set_log_fd(struct fe *fe, int fd);
+
+/**
+ * fe_ring_set_addr() - SET_VRING_ADDR for a ring, with VU_VRING_F_LOG and log_guest_addr = its used ring's gpa
+ * when @log, without (log_guest_addr 0) otherwise.
+ * @fe: the connection.
+ * @r: the ring.
+ * @log: ask for used-ring logging.
+ *
+ * Return: 0 or as fe_request().
+ */
+int fe_ring_set_addr(struct fe *fe, const struct fe_ring *r, bool log);
+
+/**
+ * fe_log_start() - start logging on a running device, in QEMU's order when a migration starts: SET_LOG_BASE
+ * (fe->log, created for fe->mem by fe_log_size_for() if it does not exist), SET_FEATURES with VHOST_F_LOG_ALL
+ * added, SET_VRING_ADDR with VU_VRING_F_LOG for every ring (fe->log_rings is set).
+ * @fe: after fe_setup().
+ *
+ * Return: 0, -EOPNOTSUPP when the back-end offers no VHOST_F_LOG_ALL, or the first failure.
+ */
+int fe_log_start(struct fe *fe);
+
+/**
+ * fe_log_stop() - stop logging, in QEMU's order (migration done or cancelled): SET_FEATURES without
+ * VHOST_F_LOG_ALL, SET_VRING_ADDR without VU_VRING_F_LOG for every ring. fe->log stays (to look at it).
+ * @fe: the connection.
+ *
+ * Return: 0 or the first failure.
+ */
+int fe_log_stop(struct fe *fe);
+
+/**
  * fe_ring_configure() - announce a ring: SET_VRING_NUM, SET_VRING_BASE (avail_idx), SET_VRING_ADDR (uvas),
- * SET_VRING_KICK, SET_VRING_CALL (QEMU's order).
+ * SET_VRING_KICK, SET_VRING_CALL (QEMU's order). SET_VRING_ADDR asks for used-ring logging when fe->log_rings.
  * @fe: the connection.
  * @r: the ring.
  *
@@ -695,6 +907,10 @@ int fe_ring_configure(struct fe *fe, const struct fe_ring *r);
  * @no_fill_rx: do not post rx buffers.
  * @no_enable: stop before SET_VRING_ENABLE.
  * @no_err_fd: do not send SET_VRING_ERR.
+ * @log: start with dirty logging on, as QEMU starts a device while a migration runs: LOG_SHMFD and
+ *       VHOST_F_LOG_ALL are asked for (-EOPNOTSUPP unless both are offered), every SET_VRING_ADDR carries
+ *       VU_VRING_F_LOG and the used ring's gpa, and SET_LOG_BASE (fe->log, sized for guest RAM) follows the rings,
+ *       before SET_VRING_ENABLE (QEMU's vhost_dev_start order). Guest writes are tracked (fe_mem_track()).
  */
 struct fe_setup_opts {
         unsigned queue_pairs;
@@ -707,6 +923,7 @@ struct fe_setup_opts {
         bool no_fill_rx;
         bool no_enable;
         bool no_err_fd;
+        bool log;
 };
 
 /**

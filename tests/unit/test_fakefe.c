@@ -3,6 +3,8 @@
  * Tests of the fake front-end library against itself: message framing and fd passing over a socketpair, guest RAM,
  * ring layout, frames, process helpers, and a full fe_setup() + echo against "mbe", a minimal vhost-user back-end
  * written here independently of the daemon (it loops tx ring 2i+1 to rx ring 2i, as vhostd --backend loopback).
+ * mbe also keeps a dirty log (SET_LOG_BASE, LOG_ALL, VU_VRING_F_LOG), and can be told to forget parts of it, so
+ * the log helpers (snapshots compared against the log) are tested both ways without the daemon.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -43,6 +46,8 @@ struct mbe_region {
 struct mbe_vq {
         unsigned num;
         uint64_t desc_uva, avail_uva, used_uva;
+        uint32_t addr_flags; /* SET_VRING_ADDR flags */
+        uint64_t log_gpa;    /* its log_guest_addr */
         uint16_t last_avail, used_idx;
         int kick, call, err;
         bool enabled;
@@ -64,7 +69,50 @@ struct mbe {
         uint8_t status;
         unsigned echoed, dropped, bad;
         uint8_t frame[70000];
+        /* the dirty log */
+        uint8_t *log_map, *log_bits;
+        size_t log_maplen;
+        uint64_t log_size, log_offset;
+        unsigned log_bases, log_fds;
+        unsigned log_skip; /* MBE_SKIP_*: what to forget to mark (a buggy back-end), read atomically */
 };
+
+#define MBE_SKIP_DATA 1u /* rx buffers */
+#define MBE_SKIP_USED 2u /* used rings */
+
+static bool mbe_logging(const struct mbe *m)
+{
+        return m->log_bits && (m->features & BIT_ULL(VHOST_F_LOG_ALL));
+}
+
+/* Marks [gpa, gpa + len) after writing it, one page at a time (nothing past the log). */
+static void mbe_mark(struct mbe *m, uint64_t gpa, uint64_t len)
+{
+        for (uint64_t p = gpa / 4096; len && p <= (gpa + len - 1) / 4096 && p / 8 < m->log_size; p++)
+                __atomic_fetch_or(&m->log_bits[p / 8], (uint8_t)(1u << (p % 8)), __ATOMIC_RELEASE);
+}
+
+static void mbe_mark_data(struct mbe *m, uint64_t gpa, uint64_t len)
+{
+        if (mbe_logging(m) && !(__atomic_load_n(&m->log_skip, __ATOMIC_RELAXED) & MBE_SKIP_DATA))
+                mbe_mark(m, gpa, len);
+}
+
+/* [off, off + len) of the used ring of vq. */
+static void mbe_mark_used(struct mbe *m, const struct mbe_vq *vq, uint64_t off, uint64_t len)
+{
+        if (mbe_logging(m) && (vq->addr_flags & (1u << VU_VRING_F_LOG)) &&
+            !(__atomic_load_n(&m->log_skip, __ATOMIC_RELAXED) & MBE_SKIP_USED))
+                mbe_mark(m, vq->log_gpa + off, len);
+}
+
+static void mbe_log_unmap(struct mbe *m)
+{
+        if (m->log_map)
+                munmap(m->log_map, m->log_maplen);
+        m->log_map = m->log_bits = NULL;
+        m->log_size = 0;
+}
 
 static void *mbe_xlate(struct mbe *m, uint64_t addr, uint64_t len, bool uva)
 {
@@ -126,6 +174,7 @@ static bool mbe_ring(struct mbe *m, struct mbe_vq *vq, struct mbe_ring *ret)
 struct seg {
         uint8_t *p;
         uint32_t len;
+        uint64_t gpa;
 };
 
 /* Walks one chain (following one level of indirection); returns segments or -1. */
@@ -154,6 +203,7 @@ static int mbe_chain(struct mbe *m, struct mbe_vq *vq, struct mbe_ring *ring, ui
                         return -1;
                 segs[n].p = mbe_xlate(m, d->addr, d->len, false);
                 segs[n].len = d->len;
+                segs[n].gpa = d->addr;
                 if (!segs[n].p && d->len)
                         return -1;
                 n++;
@@ -177,10 +227,25 @@ static void mbe_signal(struct mbe *m, struct mbe_vq *vq, struct mbe_ring *ring, 
                 m->bad++;
 }
 
-static void mbe_used(struct mbe_vq *vq, struct mbe_ring *ring, uint32_t id, uint32_t len)
+static void mbe_used(struct mbe *m, struct mbe_vq *vq, struct mbe_ring *ring, uint32_t id, uint32_t len)
 {
-        ring->used->ring[vq->used_idx % vq->num] = (struct vring_used_elem){id, len};
+        unsigned slot = vq->used_idx % vq->num;
+
+        ring->used->ring[slot] = (struct vring_used_elem){id, len};
+        mbe_mark_used(m, vq, offsetof(struct vring_used, ring) + 8ULL * slot, 8);
         vq->used_idx++;
+}
+
+static void mbe_used_idx(struct mbe *m, struct mbe_vq *vq, struct mbe_ring *ring)
+{
+        __atomic_store_n(&ring->used->idx, vq->used_idx, __ATOMIC_RELEASE);
+        mbe_mark_used(m, vq, offsetof(struct vring_used, idx), 2);
+}
+
+static void mbe_avail_event(struct mbe *m, struct mbe_vq *vq, struct mbe_ring *ring)
+{
+        __atomic_store_n((uint16_t *)&ring->used->ring[vq->num], vq->last_avail, __ATOMIC_RELEASE);
+        mbe_mark_used(m, vq, offsetof(struct vring_used, ring) + 8ULL * vq->num, 2);
 }
 
 static size_t mbe_hlen(const struct mbe *m)
@@ -230,13 +295,14 @@ static bool mbe_deliver(struct mbe *m, struct mbe_vq *vq, struct mbe_ring *ring,
                         size_t c = total - done < segs[s].len ? total - done : segs[s].len;
 
                         memcpy(segs[s].p, m->frame + done, c);
+                        mbe_mark_data(m, segs[s].gpa, c);
                         done += c;
                         lens[b] += (uint32_t)c;
                 }
         }
         for (unsigned i = 0; i < nb; i++)
-                mbe_used(vq, ring, ids[i], lens[i]);
-        __atomic_store_n(&ring->used->idx, vq->used_idx, __ATOMIC_RELEASE);
+                mbe_used(m, vq, ring, ids[i], lens[i]);
+        mbe_used_idx(m, vq, ring);
         mbe_signal(m, vq, ring, old);
         return true;
 }
@@ -267,7 +333,7 @@ static void mbe_process(struct mbe *m, unsigned pair)
                                 memcpy(m->frame + len, segs[s].p, segs[s].len);
                                 len += segs[s].len;
                         }
-                        mbe_used(tx, &tr, head, 0);
+                        mbe_used(m, tx, &tr, head, 0);
                         if (n < 0 || len < mbe_hlen(m)) {
                                 m->bad++;
                                 continue;
@@ -279,16 +345,16 @@ static void mbe_process(struct mbe *m, unsigned pair)
                         else
                                 m->dropped++;
                 }
-                __atomic_store_n(&tr.used->idx, tx->used_idx, __ATOMIC_RELEASE);
+                mbe_used_idx(m, tx, &tr);
                 if (!event_idx)
                         break;
-                __atomic_store_n((uint16_t *)&tr.used->ring[tx->num], tx->last_avail, __ATOMIC_RELEASE);
+                mbe_avail_event(m, tx, &tr);
                 __atomic_thread_fence(__ATOMIC_SEQ_CST);
                 if (tx->last_avail == __atomic_load_n(&tr.avail->idx, __ATOMIC_ACQUIRE))
                         break;
         }
         if (have_rx && event_idx)
-                __atomic_store_n((uint16_t *)&rr.used->ring[rx->num], rx->last_avail, __ATOMIC_RELEASE);
+                mbe_avail_event(m, rx, &rr);
         mbe_signal(m, tx, &tr, old);
 }
 
@@ -377,6 +443,33 @@ static int mbe_handle(struct mbe *m, struct vu_msg *msg)
                 vq->desc_uva = p->addr.desc_user_addr;
                 vq->avail_uva = p->addr.avail_user_addr;
                 vq->used_uva = p->addr.used_user_addr;
+                vq->addr_flags = p->addr.flags;
+                vq->log_gpa = p->addr.log_guest_addr;
+                return 0;
+        case VU_SET_LOG_BASE: {
+                uint64_t l[2];
+
+                if (fd < 0 || msg->hdr.size != sizeof(l))
+                        return 1;
+                memcpy(l, &msg->payload, sizeof(l));
+                mbe_log_unmap(m);
+                m->log_maplen = l[0] + l[1];
+                m->log_map = mmap(NULL, m->log_maplen, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+                if (m->log_map == MAP_FAILED) {
+                        m->log_map = NULL;
+                        return 1;
+                }
+                m->log_bits = m->log_map + l[1];
+                m->log_size = l[0];
+                m->log_offset = l[1];
+                m->log_bases++;
+                mbe_reply(m, msg, NULL, 0); /* an empty reply, as QEMU expects with LOG_SHMFD */
+                return -1;
+        }
+        case VU_SET_LOG_FD:
+                if (fd < 0)
+                        return 1;
+                m->log_fds++;
                 return 0;
         case VU_GET_VRING_BASE: {
                 struct vu_vring_state s = {.index = idx, .num = vq ? vq->last_avail : 0};
@@ -485,8 +578,8 @@ static void *mbe_main(void *arg)
          BIT_ULL(VIRTIO_RING_F_EVENT_IDX) | BIT_ULL(VIRTIO_RING_F_INDIRECT_DESC) | BIT_ULL(VIRTIO_NET_F_MTU) |         \
          BIT_ULL(VIRTIO_NET_F_MAC) | BIT_ULL(VIRTIO_NET_F_STATUS) | BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES))
 
-/* Starts mbe on one end of a socketpair and wraps the other in a struct fe. */
-static struct mbe *mbe_start(struct fe **ret_fe, uint64_t poffer)
+/* Starts mbe offering these features on one end of a socketpair and wraps the other in a struct fe. */
+static struct mbe *mbe_start_offer(struct fe **ret_fe, uint64_t poffer, uint64_t offer)
 {
         struct mbe *m = calloc(1, sizeof(*m));
         int sv[2];
@@ -494,13 +587,18 @@ static struct mbe *mbe_start(struct fe **ret_fe, uint64_t poffer)
         assert_non_null(m);
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
         m->sock = sv[1];
-        m->offer = MBE_OFFER;
+        m->offer = offer;
         m->poffer = poffer;
         for (unsigned i = 0; i < MBE_VQS; i++)
                 m->vq[i].kick = m->vq[i].call = m->vq[i].err = -1;
         assert_int_equal(fe_new(sv[0], ret_fe), 0);
         assert_int_equal(pthread_create(&m->thread, NULL, mbe_main, m), 0);
         return m;
+}
+
+static struct mbe *mbe_start(struct fe **ret_fe, uint64_t poffer)
+{
+        return mbe_start_offer(ret_fe, poffer, MBE_OFFER);
 }
 
 /* Disconnects the front-end (mbe sees EOF), joins and frees mbe. */
@@ -519,6 +617,7 @@ static void mbe_stop(struct mbe *m, struct fe *fe)
         }
         while (m->nregions)
                 mbe_unmap(&m->regions[--m->nregions]);
+        mbe_log_unmap(m);
         close(m->sock);
         free(m);
 }
@@ -1182,6 +1281,382 @@ static void test_echo(void **state)
                 echo(&cases[i]);
 }
 
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Dirty log                                                                                                      */
+
+/* The log object: QEMU's size, a memfd at an offset, bits by gpa. */
+static void test_log_object(void **state)
+{
+        struct fe_mem mem;
+        struct fe_log log;
+        struct stat st;
+        uint8_t byte = 0x81;
+
+        (void)state;
+        fe_mem_init(&mem);
+        assert_int_equal(fe_log_size_for(&mem), 0);
+        assert_int_equal(fe_mem_add_region(&mem, 0, 1 << 20, 0), 0);
+        /* 256 pages: 4 words of 64 bits. */
+        assert_int_equal(fe_log_size_for(&mem), 32);
+        assert_int_equal(fe_mem_add_region(&mem, 1ULL << 32, 2 << 20, 0), 1);
+        /* Up to 4 GiB + 2 MiB: 1049088 pages, 16392 words. */
+        assert_int_equal(fe_log_size_for(&mem), 16392 * 8);
+        fe_mem_done(&mem);
+        assert_int_equal(fe_mem_add_region(&mem, 0, 4096 * 65, 0), 0);
+        assert_int_equal(fe_log_size_for(&mem), 16); /* 65 pages: two words */
+        fe_mem_done(&mem);
+
+        assert_int_equal(fe_log_init(&log, 0, 0), -EINVAL);
+        assert_int_equal(log.fd, -1);
+        assert_int_equal(fe_log_init(&log, 24, 100), 0);
+        assert_true(log.fd >= 0);
+        assert_true(fcntl(log.fd, F_GETFD) & FD_CLOEXEC);
+        assert_int_equal(fstat(log.fd, &st), 0);
+        assert_int_equal(st.st_size, 124);
+        assert_int_equal(log.size, 24);
+        assert_int_equal(log.offset, 100);
+        assert_int_equal(fe_log_count(&log), 0);
+        /* What a back-end writes into the fd at offset + byte is bit (gpa / 4096) here. */
+        assert_int_equal(pwrite(log.fd, &byte, 1, 100 + 2), 1);
+        assert_true(fe_log_test(&log, 16 * 4096));
+        assert_true(fe_log_test(&log, 23 * 4096 + 4095));
+        assert_false(fe_log_test(&log, 17 * 4096));
+        assert_false(fe_log_test(&log, 24 * 4096));
+        assert_false(fe_log_test(&log, 1ULL << 40)); /* beyond the log */
+        assert_int_equal(fe_log_count(&log), 2);
+        fe_log_clear(&log);
+        assert_int_equal(fe_log_count(&log), 0);
+        assert_int_equal(pread(log.fd, &byte, 1, 100 + 2), 1);
+        assert_int_equal(byte, 0);
+        if (!under_valgrind())
+                assert_int_equal(fe_count_maps(getpid(), FE_LOG_NAME), 1);
+        fe_log_done(&log);
+        assert_int_equal(log.fd, -1);
+        assert_null(log.bits);
+        fe_log_done(&log);
+        fe_log_done(NULL);
+        assert_int_equal(fe_count_maps(getpid(), FE_LOG_NAME), 0);
+}
+
+/* Snapshots compared page by page against the log and the guest's own writes. */
+static void test_log_unlogged(void **state)
+{
+        const uint64_t hi = 1ULL << 32;
+        struct fe_snapshot before, after, other;
+        struct fe_mem mem, mem2;
+        struct fe_log log;
+        uint64_t changed = 0, first = 0;
+        uint8_t *p;
+
+        (void)state;
+        fe_mem_init(&mem);
+        assert_int_equal(fe_mem_add_region(&mem, 0, 64 * 4096, 0), 0);
+        assert_int_equal(fe_mem_add_region(&mem, hi, 16 * 4096, FE_MEM_SHARE_FD), 1);
+        assert_int_equal(fe_log_init(&log, 8, 0), 0); /* 64 pages: region 0 only */
+        assert_int_equal(fe_mem_track(&mem), 0);
+        assert_int_equal(fe_mem_snapshot(&mem, &before), 0);
+
+        /* Nothing changed. */
+        assert_int_equal(fe_mem_snapshot(&mem, &after), 0);
+        assert_int_equal(fe_log_unlogged(&log, &mem, &before, &after, &changed, &first), 0);
+        assert_int_equal(changed, 0);
+        fe_snapshot_done(&after);
+
+        /* Page 0 (first byte), logged; page 5 (last byte), not logged; page 9 written by the guest; page 63 (the
+         * last the log covers), logged; page 2 of region 1, beyond the log; page 7 rewritten with the same bytes. */
+        p = fe_mem_ptr(&mem, 0, 1);
+        p[0] = 1;
+        assert_int_equal(log.bits[0] & 1, 0);
+        log.bits[0] |= 1;
+        p = fe_mem_ptr(&mem, 5 * 4096 + 4095, 1);
+        p[0] = 2;
+        p = fe_mem_ptr(&mem, 9 * 4096 + 10, 1);
+        p[0] = 3;
+        fe_mem_guest_wrote(&mem, 9 * 4096 + 10, 1);
+        p = fe_mem_ptr(&mem, 63 * 4096 + 100, 1);
+        p[0] = 4;
+        log.bits[7] |= 0x80;
+        p = fe_mem_ptr(&mem, hi + 2 * 4096, 1);
+        p[0] = 5;
+        p = fe_mem_ptr(&mem, 7 * 4096, 1);
+        p[0] = 0;
+        /* Marks and guest writes on pages that did not change count for nothing. */
+        log.bits[1] |= 0x10;
+        fe_mem_guest_wrote(&mem, 30 * 4096, 3 * 4096);
+
+        assert_int_equal(fe_mem_snapshot(&mem, &after), 0);
+        assert_int_equal(fe_log_unlogged(&log, &mem, &before, &after, &changed, &first), 2);
+        assert_int_equal(changed, 5);
+        assert_int_equal(first, 5 * 4096);
+        /* Without the guest's record, its write counts too. */
+        assert_int_equal(fe_log_unlogged(&log, NULL, &before, &after, NULL, NULL), 3);
+        /* Tracking again forgets the guest's earlier writes. */
+        assert_int_equal(fe_mem_track(&mem), 0);
+        assert_int_equal(fe_log_unlogged(&log, &mem, &before, &after, NULL, &first), 3);
+        assert_int_equal(first, 5 * 4096);
+        fe_mem_guest_wrote(&mem, 9 * 4096, 1);
+        /* A log covering region 1 too. */
+        {
+                struct fe_log big;
+
+                assert_int_equal(fe_log_init(&big, fe_log_size_for(&mem), 0), 0);
+                big.bits[0] = 0x01;
+                big.bits[7] = 0x80;
+                big.bits[(hi / 4096 + 2) / 8] |= (uint8_t)(1u << ((hi / 4096 + 2) % 8));
+                assert_int_equal(fe_log_unlogged(&big, &mem, &before, &after, NULL, &first), 1);
+                assert_int_equal(first, 5 * 4096);
+                big.bits[0] |= 0x20;
+                assert_int_equal(fe_log_unlogged(&big, &mem, &before, &after, NULL, NULL), 0);
+                fe_log_done(&big);
+        }
+        /* Snapshots of other memory cannot be compared. */
+        fe_mem_init(&mem2);
+        assert_int_equal(fe_mem_add_region(&mem2, 0, 64 * 4096, 0), 0);
+        assert_int_equal(fe_mem_snapshot(&mem2, &other), 0);
+        assert_int_equal(fe_log_unlogged(&log, &mem, &before, &other, NULL, NULL), -EINVAL);
+        fe_snapshot_done(&other);
+        fe_mem_done(&mem2);
+
+        fe_snapshot_done(&before);
+        fe_snapshot_done(&after);
+        fe_snapshot_done(&after); /* idempotent */
+        fe_snapshot_done(NULL);
+        fe_log_done(&log);
+        fe_mem_done(&mem);
+}
+
+/* The library records its own writes; device-written rings and areas sit on pages of their own. */
+static void test_log_guest_writes(void **state)
+{
+        static const uint8_t frame[200] = {1};
+        struct fe_ring tx, rx;
+        struct fe_mem mem;
+        struct fe_log log;
+
+        (void)state;
+        fe_mem_init(&mem);
+        assert_int_equal(fe_mem_add_region(&mem, 0, 2 << 20, 0), 0);
+        assert_int_equal(fe_ring_init(&rx, &mem, 0, 64, 2048, 0, 0), 0);
+        assert_int_equal(fe_ring_init(&tx, &mem, 1, 64, 2048, 0, 0), 0);
+        for (int i = 0; i < 2; i++) {
+                const struct fe_ring *r = i ? &tx : &rx;
+
+                assert_int_equal(r->used_gpa % 4096, 0);
+                assert_int_equal(r->area_gpa % 4096, 0);
+                /* Nothing else on the used ring's pages: the next allocation starts a page later. */
+                assert_true(r->ind_gpa >= r->used_gpa + 4096);
+                assert_true(r->avail_gpa + 6 + 2 * 64 <= r->used_gpa);
+        }
+        assert_true(tx.area_gpa >= rx.area_gpa + 64 * 2048);
+        assert_int_equal(fe_mem_track(&mem), 0);
+        assert_int_equal(fe_log_init(&log, fe_log_size_for(&mem), 0), 0);
+
+        /* A tx frame: its descriptor, avail entry and idx, and its buffer, nothing of the used rings. */
+        assert_true(fe_ring_post_tx(&tx, frame, sizeof(frame), NULL, NULL) >= 0);
+        memcpy(log.bits, mem.guest_dirty, log.size);
+        assert_true(fe_log_test(&log, tx.desc_gpa));
+        assert_true(fe_log_test(&log, tx.avail_gpa + 2));
+        assert_true(fe_log_test(&log, tx.area_gpa));
+        assert_false(fe_log_test(&log, tx.used_gpa));
+        assert_false(fe_log_test(&log, rx.used_gpa));
+        assert_false(fe_log_test(&log, rx.area_gpa));
+        /* An rx buffer: descriptor and avail only; the buffer is the device's to write. */
+        assert_int_equal(fe_mem_track(&mem), 0);
+        assert_true(fe_ring_post_rx(&rx, 2048, &(struct fe_post){.nseg = 2, .indirect = true}) >= 0);
+        memcpy(log.bits, mem.guest_dirty, log.size);
+        assert_true(fe_log_test(&log, rx.desc_gpa));
+        assert_true(fe_log_test(&log, rx.ind_gpa));
+        assert_true(fe_log_test(&log, rx.avail_gpa));
+        assert_false(fe_log_test(&log, rx.area_gpa));
+        assert_false(fe_log_test(&log, rx.used_gpa));
+        /* used_event, when waiting with EVENT_IDX. */
+        assert_int_equal(fe_mem_track(&mem), 0);
+        rx.event_idx = true;
+        assert_int_equal(fe_ring_wait(&rx, 1, 0), -ETIMEDOUT);
+        memcpy(log.bits, mem.guest_dirty, log.size);
+        assert_true(fe_log_test(&log, rx.avail_gpa + 4 + 2 * 64));
+        assert_int_equal(fe_log_count(&log), 1);
+
+        fe_log_done(&log);
+        fe_ring_done(&rx);
+        fe_ring_done(&tx);
+        fe_mem_done(&mem);
+        /* Too high to track. */
+        assert_int_equal(fe_mem_add_region(&mem, 1ULL << 45, 4096, 0), 0);
+        assert_int_equal(fe_mem_track(&mem), -E2BIG);
+        fe_mem_done(&mem);
+}
+
+#define POFFER_LOG (POFFER_BASIC | BIT_ULL(VU_PROTOCOL_F_LOG_SHMFD))
+
+/* One migration pass: clear, snapshot, echo @frames over both queue pairs, barrier, snapshot, compare. */
+static int64_t log_pass(struct fe *fe, unsigned frames, uint64_t *ret_changed, uint64_t *ret_first)
+{
+        static uint8_t frame[FE_FRAME_MAX], got[FE_FRAME_MAX];
+        struct fe_snapshot before, after;
+        int64_t n;
+
+        fe_log_clear(&fe->log);
+        assert_int_equal(fe_mem_track(fe->mem), 0);
+        assert_int_equal(fe_mem_snapshot(fe->mem, &before), 0);
+        for (unsigned i = 0; i < frames; i++) {
+                struct fe_ring *tx = fe_tx(fe, i % 2), *rx = fe_rx(fe, i % 2);
+                size_t len = 60 + (i * 397) % 1455;
+                struct fe_rx_info info;
+
+                assert_int_equal(fe_frame_build(frame, len, i, NULL, NULL), 0);
+                assert_true(fe_ring_post_tx(tx, frame, len, NULL, NULL) >= 0);
+                assert_true(fe_ring_notify(tx) >= 0);
+                assert_int_equal(fe_ring_recv_wait(rx, got, sizeof(got), &info, 5000), 1);
+                assert_int_equal(info.len, len);
+                assert_true(fe_ring_wait(tx, 1, 5000) >= 1);
+                assert_true(fe_ring_reap(tx) >= 1);
+        }
+        /* mbe handles messages after the kicks before them: when this returns, it wrote and marked all. */
+        assert_int_equal(fe_sync(fe), 0);
+        assert_int_equal(fe_mem_snapshot(fe->mem, &after), 0);
+        n = fe_log_unlogged(&fe->log, fe->mem, &before, &after, ret_changed, ret_first);
+        fe_snapshot_done(&before);
+        fe_snapshot_done(&after);
+        return n;
+}
+
+static bool in_used_ring(const struct fe *fe, uint64_t gpa)
+{
+        for (unsigned i = 0; i < fe->nrings; i++)
+                if (gpa / 4096 == fe->rings[i].used_gpa / 4096)
+                        return true;
+        return false;
+}
+
+static bool in_rx_area(const struct fe *fe, uint64_t gpa)
+{
+        for (unsigned i = 0; i < fe->nrings; i += 2) {
+                const struct fe_ring *r = &fe->rings[i];
+
+                if (gpa >= r->area_gpa && gpa < r->area_gpa + (uint64_t)r->num * r->buf_size)
+                        return true;
+        }
+        return false;
+}
+
+static void test_log_setup_and_passes(void **state)
+{
+        struct fe_setup_opts o = {.queue_pairs = 2, .ring_size = 64, .rx_buf_size = 512, .log = true};
+        struct fe *fe;
+        struct mbe *m = mbe_start_offer(&fe, POFFER_LOG, MBE_OFFER | BIT_ULL(VHOST_F_LOG_ALL));
+        uint64_t changed = 0, first = 0;
+        unsigned base_at = 0, last_ring_msg = 0, first_enable = 0;
+
+        (void)state;
+        assert_int_equal(fe_setup_ex(fe, &o), 0);
+        assert_true(fe->acked_features & BIT_ULL(VHOST_F_LOG_ALL));
+        assert_true(fe->acked_protocol_features & BIT_ULL(VU_PROTOCOL_F_LOG_SHMFD));
+        /* The back-end got the log QEMU would send: sized for guest RAM, at offset 0, after the rings. */
+        assert_int_equal(m->log_bases, 1);
+        assert_int_equal(m->log_size, fe_log_size_for(fe->mem));
+        assert_int_equal(fe->log.size, m->log_size);
+        assert_int_equal(m->log_offset, 0);
+        for (unsigned i = 0; i < m->nlog; i++) {
+                if (m->log[i] == VU_SET_LOG_BASE)
+                        base_at = i;
+                if (m->log[i] == VU_SET_VRING_ADDR || m->log[i] == VU_SET_VRING_CALL)
+                        last_ring_msg = i;
+                if (m->log[i] == VU_SET_VRING_ENABLE && !first_enable)
+                        first_enable = i;
+                if (m->log[i] == VU_SET_LOG_BASE)
+                        assert_int_equal(m->log_flags[i], VU_VERSION); /* no NEED_REPLY: it has its own reply */
+        }
+        assert_true(last_ring_msg < base_at && base_at < first_enable);
+        for (unsigned i = 0; i < fe->nrings; i++) {
+                assert_true(m->vq[i].addr_flags & (1u << VU_VRING_F_LOG));
+                assert_int_equal(m->vq[i].log_gpa, fe->rings[i].used_gpa);
+        }
+
+        /* A back-end that logs everything: every changed page is accounted for. */
+        assert_int_equal(log_pass(fe, 200, &changed, &first), 0);
+        assert_true(changed > 10);
+        assert_true(fe_log_count(&fe->log) > 0);
+
+        /* One that forgets the rx buffers: caught, on an rx data area. */
+        __atomic_store_n(&m->log_skip, MBE_SKIP_DATA, __ATOMIC_RELAXED);
+        assert_true(log_pass(fe, 50, &changed, &first) > 0);
+        assert_true(in_rx_area(fe, first));
+        /* One that forgets the used rings: caught, on a used ring. */
+        __atomic_store_n(&m->log_skip, MBE_SKIP_USED, __ATOMIC_RELAXED);
+        assert_true(log_pass(fe, 50, &changed, &first) > 0);
+        assert_true(in_used_ring(fe, first));
+        __atomic_store_n(&m->log_skip, 0, __ATOMIC_RELAXED);
+        assert_int_equal(log_pass(fe, 50, NULL, NULL), 0);
+
+        /* Stop: LOG_ALL off and the rings without VU_VRING_F_LOG; the back-end marks nothing any more. */
+        assert_int_equal(fe_log_stop(fe), 0);
+        assert_int_equal(fe_sync(fe), 0);
+        assert_false(m->features & BIT_ULL(VHOST_F_LOG_ALL));
+        for (unsigned i = 0; i < fe->nrings; i++) {
+                assert_false(m->vq[i].addr_flags & (1u << VU_VRING_F_LOG));
+                assert_int_equal(m->vq[i].log_gpa, 0);
+        }
+        assert_true(log_pass(fe, 50, &changed, NULL) > 0);
+        assert_int_equal(fe_log_count(&fe->log), 0);
+
+        /* Start again on the running device, as when a migration starts: base, LOG_ALL, rings. */
+        assert_int_equal(fe_log_start(fe), 0);
+        assert_int_equal(fe_sync(fe), 0);
+        assert_int_equal(m->log_bases, 2);
+        assert_true(m->features & BIT_ULL(VHOST_F_LOG_ALL));
+        for (unsigned i = 0; i < fe->nrings; i++)
+                assert_int_equal(m->vq[i].log_gpa, fe->rings[i].used_gpa);
+        assert_int_equal(log_pass(fe, 100, NULL, NULL), 0);
+
+        /* SET_LOG_FD carries an eventfd. */
+        {
+                int efd = eventfd(0, EFD_CLOEXEC);
+
+                assert_true(efd >= 0);
+                assert_int_equal(fe_set_log_fd(fe, efd), 0);
+                assert_int_equal(fe_sync(fe), 0);
+                assert_int_equal(m->log_fds, 1);
+                close(efd);
+        }
+        /* A log at an offset in its memfd, sent by hand. */
+        {
+                struct fe_log other;
+
+                assert_int_equal(fe_log_init(&other, fe_log_size_for(fe->mem), 4096 + 8), 0);
+                assert_int_equal(fe_set_log_base(fe, &other), 0);
+                assert_int_equal(m->log_offset, 4096 + 8);
+                fe_log_done(&fe->log);
+                fe->log = other; /* fe_free() closes it */
+                assert_int_equal(log_pass(fe, 50, &changed, NULL), 0);
+                assert_true(fe_log_count(&fe->log) > 0);
+        }
+        mbe_stop(m, fe);
+        fe_free(fe);
+}
+
+/* Logging asked for, not offered. */
+static void test_log_not_offered(void **state)
+{
+        struct fe_setup_opts o = {.log = true};
+        struct fe *fe;
+        struct mbe *m = mbe_start(&fe, POFFER_LOG);
+
+        (void)state;
+        assert_int_equal(fe_setup_ex(fe, &o), -EOPNOTSUPP);
+        mbe_stop(m, fe);
+        fe_free(fe);
+        m = mbe_start_offer(&fe, POFFER_BASIC, MBE_OFFER | BIT_ULL(VHOST_F_LOG_ALL));
+        assert_int_equal(fe_setup_ex(fe, &o), -EOPNOTSUPP);
+        mbe_stop(m, fe);
+        fe_free(fe);
+        m = mbe_start(&fe, POFFER_LOG);
+        assert_int_equal(fe_setup(fe, 1, 64, 0), 0);
+        assert_int_equal(fe_log_start(fe), -EOPNOTSUPP);
+        mbe_stop(m, fe);
+        fe_free(fe);
+}
+
 static void *connect_thread(void *arg)
 {
         struct fe *fe = NULL;
@@ -1273,6 +1748,11 @@ int main(void)
                 cmocka_unit_test(test_setup_sequence),
                 cmocka_unit_test(test_setup_mem_slots),
                 cmocka_unit_test(test_echo),
+                cmocka_unit_test(test_log_object),
+                cmocka_unit_test(test_log_unlogged),
+                cmocka_unit_test(test_log_guest_writes),
+                cmocka_unit_test(test_log_setup_and_passes),
+                cmocka_unit_test(test_log_not_offered),
                 cmocka_unit_test(test_listen_accept),
                 cmocka_unit_test(test_spawn),
         };
