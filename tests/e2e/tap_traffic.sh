@@ -24,13 +24,16 @@ netns_wait_listen "$NS" 5201 10 || e2e_fail "iperf3 server did not start"
 # The guest pings us, then after the host pings it, runs iperf3 both ways with 4 streams.
 vm_add_vhost_user_nic "$SOCK" 2
 vm_start g1 --smp 2 vm_ip="$GUEST_IP/24" vm_queues=2 \
-    --cmd "ping -c 3 -W 2 $HOST_IP && sleep 4 && iperf3 -c $HOST_IP -t 4 -P 4 && iperf3 -c $HOST_IP -t 4 -P 4 -R"
+    --cmd "ping -c 3 -W 2 $HOST_IP && sleep 4 && iperf3 -c $HOST_IP -t 4 -P 4 && iperf3 -c $HOST_IP -t 4 -P 4 -R && echo TRAFFIC-DONE && sleep 5"
 vm_wait_boot g1 60 || e2e_fail "guest did not boot"
 vm_wait_marker g1 'VM-NET-UP' 30 || e2e_fail "guest network did not come up"
 e2e_wait_for 20 ip netns exec "$NS" busybox ping -c 1 -W 1 "$GUEST_IP" >/dev/null || e2e_fail "host cannot ping the guest"
 ip netns exec "$NS" busybox ping -c 3 -W 2 "$GUEST_IP" | tail -n 2
 
-vm_wait_cmd g1 150 || e2e_fail "guest command failed (rc=${VM_RC:-none})"
+# vhostd's counters are the connection's: read them while the guest is still up (it powers off after its command).
+vm_wait_marker g1 '^TRAFFIC-DONE' 150 || e2e_fail "guest traffic did not finish: $(vm_cmd_rc g1)"
+J=$(vhostctl_json "$CTL")
+vm_wait_cmd g1 30 || e2e_fail "guest command failed (rc=${VM_RC:-none})"
 LOG=$(vm_log g1)
 grep -aq '3 packets transmitted, 3 packets received' "$LOG" || e2e_fail "guest ping did not get 3 replies"
 mapfile -t sums < <(grep -a 'SUM.*receiver' "$LOG")
@@ -45,7 +48,6 @@ e2e_log "tap: guest->host $rxp frames avg $((rxb / rxp)) B; host->guest $txp fra
 [ $((rxb / rxp)) -gt 1514 ] || e2e_fail "guest->host frames are not TSO-sized"
 [ $((txb / txp)) -gt 1514 ] || e2e_fail "host->guest frames are not GSO-sized"
 
-J=$(vhostctl_json "$CTL")
 echo "$J" | jq -c '.ports[0] | {features, vrings: [.vrings[] | {index, frames, drops, broken}]}'
 feat=$(echo "$J" | jq -r '.ports[0].features')
 (( (feat >> 11) & 1 )) || e2e_fail "HOST_TSO4 not negotiated ($feat)"
