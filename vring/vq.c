@@ -341,10 +341,15 @@ void vq_push(struct vq *vq, uint16_t head, uint32_t len)
         vq->unpublished++;
 }
 
-void vq_push_elem(struct vq *vq, const struct vq_elem *e, uint32_t len)
+void vq_log_elem(struct vq *vq, const struct vq_elem *e, uint32_t len)
 {
         if (__builtin_expect(vq->log != NULL, 0) && len)
                 log_written(vq, e, len);
+}
+
+void vq_push_elem(struct vq *vq, const struct vq_elem *e, uint32_t len)
+{
+        vq_log_elem(vq, e, len);
         vq_push(vq, e->head, len);
 }
 

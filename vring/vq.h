@@ -108,6 +108,13 @@ void vq_push(struct vq *vq, uint16_t head, uint32_t len);
  */
 void vq_push_elem(struct vq *vq, const struct vq_elem *e, uint32_t len);
 
+/*
+ * The marking half of vq_push_elem() alone, for bytes written into a chain that is then not handed back (a frame
+ * dropped after part of it was written, its chains given back with vq_unpop()). The guest never reads such
+ * bytes, but the page did change: logging it keeps "every page we changed is marked" true.
+ */
+void vq_log_elem(struct vq *vq, const struct vq_elem *e, uint32_t len);
+
 /* Publishes the used index; with logging on, then marks the used entries written since the last call and idx. */
 void vq_publish(struct vq *vq);
 

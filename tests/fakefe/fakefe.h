@@ -511,14 +511,7 @@ uint16_t *fe_ring_avail_event(const struct fe_ring *r);
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Dirty log (live migration)                                                                                     */
 
-/* The protocol's names for the log's bits (daemon/vu_proto.h has them; kept here in case it does not). */
-#ifndef VHOST_F_LOG_ALL
-#define VHOST_F_LOG_ALL 26 /* virtio feature bit: log every write to guest memory */
-#endif
-#ifndef VU_VRING_F_LOG
-#define VU_VRING_F_LOG 0 /* bit of SET_VRING_ADDR flags: log used-ring writes at log_guest_addr */
-#endif
-
+/* The protocol's names for the log's bits are daemon/vu_proto.h's: VHOST_F_LOG_ALL, VU_VRING_F_LOG, VU_SET_LOG_*. */
 #define FE_LOG_PAGE 4096u        /* one bit of the log per page of gpa */
 #define FE_LOG_NAME "fakefe-log" /* memfd name */
 

@@ -764,6 +764,28 @@ static void test_push_elem_logs_written(void **state)
         }
 }
 
+/* Marking alone: the chain is not handed back (no used entry), its written pages are marked. */
+static void test_log_elem_without_push(void **state)
+{
+        struct fx *f = *state;
+
+        post_rx_chain(f);
+        assert_int_equal(vq_pop(&f->vq, &f->elem, IOVS), 1);
+        vq_log_elem(&f->vq, &f->elem, 0x21); /* logging off: nothing */
+        assert_int_equal(count_bits(&f->g.log), 0);
+        log_on(f);
+        vq_log_elem(&f->vq, &f->elem, 0x21);
+        expect_set(&f->g.log, (uint64_t[]){0x10, 0x11, 0x20}, 3, "log only");
+        assert_int_equal(f->vq.used_idx, 0);
+        vq_unpop(&f->vq, 1);
+        /* Popped again and handed back: the same pages, and the used ring at publish. */
+        assert_int_equal(vq_pop(&f->vq, &f->elem, IOVS), 1);
+        clear_log(f);
+        vq_push_elem(&f->vq, &f->elem, 0x21);
+        vq_publish(&f->vq);
+        expect_set(&f->g.log, (uint64_t[]){2, 0x10, 0x11, 0x20}, 4, "then pushed");
+}
+
 /* Readable segments are never marked, even with a len covering them. */
 static void test_push_elem_skips_readable(void **state)
 {
@@ -888,6 +910,7 @@ int main(void)
                 T(test_notify_logs),
                 T(test_pop_records_gpa),
                 T(test_push_elem_logs_written),
+                T(test_log_elem_without_push),
                 T(test_push_elem_skips_readable),
                 T(test_push_elem_contiguous),
                 T(test_logging_off_marks_nothing),
