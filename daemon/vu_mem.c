@@ -209,6 +209,10 @@ int vu_handle_set_log_base(struct vu_dev *dev, struct vu_msg *msg)
         struct vq_log *log = calloc(1, sizeof(*log)), *old = dev->log;
         int r;
 
+        if (!vu_has_protocol_feature(dev, VU_PROTOCOL_F_LOG_SHMFD)) {
+                free(log);
+                return vu_fail(dev, -EINVAL, "without the LOG_SHMFD protocol feature (a log in shared memory)");
+        }
         if (!log)
                 return vu_fail(dev, -ENOMEM, "out of memory");
         r = vlog_map(log, msg->fds[0], l->mmap_size, l->mmap_offset);

@@ -68,7 +68,6 @@ enum vu_protocol_feature {
 
 #define VU_MAX_FDS 8         /* per message (QEMU's VHOST_MEMORY_BASELINE_NREGIONS) */
 #define VU_MEM_REGIONS_MAX 8 /* regions in one SET_MEM_TABLE */
-#define VU_MAX_MEM_SLOTS 32  /* answer to GET_MAX_MEM_SLOTS */
 #define VU_CONFIG_MAX 256
 
 struct vu_hdr {

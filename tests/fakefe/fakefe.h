@@ -611,7 +611,7 @@ int64_t fe_log_unlogged(const struct fe_log *log, const struct fe_mem *mem, cons
          BIT_ULL(VIRTIO_NET_F_MAC) | BIT_ULL(VIRTIO_NET_F_STATUS) | BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES))
 #define FE_PROTOCOL_FEATURES_DEFAULT                                                                                   \
         (BIT_ULL(VU_PROTOCOL_F_MQ) | BIT_ULL(VU_PROTOCOL_F_REPLY_ACK) | BIT_ULL(VU_PROTOCOL_F_MTU) |                   \
-         BIT_ULL(VU_PROTOCOL_F_CONFIG) | BIT_ULL(VU_PROTOCOL_F_RESET_DEVICE) |                                         \
+         BIT_ULL(VU_PROTOCOL_F_LOG_SHMFD) | BIT_ULL(VU_PROTOCOL_F_CONFIG) | BIT_ULL(VU_PROTOCOL_F_RESET_DEVICE) |      \
          BIT_ULL(VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS) | BIT_ULL(VU_PROTOCOL_F_STATUS))
 
 /**

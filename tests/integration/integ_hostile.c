@@ -341,6 +341,7 @@ static const struct msg_case msg_cases[] = {
         {"unknown request 99", PRE_NONE, m_unknown_99, "unsupported request 99", false},
         {"unknown request 0", PRE_ACK, m_unknown_0, "unsupported request 0", false},
         {"unknown request 0x7fffffff with an fd", PRE_RUNNING, m_unknown_huge, "unsupported request", false},
+        {"SET_LOG_BASE before LOG_SHMFD", PRE_NONE, m_log_base, "without the LOG_SHMFD", false},
         {"SET_LOG_BASE with an eventfd", PRE_ACK, m_log_base, "cannot map the log", false},
         {"SET_LOG_BASE too small for guest memory", PRE_RUNNING, m_log_too_small, "covers guest memory up to", false},
         {"SET_LOG_BASE past the end of its file", PRE_RUNNING, m_log_past_file, "smaller than offset + size", false},
@@ -416,7 +417,8 @@ static int prelude_ack(struct fe *fe)
         int r;
 
         if ((r = fe_get_features(fe, &f)) < 0 || (r = fe_get_protocol_features(fe, NULL)) < 0 ||
-            (r = fe_set_protocol_features(fe, BIT_ULL(VU_PROTOCOL_F_REPLY_ACK) | BIT_ULL(VU_PROTOCOL_F_MQ))) < 0 ||
+            (r = fe_set_protocol_features(fe, BIT_ULL(VU_PROTOCOL_F_REPLY_ACK) | BIT_ULL(VU_PROTOCOL_F_MQ) |
+                                                      BIT_ULL(VU_PROTOCOL_F_LOG_SHMFD))) < 0 ||
             (r = fe_set_owner(fe)) < 0)
                 return r;
         return 0;
