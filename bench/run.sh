@@ -15,6 +15,7 @@ run() {
 }
 run bench/iperf_tap.sh "$RUNS" 5   # TCP through a QEMU guest: vhostd tap vs QEMU's tap
 run bench/pps.sh "$RUNS" 2         # frames/s per port kind: vhostd vs dpdk-testpmd, testpmd as the guest
+run bench/dirty_log.sh "$RUNS" 3   # the loop with live migration's dirty log on vs off
 # The README's tables from this run only (the chart, bench/results/pps.png, is pps.sh's of this run too).
 [ "$rc" -ne 0 ] || run bench/readme_table.sh
 exit "$rc"

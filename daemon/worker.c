@@ -526,8 +526,17 @@ static void run_queues(struct worker_data *d)
                         break;
                 if (d->tx_ready && !d->tx_wait_port && vu_vring_ready(tx))
                         progress += handle_tx(d, tx);
-                if (d->port_readable && !d->rx_wait_guest && !d->port_down && vu_vring_ready(rx))
-                        progress += handle_rx(d, rx);
+                if (d->port_readable && !d->rx_wait_guest && !d->port_down && vu_vring_ready(rx)) {
+                        unsigned got = handle_rx(d, rx);
+
+                        /* The port's receive side gave frames up: a port that was full for tx (the loopback's
+                         * one FIFO) may have room now. Retry at once rather than on the retry timer. */
+                        if (got && d->tx_retry) {
+                                d->tx_retry = false;
+                                d->tx_ready = true;
+                        }
+                        progress += got;
+                }
                 if (!progress)
                         break;
                 d->last_work_ns = now_ns();
