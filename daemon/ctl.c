@@ -146,6 +146,9 @@ struct port_snap {
         unsigned long connections, faults, recoveries;
         uint64_t features, protocol_features;
         unsigned mtu, hdr_len;
+        unsigned mem_regions; /* guest memory the connection shared */
+        unsigned long long mem_bytes;
+        bool logging; /* live migration: LOG_ALL on with a dirty log */
         unsigned nvrings;
         struct vring_snap vr[VU_MAX_VRINGS];
 };
@@ -213,6 +216,11 @@ static void port_snapshot(struct port_snap *s, struct port *p)
         s->protocol_features = dev->protocol_features;
         s->mtu = dev->mtu;
         s->hdr_len = dev->hdr_len;
+        /* The memory table and the log change only in this thread: no worker lock needed to read them. */
+        for (unsigned i = 0; dev->mem && i < dev->mem->nregions; i++)
+                s->mem_bytes += dev->mem->regions[i].size;
+        s->mem_regions = dev->mem ? dev->mem->nregions : 0;
+        s->logging = dev->log && (dev->features & BIT_ULL(VHOST_F_LOG_ALL));
         s->nvrings = 2 * dev->nqueues;
         for (unsigned q = 0; q < dev->nqueues; q++) {
                 struct worker *w = &dev->workers[q];
@@ -256,8 +264,9 @@ static void render_port_json(struct out *o, const struct port_snap *s)
         }
         outf(o,
              ",\"features\":\"0x%llx\",\"protocol_features\":\"0x%llx\",\"mtu\":%u,\"vnet_hdr_len\":%u,"
-             "\"vrings\":[",
-             (unsigned long long)s->features, (unsigned long long)s->protocol_features, s->mtu, s->hdr_len);
+             "\"mem_regions\":%u,\"mem_bytes\":%llu,\"dirty_logging\":%s,\"vrings\":[",
+             (unsigned long long)s->features, (unsigned long long)s->protocol_features, s->mtu, s->hdr_len,
+             s->mem_regions, s->mem_bytes, s->logging ? "true" : "false");
         for (unsigned i = 0; i < s->nvrings; i++) {
                 const struct vring_snap *v = &s->vr[i];
 
@@ -301,6 +310,8 @@ static void render_port_text(struct out *o, const struct port_snap *s)
         out_feature_names(o, s->features);
         outf(o, "\n  protocol features 0x%llx, mtu %u, vnet header %u bytes\n",
              (unsigned long long)s->protocol_features, s->mtu, s->hdr_len);
+        outf(o, "  guest memory: %u region%s, %llu MiB%s\n", s->mem_regions, s->mem_regions == 1 ? "" : "s",
+             s->mem_bytes >> 20, s->logging ? "; dirty logging on (live migration)" : "");
         for (unsigned i = 0; i < s->nvrings; i++) {
                 const struct vring_snap *v = &s->vr[i];
 
@@ -339,6 +350,8 @@ PORT_GETTER(get_connections, s->connections)
 PORT_GETTER(get_down, s->down)
 PORT_GETTER(get_faults, s->faults)
 PORT_GETTER(get_recoveries, s->recoveries)
+PORT_GETTER(get_mem_regions, s->mem_regions)
+PORT_GETTER(get_logging, s->logging)
 
 static bool get_kernel_drops(const struct port_snap *s, unsigned long long *ret)
 {
@@ -357,6 +370,10 @@ static const struct port_metric port_metrics[] = {
          get_faults},
         {"vhostd_port_recoveries_total", "Times a queue pair got the port back after a fault.", PROM_COUNTER,
          get_recoveries},
+        {"vhostd_port_mem_regions", "Guest memory regions the connected front-end shared (0 without one).", PROM_GAUGE,
+         get_mem_regions},
+        {"vhostd_port_dirty_logging", "1 while the front-end migrates the guest (dirty log on), else 0.", PROM_GAUGE,
+         get_logging},
         {"vhostd_port_kernel_drops_total",
          "Frames the kernel dropped because the port's receive ring was full (rawsock and afxdp ports only).",
          PROM_COUNTER, get_kernel_drops},

@@ -96,7 +96,8 @@ json_lines() {
         (([["vhostd_port_info", 1], ["vhostd_port_queue_pairs", $p.queue_pairs],
            ["vhostd_port_connected", ($p.connected | b)], ["vhostd_port_connections_total", $p.connections],
            ["vhostd_port_down", ($p.port_down | b)], ["vhostd_port_faults_total", $p.port_faults],
-           ["vhostd_port_recoveries_total", $p.port_recoveries]]
+           ["vhostd_port_recoveries_total", $p.port_recoveries],
+           ["vhostd_port_mem_regions", ($p.mem_regions // 0)], ["vhostd_port_dirty_logging", (($p.dirty_logging // false) | b)]]
           + (if $p.kernel_drops == null then [] else [["vhostd_port_kernel_drops_total", $p.kernel_drops]] end))[]
          | "\(.[0])|\($p.name)|- \(.[1])"),
         ($p.vrings[] as $v |
