@@ -134,34 +134,38 @@ static int ping_fd(int fd, const char *path, long long timeout_ms)
         return r;
 }
 
-static int ping(const char *path, long long timeout_ms)
+/* A stream socket connected to path, or -1 (said on stderr). */
+static int connect_path(const char *path)
 {
         struct sockaddr_un sa = {0};
         int fd;
 
         if (set_path(&sa, path) < 0)
-                return 1;
+                return -1;
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
                 fprintf(stderr, "vu_ping: cannot connect to %s: %s\n", path, strerror(errno));
-                return 1;
+                if (fd >= 0)
+                        close(fd);
+                return -1;
         }
-        return ping_fd(fd, path, timeout_ms);
+        return fd;
+}
+
+static int ping(const char *path, long long timeout_ms)
+{
+        int fd = connect_path(path);
+
+        return fd < 0 ? 1 : ping_fd(fd, path, timeout_ms);
 }
 
 static int latency(const char *path, long long duration_ms)
 {
-        struct sockaddr_un sa = {0};
         long long end = now_ms() + duration_ms, max_us = 0, sum_us = 0, count = 0;
-        int fd;
+        int fd = connect_path(path);
 
-        if (set_path(&sa, path) < 0)
+        if (fd < 0)
                 return 1;
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-                fprintf(stderr, "vu_ping: cannot connect to %s: %s\n", path, strerror(errno));
-                return 1;
-        }
         while (now_ms() < end) {
                 struct timespec a, b;
                 long long us;
