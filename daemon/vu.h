@@ -101,6 +101,8 @@ void vu_dev_push_net(struct vu_dev *dev);
  * a ring whose log cannot be set (its used ring outside the log) is broken with the reason. Quiesced.
  */
 void vu_log_apply(struct vu_dev *dev);
+/* The same for one ring; only its worker need be quiesced. */
+void vu_log_apply_ring(struct vu_dev *dev, struct vu_vring *vr);
 
 static inline bool vu_has_feature(const struct vu_dev *dev, unsigned bit)
 {

@@ -180,27 +180,28 @@ int vu_handle_get_max_mem_slots(struct vu_dev *dev, struct vu_msg *msg)
 
 /* ---- the dirty log (live migration) ---- */
 
+void vu_log_apply_ring(struct vu_dev *dev, struct vu_vring *vr)
+{
+        const char *why;
+
+        if (!vu_has_feature(dev, VHOST_F_LOG_ALL) || !dev->log || !vr->mapped) {
+                (void)vq_set_log(&vr->vq, NULL, false, 0, &why);
+                return;
+        }
+        if (vq_set_log(&vr->vq, dev->log, vr->log_used, vr->log_guest_addr, &why) < 0 && !vr->vq.broken) {
+                /* Migrating without logging this ring would leave stale pages at the destination. */
+                vq_set_broken(&vr->vq, "dirty log: %s", why);
+                vr->broken_reported = true;
+                log_err("%s: vring %u is broken and stops: %s", dev->name, vr->index, vr->vq.broken_reason);
+                if (vr->err_fd >= 0)
+                        (void)eventfd_write(vr->err_fd, 1);
+        }
+}
+
 void vu_log_apply(struct vu_dev *dev)
 {
-        bool on = vu_has_feature(dev, VHOST_F_LOG_ALL) && dev->log;
-
-        for (unsigned i = 0; i < 2 * dev->nqueues; i++) {
-                struct vu_vring *vr = &dev->vrings[i];
-                const char *why;
-
-                if (!on || !vr->mapped) {
-                        (void)vq_set_log(&vr->vq, NULL, false, 0, &why);
-                        continue;
-                }
-                if (vq_set_log(&vr->vq, dev->log, vr->log_used, vr->log_guest_addr, &why) < 0 && !vr->vq.broken) {
-                        /* Migrating without logging this ring would leave stale pages at the destination. */
-                        vq_set_broken(&vr->vq, "dirty log: %s", why);
-                        vr->broken_reported = true;
-                        log_err("%s: vring %u is broken and stops: %s", dev->name, i, vr->vq.broken_reason);
-                        if (vr->err_fd >= 0)
-                                (void)eventfd_write(vr->err_fd, 1);
-                }
-        }
+        for (unsigned i = 0; i < 2 * dev->nqueues; i++)
+                vu_log_apply_ring(dev, &dev->vrings[i]);
 }
 
 int vu_handle_set_log_base(struct vu_dev *dev, struct vu_msg *msg)

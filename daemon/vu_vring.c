@@ -67,7 +67,7 @@ int vu_handle_set_vring_addr(struct vu_dev *dev, struct vu_msg *msg)
                 return vu_fail(dev, r, "vring %u: %s", vr->index, why);
         }
         vr->mapped = true;
-        vu_log_apply(dev);
+        vu_log_apply_ring(dev, vr); /* only this ring's worker is quiesced */
         return 0;
 }
 
