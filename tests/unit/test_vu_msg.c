@@ -193,7 +193,8 @@ static uint32_t read_reply(struct fx *f, uint32_t req, void *payload, size_t cap
         if (h.size)
                 assert_int_equal(recv(f->peer, buf, h.size, MSG_WAITALL), (ssize_t)h.size);
         assert_true(h.size <= cap);
-        memcpy(payload, buf, h.size);
+        if (h.size) /* payload may be NULL for an empty reply */
+                memcpy(payload, buf, h.size);
         return h.size;
 }
 
