@@ -36,9 +36,12 @@ struct frame {
  * frame_len the buffers always hold the whole frame. reserve() returns -ENOBUFS when the guest has no room
  * now (stop and keep the frame), -EMSGSIZE when the frame does not fit the guest's buffers (drop it: the
  * sink counted it as too big; frames are never truncated). commit() reports the bytes written, header
- * included.
+ * included. frame_max: the largest frame, header included, that the guest may be sent (its MTU, or 64 KiB with
+ * GSO); buffers reserve(0) gives may be smaller (a guest without mergeable buffers), and a backend that
+ * cannot tell a frame's size before reading must then not let it be cut short.
  */
 struct rx_sink {
+        size_t frame_max;
         int (*reserve)(struct rx_sink *sink, size_t frame_len, const struct iovec **ret_iov, unsigned *ret_iovcnt);
         void (*commit)(struct rx_sink *sink, size_t len);
         /* A frame that did not fit the buffers reserve() gave was lost (counted as a drop). */
@@ -64,7 +67,7 @@ struct backend_ops {
         int (*queue_fd)(const struct backend *be, unsigned q);
         /* Sends up to n frames; returns how many were taken, or -errno when none was (-EAGAIN: wait for room). */
         int (*tx_burst)(struct backend *be, unsigned q, const struct frame *frames, unsigned n);
-        /* Receives up to budget frames into sink; returns how many, or -errno. */
+        /* Takes up to budget frames from the port into sink (dropped ones count); returns how many, or -errno. */
         int (*rx_burst)(struct backend *be, unsigned q, struct rx_sink *sink, unsigned budget);
         /*
          * Optional. Checks queue q of the port and, when its interface was deleted and one of that name exists

@@ -17,7 +17,11 @@
 #include <unistd.h>
 
 #include "backends/backend.h"
+#include "backends/iov.h"
 #include "backends/virtio_net.h"
+
+/* The largest frame a tap queue reads: a 64 KiB GSO frame with its Ethernet header, VLAN tag and our header. */
+#define TAP_FRAME_MAX (sizeof(struct virtio_net_hdr_mrg) + 65535 + BACKEND_ETH_OVERHEAD)
 
 struct tap_backend {
         struct backend base;
@@ -27,6 +31,8 @@ struct tap_backend {
         bool set_up; /* link_up=: also after re-creating the device */
         int hdr_len; /* what configure() set, reapplied on reattach */
         unsigned offloads;
+        /* Per queue: a whole frame is read here first when the guest's buffers may be too small for it. */
+        uint8_t **bounce;
         int fds[];
 };
 
@@ -60,6 +66,9 @@ static void tap_close(struct backend *be)
         for (unsigned i = 0; i < be->nqueues; i++)
                 if (t->fds[i] >= 0)
                         close(t->fds[i]);
+        for (unsigned i = 0; t->bounce && i < be->nqueues; i++)
+                free(t->bounce[i]);
+        free(t->bounce);
         free(t);
 }
 
@@ -75,6 +84,14 @@ static int tap_open(const struct backend_cfg *cfg, unsigned nqueues, struct back
         t->base.nqueues = nqueues;
         for (unsigned i = 0; i < nqueues; i++)
                 t->fds[i] = -1;
+        t->bounce = calloc(nqueues, sizeof(*t->bounce));
+        for (unsigned i = 0; t->bounce && i < nqueues; i++)
+                if (!(t->bounce[i] = malloc(TAP_FRAME_MAX)))
+                        break;
+        if (!t->bounce || !t->bounce[nqueues - 1]) {
+                r = -ENOMEM;
+                goto fail;
+        }
         if (!cfg->ifname[0]) {
                 r = -EINVAL;
                 goto fail;
@@ -221,19 +238,50 @@ static int tap_tx_burst(struct backend *be, unsigned q, const struct frame *fram
         return (int)i;
 }
 
+/*
+ * A tap cuts a frame larger than the buffers it is read into short without a word. When the guest's buffers
+ * may be smaller than its largest frame (no mergeable buffers), the frame is read whole into the queue's
+ * bounce buffer first, then copied, or dropped as too big.
+ */
+static ssize_t tap_read_bounced(struct tap_backend *t, unsigned q, struct rx_sink *sink, const struct iovec *iov,
+                                unsigned iovcnt, size_t cap)
+{
+        ssize_t n = read(t->fds[q], t->bounce[q], TAP_FRAME_MAX);
+
+        if (n <= 0)
+                return n;
+        if ((size_t)n > cap) {
+                sink->dropped(sink);
+                return -EMSGSIZE;
+        }
+        iov_from_buf(iov, iovcnt, 0, t->bounce[q], (size_t)n);
+        return n;
+}
+
 static int tap_rx_burst(struct backend *be, unsigned q, struct rx_sink *sink, unsigned budget)
 {
-        int fd = ((struct tap_backend *)be)->fds[q];
+        struct tap_backend *t = (struct tap_backend *)be;
+        int fd = t->fds[q];
         unsigned done = 0;
 
         while (done < budget) {
                 const struct iovec *iov;
                 unsigned iovcnt;
                 ssize_t n;
+                size_t cap;
 
                 if (sink->reserve(sink, 0, &iov, &iovcnt) < 0)
                         break;
-                n = readv(fd, iov, (int)iovcnt);
+                cap = iov_size(iov, iovcnt);
+                if (cap < sink->frame_max) {
+                        n = tap_read_bounced(t, q, sink, iov, iovcnt, cap);
+                        if (n == -EMSGSIZE) {
+                                done++; /* taken from the port, counted as too big */
+                                continue;
+                        }
+                } else {
+                        n = readv(fd, iov, (int)iovcnt);
+                }
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -242,6 +290,7 @@ static int tap_rx_burst(struct backend *be, unsigned q, struct rx_sink *sink, un
                         if (errno == EFAULT || errno == EINVAL) {
                                 /* The frame was larger than the guest's buffers: the kernel dropped it. */
                                 sink->dropped(sink);
+                                done++;
                                 continue;
                         }
                         return done ? (int)done : -errno;

@@ -358,6 +358,15 @@ static void rx_dropped(struct rx_sink *sink)
         atomic_fetch_add_explicit(&vr->stats.drop_too_big, 1, memory_order_relaxed);
 }
 
+/* The largest frame the guest may be sent, header included: its MTU, or 64 KiB when it takes GSO frames. */
+static size_t rx_frame_max(const struct worker_net *net)
+{
+        bool gso = net->features & (BIT_ULL(VIRTIO_NET_F_GUEST_TSO4) | BIT_ULL(VIRTIO_NET_F_GUEST_TSO6) |
+                                    BIT_ULL(VIRTIO_NET_F_GUEST_UFO));
+
+        return net->hdr_len + (gso ? 65535 : net->mtu) + BACKEND_ETH_OVERHEAD;
+}
+
 static int rx_reserve(struct rx_sink *sink, size_t frame_len, const struct iovec **ret_iov, unsigned *ret_iovcnt)
 {
         struct worker_data *d = (struct worker_data *)((char *)sink - offsetof(struct worker_data, sink));
@@ -368,11 +377,8 @@ static int rx_reserve(struct rx_sink *sink, size_t frame_len, const struct iovec
         unsigned n = 0, chains = 0;
         uint64_t cap = 0;
 
-        if (!need) {
-                bool gso = net->features & (BIT_ULL(VIRTIO_NET_F_GUEST_TSO4) | BIT_ULL(VIRTIO_NET_F_GUEST_TSO6) |
-                                            BIT_ULL(VIRTIO_NET_F_GUEST_UFO));
-                need = net->hdr_len + (gso ? 65535 + BACKEND_ETH_OVERHEAD : net->mtu + BACKEND_ETH_OVERHEAD);
-        }
+        if (!need)
+                need = sink->frame_max;
         while ((mrg ? d->rx_cap < need : d->rx_count == 0) && d->rx_count < RX_RES_MAX) {
                 struct rx_res *res = &d->rx_res[(d->rx_head + d->rx_count) % RX_RES_MAX];
                 int r;
@@ -478,6 +484,7 @@ static unsigned handle_rx(struct worker_data *d, struct vu_vring *vr)
 
         d->rx_no_room = false;
         d->rx_frames = d->rx_pushed = 0;
+        d->sink.frame_max = rx_frame_max(&d->w->ctx.net);
         /* While we have buffers the guest need not kick us for more; asked for again when we run out. */
         vq_disable_notify(&vr->vq);
         r = be->ops->rx_burst(be, d->w->ctx.qp, &d->sink, d->burst);

@@ -11,6 +11,13 @@
  *     most MSS bytes of payload. Other frames (not IPv4 TCP/UDP) are counted apart and ignored.
  *     Prints "ready" once the rings are up, then a summary; exit 0 when COUNT good frames and no bad one came.
  *
+ *   port_vnet_check small SOCK COUNT BUF
+ *     A guest without offloads and without MRG_RXBUF that posts BUF-byte receive buffers (virtio-net header
+ *     included): receives COUNT IPv4 TCP/UDP frames, checked as above. A frame larger than a buffer must be
+ *     dropped by the back-end: one that arrives cut short fails the IP length check and counts as bad.
+ *     Prints "result: pass" (or fail) and stays connected for 30 s, so that the caller can read vhostd's
+ *     counters of the connection; stop it then.
+ *
  *   port_vnet_check tx SOCK COUNT MSS PAYLOAD DST_MAC SRC_IP DST_IP
  *     Acks CSUM and HOST_TSO4 and sends COUNT TCPv4 TSO frames of PAYLOAD bytes (gso_size MSS, partial
  *     checksum), then waits until the back-end has used them all. The caller counts what came out.
@@ -28,6 +35,7 @@
 #define BUF_SIZE 16384
 #define FRAME_MAX 70000
 #define IDLE_MS 5000
+#define HOLD_MS 30000
 
 struct tally {
         unsigned long good, bad, other, gso, partial, segs;
@@ -96,11 +104,17 @@ static int check(uint8_t *f, size_t len, const struct virtio_net_hdr *h, unsigne
         return 1;
 }
 
-static int do_rx(const char *sock, unsigned long count, unsigned mss, bool offload)
+/* rx_buf: the size of the receive buffers without MRG_RXBUF, or 0 for BUF_SIZE buffers with it. */
+static int do_rx(const char *sock, unsigned long count, unsigned mss, bool offload, uint32_t rx_buf)
 {
         static uint8_t frame[FRAME_MAX];
         uint64_t feat = FE_FEATURES_DEFAULT;
         struct fe_setup_opts o = {.buf_size = BUF_SIZE};
+
+        if (rx_buf) {
+                feat &= ~BIT_ULL(VIRTIO_NET_F_MRG_RXBUF);
+                o.rx_buf_size = rx_buf;
+        }
         struct tally t = {0};
         struct fe *fe;
         int r;
@@ -147,6 +161,13 @@ static int do_rx(const char *sock, unsigned long count, unsigned mss, bool offlo
         }
         printf("received %lu good frames (%lu GSO, %lu with partial checksum, %lu segments), %lu bad, %lu other\n",
                t.good, t.gso, t.partial, t.segs, t.bad, t.other);
+        if (rx_buf) {
+                /* Stay connected (vhostd's counters are the connection's) until the caller has read them. */
+                printf("result: %s\n", t.good == count && !t.bad ? "pass" : "fail");
+                fflush(stdout);
+                for (int i = 0; i < HOLD_MS / 100; i++)
+                        usleep(100 * 1000);
+        }
         fe_free(fe);
         return t.good == count && !t.bad ? 0 : 1;
 }
@@ -243,13 +264,20 @@ int main(int argc, char **argv)
 {
         if (argc >= 5 && !strcmp(argv[1], "rx"))
                 return do_rx(argv[2], strtoul(argv[3], NULL, 0), (unsigned)strtoul(argv[4], NULL, 0),
-                             argc > 5 && !strcmp(argv[5], "offload"));
+                             argc > 5 && !strcmp(argv[5], "offload"), 0);
+        if (argc == 5 && !strcmp(argv[1], "small")) {
+                uint32_t buf = (uint32_t)strtoul(argv[4], NULL, 0);
+                if (buf < 64 || buf > BUF_SIZE)
+                        return 2;
+                return do_rx(argv[2], strtoul(argv[3], NULL, 0), FRAME_MAX, false, buf);
+        }
         if (argc == 9 && !strcmp(argv[1], "tx"))
                 return do_tx(argv[2], strtoul(argv[3], NULL, 0), (unsigned)strtoul(argv[4], NULL, 0),
                              (unsigned)strtoul(argv[5], NULL, 0), argv[6], argv[7], argv[8]);
         fprintf(stderr,
                 "usage: %s rx SOCK COUNT MSS [offload]\n"
+                "       %s small SOCK COUNT BUF\n"
                 "       %s tx SOCK COUNT MSS PAYLOAD DST_MAC SRC_IP DST_IP\n",
-                argv[0], argv[0]);
+                argv[0], argv[0], argv[0]);
         return 2;
 }
