@@ -86,13 +86,13 @@ uint64_t vu_offered_protocol_features(void)
                BIT_ULL(VU_PROTOCOL_F_STATUS) | BIT_ULL(VU_PROTOCOL_F_CONFIG) | BIT_ULL(VU_PROTOCOL_F_RESET_DEVICE);
 }
 
+/* Not VIRTIO_F_NOTIFY_ON_EMPTY: a legacy feature that no guest needs and that vhostd does not implement. */
 uint64_t vu_base_features(void)
 {
         return BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VIRTIO_RING_F_INDIRECT_DESC) | BIT_ULL(VIRTIO_RING_F_EVENT_IDX) |
                BIT_ULL(VIRTIO_NET_F_MRG_RXBUF) | BIT_ULL(VIRTIO_NET_F_STATUS) | BIT_ULL(VIRTIO_NET_F_MTU) |
-               BIT_ULL(VIRTIO_F_ANY_LAYOUT) | BIT_ULL(VIRTIO_F_NOTIFY_ON_EMPTY) |
-               BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) | BIT_ULL(VIRTIO_NET_F_GUEST_ANNOUNCE) |
-               BIT_ULL(VHOST_F_LOG_ALL);
+               BIT_ULL(VIRTIO_F_ANY_LAYOUT) | BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) |
+               BIT_ULL(VIRTIO_NET_F_GUEST_ANNOUNCE) | BIT_ULL(VHOST_F_LOG_ALL);
 }
 
 uint64_t vu_offered_features(const struct port_cfg *cfg, const struct backend *be)
