@@ -250,22 +250,25 @@ vm_add_tap_nic() {
 # vm_add_args ARGS...: raw extra QEMU args for the next vm_start.
 vm_add_args() { _VM_PENDING+=("$@"); }
 
-# vm_start NAME [--netns NS] [--smp N=1] [--mem MB=512] [--cmd SNIPPET]
-#          [--append STR] [--] [KEY=VAL ...]
+# vm_start NAME [--netns NS] [--smp N=1] [--mem MB=512] [--dimm-slots N --maxmem MB]
+#          [--cmd SNIPPET] [--append STR] [--] [KEY=VAL ...]
 #   Boot the guest with the queued NICs (then cleared). --cmd is passed as
 #   vm_cmd64 (base64); KEY=VAL go on the kernel command line (vm_ip=,
 #   vm_mtu=, vm_queues=, vm_ip1=, vm_gw=, vm_link_wait=; see mkguest.sh).
+#   --dimm-slots/--maxmem: room for memory hot-plugged later (pc-dimm).
 #   Sets VM_PID[NAME], VM_LOG[NAME] (serial console), VM_DIR[NAME],
 #   VM_MON[NAME] (HMP monitor unix socket), VM_T0[NAME] (start, epoch s).
 #   The VM is stopped at exit. Returns at once; use vm_wait_marker/vm_wait_cmd.
 vm_start() {
-    local name=$1 ns='' smp=1 mem=512 cmd='' append='' kv=()
+    local name=$1 ns='' smp=1 mem=512 slots='' maxmem='' cmd='' append='' kv=()
     shift
     while (($#)); do
         case $1 in
             --netns) ns=$2; shift 2 ;;
             --smp) smp=$2; shift 2 ;;
             --mem) mem=$2; shift 2 ;;
+            --dimm-slots) slots=$2; shift 2 ;;
+            --maxmem) maxmem=$2; shift 2 ;;
             --cmd) cmd=$2; shift 2 ;;
             --append) append=$2; shift 2 ;;
             --) shift; kv+=("$@"); break ;;
@@ -282,7 +285,7 @@ vm_start() {
     local -a q
     # shellcheck disable=SC2207
     q=(qemu-system-x86_64 -name "$name" -nodefaults -no-user-config -display none
-       $(vm_accel_args) -machine pc -smp "$smp" -m "${mem}M"
+       $(vm_accel_args) -machine pc -smp "$smp" -m "${mem}M${slots:+,slots=$slots,maxmem=${maxmem}M}"
        -object "memory-backend-memfd,id=mem,size=${mem}M,share=on" -numa node,memdev=mem
        -kernel "$GUEST_KERNEL" -initrd "$GUEST_INITRD" -append "$cl"
        -serial "file:$dir/serial.log" -monitor "unix:$dir/mon.sock,server=on,wait=off"
