@@ -1,10 +1,11 @@
 #!/bin/bash
-# Installs what vhostd needs to build and to run every test, on Debian 12. Idempotent; needs root.
+# Installs what vhostd needs to build and to run every test and benchmark, on Debian 12. Idempotent; needs root.
+# xdp-tools: xdp-loader, for the AF_XDP peer of bench/pps.sh.
 set -eu
 PKGS=(build-essential clang pkg-config bc libev-dev libcmocka-dev libbpf-dev libxdp-dev
       libclang-rt-14-dev clang-format
       iproute2 ethtool iperf3 jq busybox-static cpio kmod
-      qemu-system-x86 dpdk-dev systemd
+      qemu-system-x86 dpdk-dev systemd xdp-tools
       libvirt-daemon-system libvirt-clients
       debhelper dpkg-dev lintian fakeroot man-db)
 missing=()
