@@ -50,6 +50,8 @@ _e2e_cleanup() {
     trap - EXIT INT TERM HUP
     set +e
     if ((rc != 0 && rc != 77)); then
+        # a test that traps ERR into E2E_LAST_ERR: what failed when set -e ended it without a FAIL line
+        [[ -z ${E2E_LAST_ERR:-} ]] || echo "e2e: the last command that failed: $E2E_LAST_ERR" >&2
         for n in "${!VM_LOG[@]}"; do vm_dump_log "$n" 30; done
     fi
     for ((i = ${#_E2E_CLEANUP[@]} - 1; i >= 0; i--)); do
