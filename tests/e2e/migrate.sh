@@ -81,16 +81,17 @@ fi
 # TCG now and then misses one of the guest CPU's own writes in its dirty tracking even with 1 vCPU: in 13 runs
 # of 1 queue pair one left a single stale page on the destination, two bytes of a guest kernel structure (a
 # counter beside a list head, 0x10 on the source and 0x11 on the destination); vhostd writes only frames into
-# receive buffers and used rings. So each queue count runs in a process of its own, and one whose only failure
-# is such a RAM difference (exit 3, with the page dumped) runs once more; a second difference fails.
+# receive buffers and used rings; 3 of about 33 runs here (1 and 2 queue pairs) had one such page. So each queue count runs in a
+# process of its own, and one whose only failure is such a RAM difference (exit 3, with the page dumped) runs
+# again, up to 3 times in all; a vhostd that does not log fails every time (the quiet migration back).
 if [ -z "${VHOSTD_MIGRATE_ONE:-}" ]; then
     start=$(date +%s)
     for q in $QUEUES; do
-        for try in 1 2; do
+        for try in 1 2 3; do
             rc=0
             VHOSTD_MIGRATE_ONE=1 VHOSTD_MIGRATE_QUEUES=$q bash "$0" || rc=$?
-            [ $rc -eq 3 ] && [ $try = 1 ] || break
-            echo "e2e: q=$q: guest RAM differed after a migration (above); running q=$q once more" >&2
+            [ $rc -eq 3 ] && [ $try != 3 ] || break
+            echo "e2e: q=$q: guest RAM differed after a migration (above); running q=$q again" >&2
         done
         [ $rc -eq 0 ] || exit $((rc == 3 ? 1 : rc))
     done
