@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "vring/vq.h"
+#include "vring/packed.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -8,9 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Chains longer than this are refused even in huge rings (they are loops in practice). */
-#define VQ_CHAIN_LEN_MAX 4096
 
 static inline uint16_t load_acquire16(const uint16_t *p)
 {
@@ -51,6 +49,8 @@ int vq_alloc(struct vq *vq, unsigned num)
 {
         struct vring_desc *scratch;
 
+        if (vq->packed)
+                return vq_packed_alloc(vq, num);
         if (vq_check_num(num) < 0)
                 return -EINVAL;
         scratch = calloc(num, sizeof(*scratch));
@@ -66,6 +66,7 @@ void vq_free(struct vq *vq)
 {
         free(vq->indirect_scratch);
         vq->indirect_scratch = NULL;
+        vq_packed_free(vq);
 }
 
 int vq_map_rings(struct vq *vq, const struct mem_table *mem, uint64_t desc_uva, uint64_t avail_uva, uint64_t used_uva,
@@ -74,6 +75,8 @@ int vq_map_rings(struct vq *vq, const struct mem_table *mem, uint64_t desc_uva, 
         uint64_t num = vq->num;
         void *desc, *avail, *used;
 
+        if (vq->packed)
+                return vq_map_rings_packed(vq, mem, desc_uva, avail_uva, used_uva, ret_why);
         if (vq_check_num(vq->num) < 0) {
                 *ret_why = "ring size not set";
                 return -EINVAL;
@@ -106,6 +109,8 @@ int vq_map_rings(struct vq *vq, const struct mem_table *mem, uint64_t desc_uva, 
 
 unsigned vq_avail_count(const struct vq *vq)
 {
+        if (vq->packed)
+                return vq_packed_avail_count(vq);
         if (vq->broken || !vq->avail)
                 return 0;
         return (uint16_t)(load_acquire16(&vq->avail->idx) - vq->last_avail_idx);
@@ -162,6 +167,8 @@ int vq_pop(struct vq *vq, struct vq_elem *elem, unsigned iov_max)
         bool indirect = false;
         struct vring_desc d;
 
+        if (vq->packed)
+                return vq_packed_pop(vq, elem, iov_max);
         if (vq->broken)
                 return -EIO;
         avail_idx = load_acquire16(&vq->avail->idx);
@@ -243,6 +250,10 @@ int vq_pop(struct vq *vq, struct vq_elem *elem, unsigned iov_max)
 
 void vq_unpop(struct vq *vq, unsigned n)
 {
+        if (vq->packed) {
+                vq_packed_unpop(vq, n);
+                return;
+        }
         vq->last_avail_idx -= (uint16_t)n;
 }
 
@@ -269,6 +280,8 @@ static void log_used(struct vq *vq, uint64_t off, uint64_t len)
 
 int vq_set_log(struct vq *vq, struct vq_log *log, bool log_used, uint64_t used_gpa, const char **ret_why)
 {
+        if (vq->packed)
+                return vq_packed_set_log(vq, log, log_used, used_gpa, ret_why);
         if (log && log_used) {
                 uint64_t len;
 
@@ -333,8 +346,13 @@ too_small:
 
 void vq_push(struct vq *vq, uint16_t head, uint32_t len)
 {
-        struct vring_used_elem *e = &vq->used->ring[vq->used_idx & (vq->num - 1)];
+        struct vring_used_elem *e;
 
+        if (vq->packed) {
+                vq_packed_push(vq, head, len);
+                return;
+        }
+        e = &vq->used->ring[vq->used_idx & (vq->num - 1)];
         e->id = htole32(head);
         e->len = htole32(len);
         vq->used_idx++;
@@ -372,6 +390,10 @@ static void log_publish(struct vq *vq)
 
 void vq_publish(struct vq *vq)
 {
+        if (vq->packed) {
+                vq_packed_publish(vq);
+                return;
+        }
         __atomic_store_n(&vq->used->idx, htole16(vq->used_idx), __ATOMIC_RELEASE);
         if (logging_used(vq))
                 log_publish(vq);
@@ -383,6 +405,8 @@ bool vq_should_call(struct vq *vq)
         uint16_t old, new_idx, event;
         bool valid;
 
+        if (vq->packed)
+                return vq_packed_should_call(vq);
         /* Order our used-index store before reading the guest's suppression state. */
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
         if (!vq->event_idx)
@@ -402,6 +426,10 @@ bool vq_should_call(struct vq *vq)
 
 void vq_disable_notify(struct vq *vq)
 {
+        if (vq->packed) {
+                vq_packed_disable_notify(vq);
+                return;
+        }
         if (!vq->notify_enabled)
                 return;
         vq->notify_enabled = false;
@@ -415,6 +443,8 @@ void vq_disable_notify(struct vq *vq)
 
 bool vq_enable_notify(struct vq *vq)
 {
+        if (vq->packed)
+                return vq_packed_enable_notify(vq);
         vq->notify_enabled = true;
         if (vq->event_idx)
                 store16((uint16_t *)&vq->used->ring[vq->num], vq->last_avail_idx); /* avail_event */

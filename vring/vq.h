@@ -10,6 +10,11 @@
  * avail_event where they are written, and the bytes a caller wrote into a chain's writable buffers when it hands
  * the chain back with vq_push_elem(). For that vq_pop() records the guest-physical address of every segment
  * (vq_elem.gpa). Without a log the cost is one predictable branch per publish and per push.
+ *
+ * Packed rings (VIRTIO_F_RING_PACKED, vring/packed.c): set vq->packed before vq_alloc(); the functions below then
+ * work on the packed layout (vq_map_rings() takes the descriptor ring, driver and device event areas), so callers
+ * do not change. There last_avail_idx and used_idx are ring slots in [0, num) with a wrap counter each, not
+ * free-running indices: a chain of n descriptors moves them by n.
  */
 #ifndef VRING_VQ_H
 #define VRING_VQ_H
@@ -22,10 +27,17 @@
 #include "vring/mem.h"
 #include "vring/virtio.h"
 
-#define VQ_CHAIN_IOV_MAX 256 /* segments one chain may need */
+#define VQ_CHAIN_IOV_MAX 256  /* segments one chain may need */
+#define VQ_CHAIN_LEN_MAX 4096 /* chains longer than this are refused even in huge rings (loops in practice) */
+
+/* One popped packed chain, remembered for vq_unpop(). */
+struct vq_popped {
+        uint16_t id;    /* buffer id */
+        uint16_t slots; /* ring slots the chain took */
+};
 
 struct vq {
-        unsigned num; /* ring size, a power of two <= VIRTQ_MAX_SIZE */
+        unsigned num; /* ring size: split a power of two <= VIRTQ_MAX_SIZE, packed any of 1..VIRTQ_MAX_SIZE */
         struct vring_desc *desc;
         struct vring_avail *avail;
         struct vring_used *used;
@@ -49,7 +61,24 @@ struct vq {
         struct vq_log *log;
         bool log_used;         /* used-ring writes are logged at log_used_gpa (VHOST_VRING_F_LOG) */
         uint64_t log_used_gpa; /* guest-physical address of the used ring (SET_VRING_ADDR log_guest_addr) */
-        unsigned unpublished;  /* used entries written since the last vq_publish() */
+        unsigned unpublished;  /* used entries (packed: ring slots) written since the last vq_publish() */
+
+        /*
+         * Packed ring only (vring/packed.c). Reuses num, last_avail_idx, used_idx, signalled_used(_valid),
+         * event_idx, notify_enabled, broken, indirect_scratch and the log fields; desc, avail and used stay NULL.
+         */
+        bool packed; /* set before vq_alloc() */
+        bool avail_wrap, used_wrap, signalled_used_wrap;
+        struct vring_packed_desc *pdesc;
+        struct vring_packed_desc_event *driver_event; /* the driver's wish about our calls (we read it) */
+        struct vring_packed_desc_event *device_event; /* ours about its kicks (we write it) */
+        uint16_t *inflight_slots; /* per buffer id: ring slots its popped chain took, 0 when not in flight */
+        struct vq_popped *popped; /* the last popped chains, a ring of num entries, for vq_unpop() */
+        unsigned popped_next;     /* where the next pop is recorded */
+        unsigned popped_count;    /* valid entries before popped_next */
+        uint16_t first_used_slot; /* the batch's first used descriptor, whose flags vq_publish() writes */
+        uint16_t first_used_flags;
+        uint64_t pdesc_gpa, device_event_gpa; /* guest-physical, for the dirty log (found at mapping) */
 };
 
 /* What vq_pop() found: readable segments first (out), then writable (in). */
@@ -72,14 +101,35 @@ struct vq_elem {
  */
 int vq_check_num(unsigned num);
 
+/* Checks SET_VRING_NUM's value for a packed ring: any size from 1 to 32768. Returns 0 or -EINVAL. */
+int vq_check_num_packed(unsigned num);
+
 /*
  * Points the queue at its rings, given front-end virtual addresses; each ring part must map contiguously
- * at full size (the used ring writable). Returns 0 or -EFAULT with *ret_why set.
+ * at full size (the used ring writable). Returns 0 or -EFAULT with *ret_why set. A packed queue goes to
+ * vq_map_rings_packed() with (desc, avail, used) as (descriptor ring, driver area, device area).
  */
 int vq_map_rings(struct vq *vq, const struct mem_table *mem, uint64_t desc_uva, uint64_t avail_uva, uint64_t used_uva,
                  const char **ret_why);
 
-/* Allocates per-queue scratch for num (control plane). -ENOMEM. */
+/*
+ * Packed ring: the descriptor ring (num * 16 bytes, written by us too), the driver event area (read) and the device
+ * event area (written), as SET_VRING_ADDR gives them. Returns 0, or -EINVAL / -EFAULT with *ret_why set.
+ */
+int vq_map_rings_packed(struct vq *vq, const struct mem_table *mem, uint64_t desc_uva, uint64_t driver_uva,
+                        uint64_t device_uva, const char **ret_why);
+
+/*
+ * GET_VRING_BASE / SET_VRING_BASE for a packed ring (vhost-user spec): bits 0-14 the next descriptor slot to pop,
+ * bit 15 its wrap counter, bits 16-30 the next used slot, bit 31 its wrap counter. Setting checks both slots are
+ * below num (-EINVAL with *ret_why set) and forgets every popped chain.
+ */
+uint32_t vq_packed_get_base(const struct vq *vq);
+int vq_packed_set_base(struct vq *vq, uint32_t base, const char **ret_why);
+
+/*
+ * Allocates per-queue scratch for num (control plane; for a packed queue, set vq->packed first). -EINVAL, -ENOMEM.
+ */
 int vq_alloc(struct vq *vq, unsigned num);
 void vq_free(struct vq *vq);
 
@@ -90,12 +140,16 @@ void vq_free(struct vq *vq);
  */
 int vq_pop(struct vq *vq, struct vq_elem *elem, unsigned iov_max);
 
-/* Gives back the last n popped chains (they were not used). */
+/*
+ * Gives back the last n popped chains (they were not used). Packed: they must be the latest popped and not pushed
+ * (pushes in pop order); giving back more marks the queue broken.
+ */
 void vq_unpop(struct vq *vq, unsigned n);
 
 /*
  * Records a used element; becomes visible to the guest at vq_publish(). Logs nothing of the chain's buffers:
- * for a chain the device wrote into (len > 0), use vq_push_elem().
+ * for a chain the device wrote into (len > 0), use vq_push_elem(). Packed: head is the buffer id vq_pop() gave,
+ * the used slot moves by the ring slots that chain took; an id not in flight marks the queue broken.
  */
 void vq_push(struct vq *vq, uint16_t head, uint32_t len);
 
@@ -123,7 +177,9 @@ void vq_publish(struct vq *vq);
  * used ring being at guest-physical used_gpa (SET_VRING_ADDR with VHOST_VRING_F_LOG and log_guest_addr).
  * Checks, when log_used: the used ring (with avail_event) lies inside the log, and, when the rings are mapped,
  * used_gpa is the used ring (translates to the same host memory). Returns 0, or -ERANGE / -EFAULT with *ret_why
- * set and logging left as it was. Call it with the worker quiesced, and again after vq_map_rings().
+ * set and logging left as it was. Call it with the worker quiesced, and again after vq_map_rings(). Packed: used_gpa
+ * is not used; the ring's guest-physical addresses come from the memory table at mapping, and the check is that
+ * the log covers the descriptor ring and the device event area.
  */
 int vq_set_log(struct vq *vq, struct vq_log *log, bool log_used, uint64_t used_gpa, const char **ret_why);
 
@@ -134,7 +190,7 @@ bool vq_should_call(struct vq *vq);
 void vq_disable_notify(struct vq *vq);
 bool vq_enable_notify(struct vq *vq);
 
-/* Number of chains the guest has made available and not popped yet (0 when broken). */
+/* Number of chains the guest has made available and not popped yet (0 when broken). Packed: walks them, O(n). */
 unsigned vq_avail_count(const struct vq *vq);
 
 /* Marks broken with a formatted reason (first reason wins). Always returns -EINVAL. */

@@ -2,7 +2,7 @@
 /*
  * libFuzzer target for the split virtqueue (vring/vq.c) over fuzzed guest RAM:
  *   clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE tests/fuzz/fuzz_vq.c \
- *       vring/log.c vring/mem.c vring/vq.c -o fuzz_vq && ./fuzz_vq tests/fuzz/corpus/vq
+ *       vring/log.c vring/mem.c vring/packed.c vring/vq.c -o fuzz_vq && ./fuzz_vq tests/fuzz/corpus/vq
  *
  * Guest RAM is four regions, each its own mapping between PROT_NONE guard pages (ASan does not watch mmap'd
  * memory; the guards turn any stray access into a crash):

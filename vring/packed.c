@@ -1,0 +1,611 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Packed virtqueue, device side (virtio 1.1+ "Packed Virtqueues"). vq_packed_pop() is the only walker of packed
+ * descriptors: every value the guest controls (flags, addresses, lengths, buffer ids, indirect tables) is read
+ * once, into a copy, and checked here. A violation marks the queue broken with a reason, as in vq.c.
+ *
+ * The driver makes a chain available in consecutive ring slots (wrapping at num), writing the first descriptor's
+ * flags last; the buffer id is in the last descriptor. We hand it back with one used descriptor written at our
+ * used slot, then skip as many slots as the chain took. The used descriptor's flags (AVAIL and USED both equal to
+ * our wrap counter, WRITE when we wrote into the buffer) are written last, with a release store: they are what the
+ * driver polls.
+ */
+#include "vring/packed.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define AVAIL_USED_MASK (VRING_PACKED_DESC_F_AVAIL | VRING_PACKED_DESC_F_USED)
+#define WRAP_BIT (1u << RING_EVENT_WRAP_SHIFT)
+#define SLOT_MASK (WRAP_BIT - 1)
+
+static inline uint16_t load_acquire16(const uint16_t *p)
+{
+        return le16toh(__atomic_load_n(p, __ATOMIC_ACQUIRE));
+}
+
+static inline uint16_t load16(const uint16_t *p)
+{
+        return le16toh(__atomic_load_n(p, __ATOMIC_RELAXED));
+}
+
+static inline void store16(uint16_t *p, uint16_t v)
+{
+        __atomic_store_n(p, htole16(v), __ATOMIC_RELAXED);
+}
+
+static inline void store_release16(uint16_t *p, uint16_t v)
+{
+        __atomic_store_n(p, htole16(v), __ATOMIC_RELEASE);
+}
+
+/* Available to us: AVAIL matches the wrap counter we expect there, USED does not. */
+static inline bool desc_is_avail(uint16_t flags, bool wrap)
+{
+        bool avail = flags & VRING_PACKED_DESC_F_AVAIL, used = flags & VRING_PACKED_DESC_F_USED;
+
+        return avail == wrap && used != wrap;
+}
+
+/* Moves a slot index forward by n < num slots, flipping the wrap counter when it passes the end. */
+static inline void slot_advance(const struct vq *vq, uint16_t *slot, bool *wrap, unsigned n)
+{
+        unsigned s = *slot + n;
+
+        if (s >= vq->num) {
+                s -= vq->num;
+                *wrap = !*wrap;
+        }
+        *slot = (uint16_t)s;
+}
+
+static inline void slot_rewind(const struct vq *vq, uint16_t *slot, bool *wrap, unsigned n)
+{
+        if (*slot < n) {
+                *slot = (uint16_t)(*slot + vq->num - n);
+                *wrap = !*wrap;
+        } else {
+                *slot = (uint16_t)(*slot - n);
+        }
+}
+
+int vq_check_num_packed(unsigned num)
+{
+        /* No power-of-two rule: slots wrap by comparison, never by masking. */
+        if (num == 0 || num > VIRTQ_MAX_SIZE)
+                return -EINVAL;
+        return 0;
+}
+
+static void forget_popped(struct vq *vq)
+{
+        memset(vq->inflight_slots, 0, sizeof(*vq->inflight_slots) * vq->num);
+        vq->popped_next = 0;
+        vq->popped_count = 0;
+}
+
+int vq_packed_alloc(struct vq *vq, unsigned num)
+{
+        struct vring_desc *scratch;
+        uint16_t *inflight;
+        struct vq_popped *popped;
+
+        if (vq_check_num_packed(num) < 0)
+                return -EINVAL;
+        /* Indirect table copies: packed descriptors are 16 bytes too. */
+        _Static_assert(sizeof(struct vring_packed_desc) == sizeof(struct vring_desc), "descriptor sizes");
+        scratch = calloc(num, sizeof(*scratch));
+        inflight = calloc(num, sizeof(*inflight));
+        popped = calloc(num, sizeof(*popped));
+        if (!scratch || !inflight || !popped) {
+                free(scratch);
+                free(inflight);
+                free(popped);
+                return -ENOMEM;
+        }
+        vq_packed_free(vq);
+        free(vq->indirect_scratch);
+        vq->indirect_scratch = scratch;
+        vq->inflight_slots = inflight;
+        vq->popped = popped;
+        vq->popped_next = 0;
+        vq->popped_count = 0;
+        vq->num = num;
+        /* Both wrap counters start at 1 (spec); SET_VRING_BASE may change them. */
+        vq->avail_wrap = true;
+        vq->used_wrap = true;
+        return 0;
+}
+
+void vq_packed_free(struct vq *vq)
+{
+        free(vq->inflight_slots);
+        vq->inflight_slots = NULL;
+        free(vq->popped);
+        vq->popped = NULL;
+}
+
+/* The guest-physical address of host memory p, which the table maps; false when it does not. */
+static bool host_to_gpa(const struct mem_table *mem, const void *p, uint64_t *gpa)
+{
+        uintptr_t a = (uintptr_t)p;
+
+        for (unsigned i = 0; i < mem->nregions; i++) {
+                const struct mem_region *r = &mem->regions[i];
+
+                if (a >= (uintptr_t)r->host && a - (uintptr_t)r->host < r->size) {
+                        *gpa = r->gpa + (a - (uintptr_t)r->host);
+                        return true;
+                }
+        }
+        return false;
+}
+
+int vq_map_rings_packed(struct vq *vq, const struct mem_table *mem, uint64_t desc_uva, uint64_t driver_uva,
+                        uint64_t device_uva, const char **ret_why)
+{
+        uint64_t size = (uint64_t)vq->num * sizeof(struct vring_packed_desc);
+        struct vring_packed_desc_event *driver, *device;
+        struct vring_packed_desc *desc;
+        uint64_t desc_gpa, device_gpa;
+
+        if (!vq->packed || vq_check_num_packed(vq->num) < 0 || !vq->inflight_slots) {
+                *ret_why = "ring size not set";
+                return -EINVAL;
+        }
+        if ((desc_uva & 15) || (driver_uva & 3) || (device_uva & 3)) {
+                *ret_why = "ring address misaligned";
+                return -EINVAL;
+        }
+        /* We write used descriptors into the descriptor ring: it must be writable. */
+        desc = mem_uva_to_host(mem, desc_uva, size, true);
+        driver = mem_uva_to_host(mem, driver_uva, sizeof(*driver), false);
+        device = mem_uva_to_host(mem, device_uva, sizeof(*device), true);
+        if (!desc || !driver || !device) {
+                *ret_why = !desc     ? "descriptor ring is not in writable guest memory"
+                           : !driver ? "driver event area is not in guest memory"
+                                     : "device event area is not in writable guest memory";
+                return -EFAULT;
+        }
+        if (((uintptr_t)desc & 15) || ((uintptr_t)driver & 3) || ((uintptr_t)device & 3)) {
+                *ret_why = "ring misaligned in host memory";
+                return -EINVAL;
+        }
+        /* The dirty log is by guest-physical address; SET_VRING_ADDR's log_guest_addr names only one area. */
+        if (!host_to_gpa(mem, desc, &desc_gpa) || !host_to_gpa(mem, device, &device_gpa)) {
+                *ret_why = "ring has no guest-physical address";
+                return -EFAULT;
+        }
+        vq->pdesc = desc;
+        vq->driver_event = driver;
+        vq->device_event = device;
+        vq->pdesc_gpa = desc_gpa;
+        vq->device_event_gpa = device_gpa;
+        vq->mem = mem;
+        vq->mem_hint = 0;
+        return 0;
+}
+
+uint32_t vq_packed_get_base(const struct vq *vq)
+{
+        uint32_t avail = vq->last_avail_idx | (vq->avail_wrap ? WRAP_BIT : 0);
+        uint32_t used = vq->used_idx | (vq->used_wrap ? WRAP_BIT : 0);
+
+        return avail | used << 16;
+}
+
+int vq_packed_set_base(struct vq *vq, uint32_t base, const char **ret_why)
+{
+        uint16_t avail = base & SLOT_MASK, used = (base >> 16) & SLOT_MASK;
+
+        if (!vq->packed || !vq->inflight_slots) {
+                *ret_why = "ring size not set";
+                return -EINVAL;
+        }
+        if (avail >= vq->num || used >= vq->num) {
+                *ret_why = "ring index beyond the ring size";
+                return -EINVAL;
+        }
+        vq->last_avail_idx = avail;
+        vq->avail_wrap = base & WRAP_BIT;
+        vq->used_idx = used;
+        vq->used_wrap = (base >> 16) & WRAP_BIT;
+        vq->unpublished = 0;
+        vq->signalled_used_valid = false;
+        /* Chains popped before are the front-end's to resubmit now: none is ours any more. */
+        forget_popped(vq);
+        return 0;
+}
+
+/* ---- dirty logging (vring/log.h) ---- */
+
+static inline bool logging_used(const struct vq *vq)
+{
+        return __builtin_expect(vq->log != NULL, 0) && vq->log_used;
+}
+
+static void log_ring(struct vq *vq, uint64_t gpa, uint64_t len)
+{
+        if (vlog_mark(vq->log, gpa, len) < 0)
+                vq_set_broken(vq, "dirty log of %llu bytes does not cover the packed ring at 0x%llx+%llu",
+                              (unsigned long long)vq->log->size, (unsigned long long)gpa, (unsigned long long)len);
+}
+
+int vq_packed_set_log(struct vq *vq, struct vq_log *log, bool log_used, uint64_t used_gpa, const char **ret_why)
+{
+        if (log && log_used) {
+                if (vq_check_num_packed(vq->num) < 0) {
+                        *ret_why = "ring size not set";
+                        return -EINVAL;
+                }
+                /* Before the rings are mapped we do not know where they are: checked again after mapping. */
+                if (vq->pdesc &&
+                    (!vlog_covers_range(log, vq->pdesc_gpa, (uint64_t)vq->num * sizeof(struct vring_packed_desc)) ||
+                     !vlog_covers_range(log, vq->device_event_gpa, sizeof(struct vring_packed_desc_event)))) {
+                        *ret_why = "the dirty log does not cover the packed ring";
+                        return -ERANGE;
+                }
+        }
+        vq->log = log;
+        vq->log_used = log && log_used;
+        vq->log_used_gpa = vq->log_used ? used_gpa : 0;
+        return 0;
+}
+
+/* Marks the used descriptors written since the last publish: n slots ending before used_idx, maybe wrapping. */
+static void log_publish(struct vq *vq, unsigned n)
+{
+        const uint64_t sz = sizeof(struct vring_packed_desc);
+        unsigned first = vq->first_used_slot, k;
+
+        if (n > vq->num)
+                n = vq->num;
+        k = n < vq->num - first ? n : vq->num - first;
+        log_ring(vq, vq->pdesc_gpa + sz * first, sz * k);
+        if (k < n)
+                log_ring(vq, vq->pdesc_gpa, sz * (n - k));
+}
+
+static void log_device_event(struct vq *vq)
+{
+        if (logging_used(vq))
+                log_ring(vq, vq->device_event_gpa, sizeof(struct vring_packed_desc_event));
+}
+
+/* ---- the walker ---- */
+
+static void read_desc(struct vring_packed_desc *d, const struct vring_packed_desc *src)
+{
+        /* One copy, so a guest changing the descriptor under us cannot make checks and use disagree. */
+        memcpy(d, src, sizeof(*d));
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        d->addr = le64toh(d->addr);
+        d->len = le32toh(d->len);
+        d->id = le16toh(d->id);
+        d->flags = le16toh(d->flags);
+}
+
+/* Maps an indirect table; copies it when it crosses regions or is misaligned. NULL with vq broken on failure. */
+static const struct vring_packed_desc *map_indirect(struct vq *vq, const struct vring_packed_desc *d,
+                                                    unsigned *ret_count)
+{
+        struct iovec iov[8];
+        unsigned count = d->len / sizeof(struct vring_packed_desc);
+        uint8_t *dst;
+        int n;
+
+        if (d->len == 0 || d->len % sizeof(struct vring_packed_desc)) {
+                vq_set_broken(vq, "indirect table length %u is not a multiple of 16", d->len);
+                return NULL;
+        }
+        if (count > vq->num) {
+                vq_set_broken(vq, "indirect table of %u descriptors exceeds queue size %u", count, vq->num);
+                return NULL;
+        }
+        n = mem_translate(vq->mem, d->addr, d->len, false, iov, 8, &vq->mem_hint);
+        if (n < 0) {
+                vq_set_broken(vq, "indirect table at 0x%llx+%u is outside guest memory", (unsigned long long)d->addr,
+                              d->len);
+                return NULL;
+        }
+        *ret_count = count;
+        if (n == 1 && ((uintptr_t)iov[0].iov_base % _Alignof(struct vring_packed_desc)) == 0)
+                return iov[0].iov_base;
+        dst = (uint8_t *)vq->indirect_scratch;
+        for (int i = 0; i < n; i++) {
+                memcpy(dst, iov[i].iov_base, iov[i].iov_len);
+                dst += iov[i].iov_len;
+        }
+        return (const struct vring_packed_desc *)vq->indirect_scratch;
+}
+
+/*
+ * Adds one descriptor's buffer to elem (readable before writable, total under 4 GiB). Returns 0, -ENOBUFS, or
+ * -EINVAL with the queue broken.
+ */
+static int add_segment(struct vq *vq, struct vq_elem *elem, const struct vring_packed_desc *d, unsigned iov_max,
+                       unsigned *nio, unsigned slot)
+{
+        bool write = d->flags & VRING_DESC_F_WRITE;
+        int n;
+
+        if (!write && elem->in_num)
+                return vq_set_broken(vq, "chain at slot %u: readable descriptor after a writable one", slot);
+        if (elem->in_len + elem->out_len + d->len > UINT32_MAX)
+                return vq_set_broken(vq, "chain at slot %u: total length over 4 GiB", slot);
+        n = mem_translate(vq->mem, d->addr, d->len, write, elem->iov + *nio, iov_max - *nio, &vq->mem_hint);
+        if (n == -ENOBUFS)
+                return -ENOBUFS;
+        if (n < 0)
+                return vq_set_broken(vq, "chain at slot %u: buffer 0x%llx+%u is outside %sguest memory", slot,
+                                     (unsigned long long)d->addr, d->len, write ? "writable " : "");
+        if (elem->gpa) {
+                uint64_t g = d->addr;
+
+                for (int k = 0; k < n; k++) {
+                        elem->gpa[*nio + k] = g;
+                        g += elem->iov[*nio + k].iov_len;
+                }
+        }
+        *nio += (unsigned)n;
+        if (write) {
+                elem->in_len += d->len;
+                elem->in_num += (unsigned)n;
+        } else {
+                elem->out_len += d->len;
+                elem->out_num += (unsigned)n;
+        }
+        return 0;
+}
+
+/*
+ * The descriptors of an indirect table, in order. The driver must set no flag but WRITE in them, and the device
+ * ignores the others and the buffer id (spec): NEXT is ignored, the table's length says how many there are.
+ * INDIRECT is refused all the same: a table inside a table is a driver that means something we cannot do.
+ */
+static int walk_indirect(struct vq *vq, struct vq_elem *elem, const struct vring_packed_desc *ind, unsigned iov_max,
+                         unsigned *nio, unsigned head)
+{
+        const struct vring_packed_desc *table;
+        unsigned count;
+
+        table = map_indirect(vq, ind, &count);
+        if (!table)
+                return -EINVAL;
+        for (unsigned i = 0; i < count; i++) {
+                struct vring_packed_desc d;
+                int r;
+
+                read_desc(&d, &table[i]);
+                if (d.flags & VRING_DESC_F_INDIRECT)
+                        return vq_set_broken(vq, "chain at slot %u: nested indirect table", head);
+                r = add_segment(vq, elem, &d, iov_max, nio, head);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Remembers a popped chain for vq_unpop(): a ring of num entries, as at most num chains can be in flight. */
+static void record_popped(struct vq *vq, uint16_t id, unsigned slots)
+{
+        vq->popped[vq->popped_next] = (struct vq_popped){.id = id, .slots = (uint16_t)slots};
+        if (++vq->popped_next == vq->num)
+                vq->popped_next = 0;
+        if (vq->popped_count < vq->num)
+                vq->popped_count++;
+}
+
+int vq_packed_pop(struct vq *vq, struct vq_elem *elem, unsigned iov_max)
+{
+        unsigned head = vq->last_avail_idx, slots = 0, nio = 0, chain_max = vq->num;
+        uint16_t slot = vq->last_avail_idx, id;
+        bool wrap = vq->avail_wrap;
+        struct vring_packed_desc d;
+
+        if (vq->broken)
+                return -EIO;
+        /* Acquire: the driver wrote the whole chain before the first descriptor's flags. */
+        if (!desc_is_avail(load_acquire16(&vq->pdesc[slot].flags), wrap))
+                return 0;
+        if (chain_max > VQ_CHAIN_LEN_MAX)
+                chain_max = VQ_CHAIN_LEN_MAX;
+
+        elem->out_num = elem->in_num = 0;
+        elem->out_len = elem->in_len = 0;
+        for (;;) {
+                int r;
+
+                read_desc(&d, &vq->pdesc[slot]);
+                /* Slots after the first must be available in this lap too, or the chain runs into stale ones. */
+                if (!desc_is_avail(d.flags, wrap))
+                        return vq_set_broken(vq, "chain at slot %u: continues into slot %u, which is not available",
+                                             head, slot);
+                if (++slots > chain_max)
+                        return vq_set_broken(vq, "chain at slot %u: longer than %u descriptors", head, chain_max);
+                if (d.flags & VRING_DESC_F_INDIRECT) {
+                        /* An indirect descriptor is the whole buffer: not chained to, not chaining on. */
+                        if (slots > 1)
+                                return vq_set_broken(vq, "chain at slot %u: indirect descriptor inside a chain", head);
+                        if (d.flags & VRING_DESC_F_NEXT)
+                                return vq_set_broken(vq, "chain at slot %u: indirect descriptor also has NEXT", head);
+                        r = walk_indirect(vq, elem, &d, iov_max, &nio, head);
+                } else {
+                        r = add_segment(vq, elem, &d, iov_max, &nio, head);
+                }
+                if (r < 0)
+                        return r;
+                if (!(d.flags & VRING_DESC_F_NEXT))
+                        break;
+                slot_advance(vq, &slot, &wrap, 1);
+        }
+        /* The buffer id comes from the last descriptor; we hand it back, so it must name one chain in flight. */
+        id = d.id;
+        if (id >= vq->num)
+                return vq_set_broken(vq, "chain at slot %u: buffer id %u >= ring size %u", head, id, vq->num);
+        if (vq->inflight_slots[id])
+                return vq_set_broken(vq, "chain at slot %u: buffer id %u is already in use", head, id);
+
+        elem->head = id;
+        vq->inflight_slots[id] = (uint16_t)slots;
+        record_popped(vq, id, slots);
+        slot_advance(vq, &vq->last_avail_idx, &vq->avail_wrap, slots);
+        return 1;
+}
+
+void vq_packed_unpop(struct vq *vq, unsigned n)
+{
+        if (n > vq->popped_count) {
+                vq_set_broken(vq, "gave back %u chains, but only %u are popped", n, vq->popped_count);
+                return;
+        }
+        while (n--) {
+                const struct vq_popped *p;
+
+                vq->popped_next = (vq->popped_next ? vq->popped_next : vq->num) - 1;
+                vq->popped_count--;
+                p = &vq->popped[vq->popped_next];
+                if (vq->inflight_slots[p->id] != p->slots) {
+                        vq_set_broken(vq, "gave back buffer id %u, which is not in flight", p->id);
+                        return;
+                }
+                vq->inflight_slots[p->id] = 0;
+                slot_rewind(vq, &vq->last_avail_idx, &vq->avail_wrap, p->slots);
+        }
+}
+
+void vq_packed_push(struct vq *vq, uint16_t id, uint32_t len)
+{
+        struct vring_packed_desc *d;
+        unsigned slots;
+        uint16_t flags;
+
+        if (id >= vq->num || !vq->inflight_slots[id]) {
+                vq_set_broken(vq, "pushed buffer id %u, which is not in flight", id);
+                return;
+        }
+        slots = vq->inflight_slots[id];
+        vq->inflight_slots[id] = 0;
+        /* It cannot be given back any more; the unpop history is only for the latest pops. */
+        if (vq->popped_count)
+                vq->popped_count--;
+
+        d = &vq->pdesc[vq->used_idx];
+        d->id = htole16(id);
+        d->len = htole32(len);
+        flags = vq->used_wrap ? AVAIL_USED_MASK : 0;
+        /* The spec reserves len in a used descriptor without WRITE: WRITE says we wrote len bytes. */
+        if (len)
+                flags |= VRING_DESC_F_WRITE;
+        if (vq->unpublished == 0) {
+                /* The driver reads used descriptors in order: holding back the first holds back the batch. */
+                vq->first_used_slot = vq->used_idx;
+                vq->first_used_flags = flags;
+        } else {
+                store_release16(&d->flags, flags);
+        }
+        slot_advance(vq, &vq->used_idx, &vq->used_wrap, slots);
+        vq->unpublished += slots;
+}
+
+void vq_packed_publish(struct vq *vq)
+{
+        unsigned n = vq->unpublished;
+
+        if (!n)
+                return;
+        /* Release: the id and len of every descriptor of the batch, and the other flags, come first. */
+        store_release16(&vq->pdesc[vq->first_used_slot].flags, vq->first_used_flags);
+        if (logging_used(vq))
+                log_publish(vq, n);
+        vq->unpublished = 0;
+}
+
+bool vq_packed_should_call(struct vq *vq)
+{
+        int old, new_idx, event;
+        uint16_t flags, off_wrap;
+        bool valid, old_wrap;
+
+        /* Order our used descriptor stores before reading the guest's suppression state. */
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        old = vq->signalled_used;
+        old_wrap = vq->signalled_used_wrap;
+        valid = vq->signalled_used_valid;
+        new_idx = vq->used_idx;
+        vq->signalled_used = vq->used_idx;
+        vq->signalled_used_wrap = vq->used_wrap;
+        vq->signalled_used_valid = true;
+
+        /* Acquire: the driver writes off_wrap before the flags that make it count. */
+        flags = load_acquire16(&vq->driver_event->flags) & 3;
+        if (flags == RING_EVENT_FLAGS_DISABLE)
+                return false;
+        /* ENABLE, or DESC without EVENT_IDX negotiated, or the reserved value: calling too often is safe. */
+        if (flags != RING_EVENT_FLAGS_DESC || !vq->event_idx || !valid)
+                return true;
+
+        off_wrap = load16(&vq->driver_event->off_wrap);
+        /*
+         * Like vring_need_event(), on one line of slots: the used slots written since the last call are
+         * [old, new_idx), old a lap back when the wrap counter flipped since. The driver's event slot is in this
+         * lap when its wrap bit is our counter, else a lap back.
+         */
+        if (old_wrap != vq->used_wrap)
+                old -= (int)vq->num;
+        else if (old > new_idx)
+                old -= 2 * (int)vq->num; /* more than a lap since: call */
+        event = off_wrap & SLOT_MASK;
+        if (!!(off_wrap & WRAP_BIT) != vq->used_wrap)
+                event -= (int)vq->num;
+        return old <= event && event < new_idx;
+}
+
+void vq_packed_disable_notify(struct vq *vq)
+{
+        if (!vq->notify_enabled)
+                return;
+        vq->notify_enabled = false;
+        store16(&vq->device_event->flags, RING_EVENT_FLAGS_DISABLE);
+        log_device_event(vq);
+}
+
+bool vq_packed_enable_notify(struct vq *vq)
+{
+        vq->notify_enabled = true;
+        if (vq->event_idx) {
+                /* A kick when the driver makes our next slot available: the same as ENABLE, but the spec's way. */
+                store16(&vq->device_event->off_wrap, vq->last_avail_idx | (vq->avail_wrap ? WRAP_BIT : 0));
+                store_release16(&vq->device_event->flags, RING_EVENT_FLAGS_DESC);
+        } else {
+                store16(&vq->device_event->flags, RING_EVENT_FLAGS_ENABLE);
+        }
+        log_device_event(vq);
+        /* Our store must be visible before we look again, or a kick can be lost. */
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        return !vq->broken && desc_is_avail(load_acquire16(&vq->pdesc[vq->last_avail_idx].flags), vq->avail_wrap);
+}
+
+unsigned vq_packed_avail_count(const struct vq *vq)
+{
+        uint16_t slot = vq->last_avail_idx;
+        bool wrap = vq->avail_wrap;
+        unsigned count = 0;
+
+        if (vq->broken || !vq->pdesc)
+                return 0;
+        /* Counts chain ends among the available slots; a chain still being written is not counted. */
+        for (unsigned i = 0; i < vq->num; i++) {
+                uint16_t flags = load_acquire16(&vq->pdesc[slot].flags);
+
+                if (!desc_is_avail(flags, wrap))
+                        break;
+                if (!(flags & VRING_DESC_F_NEXT))
+                        count++;
+                slot_advance(vq, &slot, &wrap, 1);
+        }
+        return count;
+}

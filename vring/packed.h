@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Packed virtqueue internals (vring/packed.c). Callers use vring/vq.h: its functions come here when vq->packed
+ * is set, with the same contracts.
+ */
+#ifndef VRING_PACKED_H
+#define VRING_PACKED_H
+
+#include "vring/vq.h"
+
+int vq_packed_alloc(struct vq *vq, unsigned num);
+void vq_packed_free(struct vq *vq);
+int vq_packed_set_log(struct vq *vq, struct vq_log *log, bool log_used, uint64_t used_gpa, const char **ret_why);
+int vq_packed_pop(struct vq *vq, struct vq_elem *elem, unsigned iov_max);
+void vq_packed_unpop(struct vq *vq, unsigned n);
+void vq_packed_push(struct vq *vq, uint16_t id, uint32_t len);
+void vq_packed_publish(struct vq *vq);
+bool vq_packed_should_call(struct vq *vq);
+void vq_packed_disable_notify(struct vq *vq);
+bool vq_packed_enable_notify(struct vq *vq);
+unsigned vq_packed_avail_count(const struct vq *vq);
+
+#endif
