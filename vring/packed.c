@@ -213,7 +213,13 @@ int vq_packed_set_base(struct vq *vq, uint32_t base, const char **ret_why)
         vq->avail_wrap = base & WRAP_BIT;
         vq->used_idx = used;
         vq->used_wrap = (base >> 16) & WRAP_BIT;
+        if (!(base >> 16)) {
+                /* Only the avail half (front-ends that predate the used half): nothing was in flight. */
+                vq->used_idx = avail;
+                vq->used_wrap = vq->avail_wrap;
+        }
         vq->unpublished = 0;
+        vq->used_since_call = 0;
         vq->signalled_used_valid = false;
         /* Chains popped before are the front-end's to resubmit now: none is ours any more. */
         forget_popped(vq);
@@ -522,22 +528,19 @@ void vq_packed_publish(struct vq *vq)
         if (logging_used(vq))
                 log_publish(vq, n);
         vq->unpublished = 0;
+        vq->used_since_call += n;
 }
 
 bool vq_packed_should_call(struct vq *vq)
 {
-        int old, new_idx, event;
+        int old, new_idx = vq->used_idx, event;
+        unsigned since = vq->used_since_call;
         uint16_t flags, off_wrap;
-        bool valid, old_wrap;
+        bool valid = vq->signalled_used_valid;
 
         /* Order our used descriptor stores before reading the guest's suppression state. */
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
-        old = vq->signalled_used;
-        old_wrap = vq->signalled_used_wrap;
-        valid = vq->signalled_used_valid;
-        new_idx = vq->used_idx;
-        vq->signalled_used = vq->used_idx;
-        vq->signalled_used_wrap = vq->used_wrap;
+        vq->used_since_call = 0;
         vq->signalled_used_valid = true;
 
         /* Acquire: the driver writes off_wrap before the flags that make it count. */
@@ -550,14 +553,13 @@ bool vq_packed_should_call(struct vq *vq)
 
         off_wrap = load16(&vq->driver_event->off_wrap);
         /*
-         * Like vring_need_event(), on one line of slots: the used slots written since the last call are
-         * [old, new_idx), old a lap back when the wrap counter flipped since. The driver's event slot is in this
-         * lap when its wrap bit is our counter, else a lap back.
+         * Like vring_need_event(), on one line of slots: the used slots published since the last call are
+         * [old, new_idx), counted, so a lap or more is told from none. The driver's event slot is in this lap
+         * when its wrap bit is our counter, else a lap back.
          */
-        if (old_wrap != vq->used_wrap)
-                old -= (int)vq->num;
-        else if (old > new_idx)
-                old -= 2 * (int)vq->num; /* more than a lap since: call */
+        if (since >= vq->num)
+                return true; /* a lap or more: the event slot was passed */
+        old = new_idx - (int)since;
         event = off_wrap & SLOT_MASK;
         if (!!(off_wrap & WRAP_BIT) != vq->used_wrap)
                 event -= (int)vq->num;

@@ -388,6 +388,29 @@ static void log_publish(struct vq *vq)
         log_used(vq, offsetof(struct vring_used, idx), sizeof(vq->used->idx));
 }
 
+int vq_resume(struct vq *vq)
+{
+        uint16_t used;
+        int given = -1;
+
+        if (vq->packed) {
+                /* Chains popped before the stop and never used go again, as with a split ring. */
+                if (vq->used_idx == vq->last_avail_idx && vq->used_wrap == vq->avail_wrap)
+                        return -1;
+                given = vq->last_avail_idx;
+                vq->last_avail_idx = vq->used_idx;
+                vq->avail_wrap = vq->used_wrap;
+                return given;
+        }
+        used = load_acquire16(&vq->used->idx);
+        if (used != vq->last_avail_idx) {
+                given = vq->last_avail_idx;
+                vq->last_avail_idx = used;
+        }
+        vq->used_idx = used;
+        return given;
+}
+
 void vq_publish(struct vq *vq)
 {
         if (vq->packed) {

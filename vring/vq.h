@@ -64,11 +64,12 @@ struct vq {
         unsigned unpublished;  /* used entries (packed: ring slots) written since the last vq_publish() */
 
         /*
-         * Packed ring only (vring/packed.c). Reuses num, last_avail_idx, used_idx, signalled_used(_valid),
+         * Packed ring only (vring/packed.c). Reuses num, last_avail_idx, used_idx, signalled_used_valid,
          * event_idx, notify_enabled, broken, indirect_scratch and the log fields; desc, avail and used stay NULL.
          */
         bool packed; /* set before vq_alloc() */
-        bool avail_wrap, used_wrap, signalled_used_wrap;
+        bool avail_wrap, used_wrap;
+        unsigned used_since_call; /* used slots published since the last vq_should_call() */
         struct vring_packed_desc *pdesc;
         struct vring_packed_desc_event *driver_event; /* the driver's wish about our calls (we read it) */
         struct vring_packed_desc_event *device_event; /* ours about its kicks (we write it) */
@@ -168,6 +169,14 @@ void vq_push_elem(struct vq *vq, const struct vq_elem *e, uint32_t len);
  * bytes, but the page did change: logging it keeps "every page we changed is marked" true.
  */
 void vq_log_elem(struct vq *vq, const struct vq_elem *e, uint32_t len);
+
+/*
+ * vq_resume() - picks a started ring up where the front-end left it. A split ring resumes at the used index in
+ * guest memory (vhostd completes in order, so nothing popped is outstanding); a packed ring at the positions and
+ * wrap counters SET_VRING_BASE gave. Returns the base the front-end gave when it differed from the used index
+ * (now replaced by it), else -1.
+ */
+int vq_resume(struct vq *vq);
 
 /* Publishes the used index; with logging on, then marks the used entries written since the last call and idx. */
 void vq_publish(struct vq *vq);
