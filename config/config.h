@@ -25,6 +25,7 @@ struct port_cfg {
         unsigned queues;              /* queue pairs, 1..CONFIG_MAX_QUEUES */
         unsigned burst;               /* frames per burst, 1..256 */
         unsigned busy_poll_us;        /* 0: interrupt mode */
+        bool packed_ring;             /* offer VIRTIO_F_RING_PACKED */
         int cpus[CONFIG_MAX_CPUS];    /* worker i is pinned to cpus[i % ncpus] */
         unsigned ncpus;
         uint8_t mac[6];

@@ -37,6 +37,8 @@ static const char *const virtio_names[64] = {
         [VIRTIO_RING_F_EVENT_IDX] = "EVENT_IDX",
         [VHOST_USER_F_PROTOCOL_FEATURES] = "PROTOCOL_FEATURES",
         [VIRTIO_F_VERSION_1] = "VERSION_1",
+        [VIRTIO_F_RING_PACKED] = "RING_PACKED",
+        [VIRTIO_F_IN_ORDER] = "IN_ORDER",
         [VHOST_F_LOG_ALL] = "LOG_ALL",
 };
 
@@ -88,7 +90,7 @@ int caps_print(FILE *f, const char *version)
         fprintf(f, "{\"type\":\"net\",\"name\":\"vhostd\",\"version\":\"%s\",", version);
         fprintf(f, "\"max_ports\":%u,\"max_queue_pairs\":%u,\"max_mem_slots\":%u,", CONFIG_MAX_PORTS,
                 VU_MAX_QUEUE_PAIRS, MEM_MAX_REGIONS);
-        fprintf(f, "\"packed_ring\":false,\"in_order\":false,\"live_migration\":true,");
+        fprintf(f, "\"packed_ring\":true,\"in_order\":false,\"live_migration\":true,");
         fprintf(f, "\"socket_modes\":[\"server\",\"client\",\"socket-activation\",\"fd\"],");
         print_features(f, "virtio_features", vu_base_features(), virtio_feature_name);
         fprintf(f, ",");

@@ -92,7 +92,7 @@ uint64_t vu_base_features(void)
         return BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VIRTIO_RING_F_INDIRECT_DESC) | BIT_ULL(VIRTIO_RING_F_EVENT_IDX) |
                BIT_ULL(VIRTIO_NET_F_MRG_RXBUF) | BIT_ULL(VIRTIO_NET_F_STATUS) | BIT_ULL(VIRTIO_NET_F_MTU) |
                BIT_ULL(VIRTIO_F_ANY_LAYOUT) | BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) |
-               BIT_ULL(VIRTIO_NET_F_GUEST_ANNOUNCE) | BIT_ULL(VHOST_F_LOG_ALL);
+               BIT_ULL(VIRTIO_NET_F_GUEST_ANNOUNCE) | BIT_ULL(VHOST_F_LOG_ALL) | BIT_ULL(VIRTIO_F_RING_PACKED);
 }
 
 uint64_t vu_offered_features(const struct port_cfg *cfg, const struct backend *be)
@@ -103,6 +103,8 @@ uint64_t vu_offered_features(const struct port_cfg *cfg, const struct backend *b
                 f |= BIT_ULL(VIRTIO_NET_F_MQ);
         if (cfg->has_mac)
                 f |= BIT_ULL(VIRTIO_NET_F_MAC);
+        if (!cfg->packed_ring)
+                f &= ~BIT_ULL(VIRTIO_F_RING_PACKED);
         if (cfg->backend.offloads)
                 f |= be->ops->features(be);
         return f;
@@ -122,6 +124,20 @@ static int handle_set_features(struct vu_dev *dev, struct vu_msg *msg)
         if (f & ~offered)
                 return vu_fail(dev, -EINVAL, "features 0x%llx were never offered (offered 0x%llx)",
                                (unsigned long long)(f & ~offered), (unsigned long long)offered);
+        for (unsigned i = 0; i < VU_MAX_VRINGS; i++) {
+                struct vu_vring *vr = &dev->vrings[i];
+
+                if (vr->vq.packed == !!(f & BIT_ULL(VIRTIO_F_RING_PACKED)))
+                        continue;
+                if (vr->started)
+                        return vu_fail(dev, -EBUSY, "vring %u runs: its layout (VIRTIO_F_RING_PACKED) cannot change",
+                                       vr->index);
+                /* The other layout: SET_VRING_NUM sizes the ring again. */
+                vq_free(&vr->vq);
+                vr->vq.num = 0;
+                vr->vq.packed = !vr->vq.packed;
+                vr->mapped = false;
+        }
         dev->features = f;
         dev->features_set = true;
         dev->hdr_len = (f & (BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VIRTIO_NET_F_MRG_RXBUF)))

@@ -34,7 +34,10 @@ int vu_handle_set_vring_num(struct vu_dev *dev, struct vu_msg *msg)
 
         if (vr->started)
                 return vu_fail(dev, -EBUSY, "vring %u is running", vr->index);
-        if (vq_check_num(num) < 0)
+        if (vr->vq.packed && vq_check_num_packed(num) < 0)
+                return vu_fail(dev, -EINVAL, "vring %u: size %u of a packed ring is not in 1..%u", vr->index, num,
+                               VIRTQ_MAX_SIZE);
+        if (!vr->vq.packed && vq_check_num(num) < 0)
                 return vu_fail(dev, -EINVAL, "vring %u: size %u is not a power of two in 1..%u", vr->index, num,
                                VIRTQ_MAX_SIZE);
         if (vq_alloc(&vr->vq, num) < 0)
@@ -77,6 +80,13 @@ int vu_handle_set_vring_base(struct vu_dev *dev, struct vu_msg *msg)
 
         if (vr->started)
                 return vu_fail(dev, -EBUSY, "vring %u is running", vr->index);
+        if (vr->vq.packed) {
+                const char *why;
+
+                if (vq_packed_set_base(&vr->vq, msg->payload.state.num, &why) < 0)
+                        return vu_fail(dev, -EINVAL, "vring %u: base 0x%x: %s", vr->index, msg->payload.state.num, why);
+                return 0;
+        }
         if (msg->payload.state.num > 0xffff)
                 return vu_fail(dev, -EINVAL, "vring %u: base %u out of range for a split ring", vr->index,
                                msg->payload.state.num);
@@ -91,7 +101,7 @@ int vu_handle_get_vring_base(struct vu_dev *dev, struct vu_msg *msg)
 
         worker_return_chains(vu_vring_worker(dev, vr));
         vu_vring_stop(dev, vr);
-        msg->payload.state.num = vr->vq.last_avail_idx;
+        msg->payload.state.num = vr->vq.packed ? vq_packed_get_base(&vr->vq) : vr->vq.last_avail_idx;
         msg->hdr.size = sizeof(msg->payload.state);
         return 1;
 }
@@ -110,14 +120,11 @@ static void start_vring(struct vu_dev *dev, struct vu_vring *vr)
         vq->signalled_used_valid = false;
         vq->notify_enabled = false;
         if (vr->mapped) {
-                uint16_t used = le16toh(__atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE));
-                /* We complete in order, so the front-end's base must equal the used index. */
-                if (used != vq->last_avail_idx) {
-                        log_warn("%s: vring %u: base %u differs from the used index %u; resuming at %u", dev->name,
-                                 vr->index, vq->last_avail_idx, used, used);
-                        vq->last_avail_idx = used;
-                }
-                vq->used_idx = used;
+                int given = vq_resume(vq);
+
+                if (given >= 0)
+                        log_warn("%s: vring %u: base %d differs from the used index %u; resuming at %u", dev->name,
+                                 vr->index, given, vq->used_idx, vq->used_idx);
                 vq_enable_notify(vq);
         }
         r = worker_configure_port(vu_vring_worker(dev, vr));

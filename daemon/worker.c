@@ -276,7 +276,6 @@ static unsigned handle_tx(struct worker_data *d, struct vu_vring *vr)
         const struct worker_net *net = &d->w->ctx.net;
         struct backend *be = d->w->ctx.be;
         unsigned qp = d->w->ctx.qp, sent_total = 0;
-        uint16_t used_before = vr->vq.used_idx;
 
         d->tx_ready = false;
         vq_disable_notify(&vr->vq);
@@ -331,7 +330,7 @@ static unsigned handle_tx(struct worker_data *d, struct vu_vring *vr)
                 d->tx_first++;
                 d->tx_pending--;
         }
-        if (vr->vq.used_idx != used_before) {
+        if (vr->vq.unpublished) {
                 publish(d, vr);
                 call_guest(vr);
         }

@@ -3,6 +3,8 @@
 # testpmd sends a first burst on each queue and forwards everything it receives back out; vhostd echoes it.
 # After ~5 s: 2 queue pairs negotiated (4 vrings started, MQ feature bit 22), testpmd's TX - RX within the frames
 # in flight, more than 100000 frames received, and vhostd's tx and rx vring counters agreeing, with no drops.
+# TESTPMD_PACKED=1 (tests/integration/testpmd_packed.sh): testpmd asks for packed virtqueues (packed_vq=1), and
+# VIRTIO_F_RING_PACKED (bit 34) must be negotiated; otherwise it must not be.
 # Skips (77) without root or dpdk-testpmd. tsan: skip (testpmd busy-polls a core; too slow under TSAN).
 set -u
 cd "$(dirname "$0")/../.."
@@ -11,6 +13,7 @@ VHOSTCTL_BIN=${VHOSTCTL_BIN:-$(dirname "$VHOSTD_BIN")/vhostctl}
 SECONDS_RUN=${TESTPMD_SECONDS:-5}
 BURST=32
 QUEUES=2
+PACKED=${TESTPMD_PACKED:-0}
 
 skip() { echo "SKIP: $*"; exit 77; }
 [ "$(id -u)" = 0 ] || skip "needs root (dpdk-testpmd)"
@@ -62,7 +65,7 @@ done
 kill -0 "$vpid" 2>/dev/null || { fail "vhostd did not start"; cat "$dir/vhostd.log"; exit 1; }
 
 dpdk-testpmd -l 0-1 --no-huge -m 256 --no-pci --file-prefix="$prefix" \
-    --vdev="net_virtio_user0,path=$dir/vhost.sock,queues=$QUEUES" -- \
+    --vdev="net_virtio_user0,path=$dir/vhost.sock,queues=$QUEUES,packed_vq=$PACKED" -- \
     --total-num-mbufs=16384 --rxq=$QUEUES --txq=$QUEUES --nb-cores=1 --forward-mode=io --tx-first \
     --stats-period 1 --disable-link-check >"$dir/testpmd.log" 2>&1 </dev/null &
 tpid=$!
@@ -77,6 +80,9 @@ tpid=
 # What vhostd negotiated.
 features=$(grep -o '"features":"0x[0-9a-f]*"' <<<"$json" | head -n1 | cut -d'"' -f4)
 [ -n "$features" ] && [ $(((features >> 22) & 1)) -eq 1 ] || fail "features ${features:-?} lack MQ (bit 22)"
+[ -n "$features" ] && [ $(((features >> 34) & 1)) -eq "$PACKED" ] ||
+    fail "features ${features:-?}: VIRTIO_F_RING_PACKED (bit 34) is not $PACKED with packed_vq=$PACKED"
+echo "features $features: $([ "$PACKED" = 1 ] && echo packed || echo split) virtqueues"
 started=0
 for ((i = 0; i < 2 * QUEUES; i++)); do
     [ "$(vfield "$json" $i started)" = true ] && [ "$(vfield "$json" $i enabled)" = true ] && started=$((started + 1))

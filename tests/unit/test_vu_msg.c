@@ -608,7 +608,7 @@ static void test_get_features(void **state)
                         BIT_ULL(VIRTIO_RING_F_EVENT_IDX) | BIT_ULL(VIRTIO_NET_F_MRG_RXBUF) |
                         BIT_ULL(VIRTIO_NET_F_STATUS) | BIT_ULL(VIRTIO_NET_F_MTU) | BIT_ULL(VIRTIO_F_ANY_LAYOUT) |
                         BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) | BIT_ULL(VIRTIO_NET_F_GUEST_ANNOUNCE) |
-                        BIT_ULL(VIRTIO_NET_F_MQ) | BIT_ULL(VHOST_F_LOG_ALL);
+                        BIT_ULL(VIRTIO_NET_F_MQ) | BIT_ULL(VHOST_F_LOG_ALL) | BIT_ULL(VIRTIO_F_RING_PACKED);
         uint64_t got = get_u64(f, VU_GET_FEATURES);
 
         assert_int_equal(got, want);
