@@ -515,6 +515,7 @@ void vq_packed_push(struct vq *vq, uint16_t id, uint32_t len)
         }
         slot_advance(vq, &vq->used_idx, &vq->used_wrap, slots);
         vq->unpublished += slots;
+        vq->used_since_call += slots;
 }
 
 void vq_packed_publish(struct vq *vq)
@@ -528,7 +529,6 @@ void vq_packed_publish(struct vq *vq)
         if (logging_used(vq))
                 log_publish(vq, n);
         vq->unpublished = 0;
-        vq->used_since_call += n;
 }
 
 bool vq_packed_should_call(struct vq *vq)
@@ -553,12 +553,12 @@ bool vq_packed_should_call(struct vq *vq)
 
         off_wrap = load16(&vq->driver_event->off_wrap);
         /*
-         * Like vring_need_event(), on one line of slots: the used slots published since the last call are
+         * Like vring_need_event(), on one line of slots: the used slots written since the last call are
          * [old, new_idx), counted, so a lap or more is told from none. The driver's event slot is in this lap
          * when its wrap bit is our counter, else a lap back.
          */
-        if (since >= vq->num)
-                return true; /* a lap or more: the event slot was passed */
+        if (since > vq->num)
+                return true; /* more than a lap: positions cannot tell whether the event slot was passed */
         old = new_idx - (int)since;
         event = off_wrap & SLOT_MASK;
         if (!!(off_wrap & WRAP_BIT) != vq->used_wrap)

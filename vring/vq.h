@@ -69,7 +69,7 @@ struct vq {
          */
         bool packed; /* set before vq_alloc() */
         bool avail_wrap, used_wrap;
-        unsigned used_since_call; /* used slots published since the last vq_should_call() */
+        unsigned used_since_call; /* used slots written since the last vq_should_call() */
         struct vring_packed_desc *pdesc;
         struct vring_packed_desc_event *driver_event; /* the driver's wish about our calls (we read it) */
         struct vring_packed_desc_event *device_event; /* ours about its kicks (we write it) */

@@ -43,7 +43,7 @@
  * queue stays broken (and counts 0), unpop restores the position before the pops given back, each segment's
  * recorded gpa translates back to its iovec, push writes the used descriptor at the model's used slot but holds the
  * batch's first flags back until publish, which writes them (AVAIL = USED = wrap, WRITE iff len), should_call
- * matches a model by free-running slot counts (see lap_check below), enable/disable write the device area as
+ * matches a model by free-running slot counts (a call after more than a lap), enable/disable write the device area as
  * documented, set_base checks slots and round-trips through get_base. With logging: the bytes vq_push_elem() was
  * told of are marked (or the queue broke because one lies in D), the used descriptors a publish wrote are marked,
  * the device area after enable/disable, and nothing is written past the log (it ends at a guard page); without
@@ -93,11 +93,8 @@ static uint8_t *snapshot[NREGS];
 static struct vq_log dirty_log;
 /*
  * After more than a lap of used slots between two should_calls the device cannot tell whether it passed the
- * driver's event slot; vq_packed_should_call() says "call" there but calls only when the event slot is below the
- * used slot (README.md, crashes-packed/should_call_lap). Any answer is accepted unless
- * VQ_PACKED_FUZZ_LAP_CHECK is set in the environment, which expects a call.
+ * driver's event slot, and must call (it once did not: corpus/vq_packed/should_call_lap).
  */
-static bool lap_check;
 
 /* A popped chain not pushed yet, with its segments (for vq_push_elem()) and the position before its pop. */
 struct popped {
@@ -156,7 +153,6 @@ static void init(void)
         if (done)
                 return;
         done = true;
-        lap_check = getenv("VQ_PACKED_FUZZ_LAP_CHECK") != NULL;
         for (unsigned i = 0; i < NREGS; i++) {
                 struct mem_region r = {
                         .gpa = regs[i].gpa,
@@ -508,7 +504,7 @@ static void op_should_call(void)
         else if (since == 0)
                 expect = false; /* nothing used since the last call */
         else if (since > st.num)
-                expect = lap_check ? true : got; /* more than a lap: passed or not is unknowable */
+                expect = true; /* more than a lap: passed or not is unknowable, so call */
         else {
                 /* Slots used since: the since positions before the used slot, on a line of 2 * num. */
                 unsigned two = 2 * st.num, now = pos_of(st.used_slot, st.used_wrap);
@@ -524,6 +520,16 @@ static void op_should_call(void)
                 abort();
 }
 
+/* Our device event area may lie over the descriptor ring (rings at fuzzed addresses): writing it clobbers used
+ * descriptors of the batch as a guest store would. */
+static void device_event_written(void)
+{
+        uintptr_t ev = (uintptr_t)st.vq.device_event, ring = (uintptr_t)st.vq.pdesc;
+
+        if (ev + sizeof(struct vring_packed_desc_event) > ring && ev < ring + 16ull * st.num)
+                st.batch_clean = false;
+}
+
 static void op_enable(void)
 {
         struct vq *vq = &st.vq;
@@ -531,6 +537,7 @@ static void op_enable(void)
 
         clear_log();
         r = vq_enable_notify(vq);
+        device_event_written();
         if (vq->event_idx) {
                 if (rd16(&vq->device_event->flags) != RING_EVENT_FLAGS_DESC ||
                     rd16(&vq->device_event->off_wrap) != (vq->last_avail_idx | (vq->avail_wrap ? WRAP_BIT : 0)))
@@ -551,6 +558,7 @@ static void op_disable(void)
 
         clear_log();
         vq_disable_notify(vq);
+        device_event_written();
         if (vq->notify_enabled)
                 abort();
         if (was && rd16(&vq->device_event->flags) != RING_EVENT_FLAGS_DISABLE)
