@@ -1305,6 +1305,10 @@ static const struct call_case call_cases[] = {
         {7, 0, 1, 1, 0, 1, true},
         {7, 0, 1, 1, 1, 1, false},
         {7, 0, 1, 1, 7, 1, false},
+        /* exactly a lap since the last call: slots 3..7 of lap 1 and 0..2 of lap 0 */
+        {3, 1, 3, 0, 2, 0, true},
+        {3, 1, 3, 0, 3, 1, true},
+        {3, 1, 3, 0, 3, 0, false},
         /* more than a lap since the last call (14 slots): always a call, whatever the event (safe) */
         {5, 1, 3, 1, 4, 0, true},
         {5, 1, 3, 1, 4, 1, true},
