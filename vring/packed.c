@@ -197,6 +197,40 @@ uint32_t vq_packed_get_base(const struct vq *vq)
         return avail | used << 16;
 }
 
+/*
+ * Where the ring really is, read from the descriptor flags. Behind the device's position in its lap X every slot
+ * has USED == X (used by us, or already made available again for the next lap); from the position on, USED != X
+ * (available for lap X, or still used from the lap before). So the position is where the USED bit first changes.
+ * A chain of several slots keeps USED != X in its other slots, so this is only a fallback for a base the
+ * front-end could not know (see vq_resume()).
+ */
+static void scan_position(const struct vq *vq, uint16_t *ret_slot, bool *ret_wrap)
+{
+        bool lap = load_acquire16(&vq->pdesc[0].flags) & VRING_PACKED_DESC_F_USED;
+        unsigned s = 1;
+
+        while (s < vq->num && !!(load16(&vq->pdesc[s].flags) & VRING_PACKED_DESC_F_USED) == lap)
+                s++;
+        *ret_slot = s == vq->num ? 0 : (uint16_t)s;
+        *ret_wrap = s == vq->num ? !lap : lap;
+}
+
+int vq_packed_find_position(struct vq *vq)
+{
+        uint16_t slot;
+        bool wrap;
+
+        /* Only the base a front-end sends when it knows nothing (a fresh ring, or its back-end died). */
+        if (vq->last_avail_idx || !vq->avail_wrap || vq->used_idx || !vq->used_wrap || !vq->pdesc)
+                return -1;
+        scan_position(vq, &slot, &wrap);
+        if (slot == 0 && wrap)
+                return -1;
+        vq->last_avail_idx = vq->used_idx = slot;
+        vq->avail_wrap = vq->used_wrap = wrap;
+        return slot | (wrap ? WRAP_BIT : 0);
+}
+
 int vq_packed_set_base(struct vq *vq, uint32_t base, const char **ret_why)
 {
         uint16_t avail = base & SLOT_MASK, used = (base >> 16) & SLOT_MASK;

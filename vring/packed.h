@@ -19,5 +19,7 @@ bool vq_packed_should_call(struct vq *vq);
 void vq_packed_disable_notify(struct vq *vq);
 bool vq_packed_enable_notify(struct vq *vq);
 unsigned vq_packed_avail_count(const struct vq *vq);
+/* At ring start, for the base 0/wrap 1 only: the position read from the ring (slot | wrap << 15), or -1. */
+int vq_packed_find_position(struct vq *vq);
 
 #endif

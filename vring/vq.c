@@ -394,6 +394,9 @@ int vq_resume(struct vq *vq)
         int given = -1;
 
         if (vq->packed) {
+                /* QEMU sends 0/wrap 1 when it could not ask a dead back-end: read the position from the ring. */
+                if (vq_packed_find_position(vq) >= 0)
+                        return 0; /* the base it gave */
                 /* Chains popped before the stop and never used go again, as with a split ring. */
                 if (vq->used_idx == vq->last_avail_idx && vq->used_wrap == vq->avail_wrap)
                         return -1;

@@ -173,7 +173,8 @@ void vq_log_elem(struct vq *vq, const struct vq_elem *e, uint32_t len);
 /*
  * vq_resume() - picks a started ring up where the front-end left it. A split ring resumes at the used index in
  * guest memory (vhostd completes in order, so nothing popped is outstanding); a packed ring at the positions and
- * wrap counters SET_VRING_BASE gave. Returns the base the front-end gave when it differed from the used index
+ * wrap counters SET_VRING_BASE gave, or, for the base 0/wrap 1 a front-end sends when its back-end died, where
+ * the descriptor flags say the ring is. Returns the base the front-end gave when it differed from the used index
  * (now replaced by it), else -1.
  */
 int vq_resume(struct vq *vq);
