@@ -1193,6 +1193,59 @@ static void test_wrap_sizes(void **state)
 
 /* ---- SET/GET_VRING_BASE ---- */
 
+/*
+ * After its back-end died QEMU sends base 0/wrap 1; vq_resume() reads the position from the ring: where the USED
+ * bit first changes (behind the device in lap X every slot has USED == X).
+ */
+static void test_resume_after_crash(void **state)
+{
+        struct fx *f = *state;
+        const uint16_t A = VRING_PACKED_DESC_F_AVAIL, U = VRING_PACKED_DESC_F_USED;
+        static const struct {
+                const char *what;
+                uint16_t flags[NUM];
+                int ret;
+                uint16_t slot;
+                bool wrap;
+        } cases[] = {
+                {"fresh ring, all zero", {0}, -1, 0, true},
+                {"fresh ring, driver filled it", {A, A, A, A, A, A, A, A}, -1, 0, true},
+                {"lap 1 at slot 3 (tx: used, then not available yet)",
+                 {A | U, A | U, A | U, 0, 0, 0, 0, 0},
+                 0,
+                 3,
+                 true},
+                {"lap 1 at slot 3 (rx: refilled behind us)", {U, U, U, A, A, A, A, A}, 0, 3, true},
+                {"lap 0 at slot 5", {0, A, 0, A, 0, U, A | U, U}, 0, 5, false},
+                {"lap 1 complete, lap 0 not begun", {A | U, U, A | U, U, A | U, U, A | U, U}, 0, 0, false},
+                {"lap 0 complete, in lap 1 at slot 0", {0, A, 0, A, 0, A, 0, A}, -1, 0, true},
+        };
+        const char *why;
+
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+                reset(f, NUM);
+                for (unsigned k = 0; k < NUM; k++)
+                        put_desc(f, DESC_GPA, k, DATA_GPA, 1, (uint16_t)k, cases[i].flags[k]);
+                assert_int_equal(vq_packed_set_base(&f->vq, 0x80008000, &why), 0);
+                int ret = vq_resume(&f->vq);
+                if (ret != cases[i].ret || f->vq.last_avail_idx != cases[i].slot || f->vq.avail_wrap != cases[i].wrap)
+                        print_error("%s: %d at %u/%d\n", cases[i].what, ret, f->vq.last_avail_idx, f->vq.avail_wrap);
+                assert_int_equal(ret, cases[i].ret);
+                assert_int_equal(f->vq.last_avail_idx, cases[i].slot);
+                assert_int_equal(f->vq.avail_wrap, cases[i].wrap);
+                assert_int_equal(f->vq.used_idx, cases[i].slot);
+                assert_int_equal(f->vq.used_wrap, cases[i].wrap);
+        }
+        /* A base the front-end knew (GET_VRING_BASE answered) is kept whatever the flags say. */
+        reset(f, NUM);
+        for (unsigned k = 0; k < NUM; k++)
+                put_desc(f, DESC_GPA, k, DATA_GPA, 1, (uint16_t)k, A | U);
+        assert_int_equal(vq_packed_set_base(&f->vq, 0x80028002, &why), 0);
+        assert_int_equal(vq_resume(&f->vq), -1);
+        assert_int_equal(f->vq.last_avail_idx, 2);
+        assert_true(f->vq.avail_wrap);
+}
+
 static void test_base_round_trip(void **state)
 {
         struct fx *f = *state;
@@ -1569,6 +1622,7 @@ int main(void)
                 T(test_unpop),
                 T(test_wrap_sizes),
                 T(test_base_round_trip),
+                T(test_resume_after_crash),
                 T(test_should_call_flags),
                 T(test_should_call_desc),
                 T(test_should_call_desc_pushes),
