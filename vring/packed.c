@@ -328,40 +328,6 @@ static void read_desc(struct vring_packed_desc *d, const struct vring_packed_des
         d->flags = le16toh(d->flags);
 }
 
-/* Maps an indirect table; copies it when it crosses regions or is misaligned. NULL with vq broken on failure. */
-static const struct vring_packed_desc *map_indirect(struct vq *vq, const struct vring_packed_desc *d,
-                                                    unsigned *ret_count)
-{
-        struct iovec iov[8];
-        unsigned count = d->len / sizeof(struct vring_packed_desc);
-        uint8_t *dst;
-        int n;
-
-        if (d->len == 0 || d->len % sizeof(struct vring_packed_desc)) {
-                vq_set_broken(vq, "indirect table length %u is not a multiple of 16", d->len);
-                return NULL;
-        }
-        if (count > vq->num) {
-                vq_set_broken(vq, "indirect table of %u descriptors exceeds queue size %u", count, vq->num);
-                return NULL;
-        }
-        n = mem_translate(vq->mem, d->addr, d->len, false, iov, 8, &vq->mem_hint);
-        if (n < 0) {
-                vq_set_broken(vq, "indirect table at 0x%llx+%u is outside guest memory", (unsigned long long)d->addr,
-                              d->len);
-                return NULL;
-        }
-        *ret_count = count;
-        if (n == 1 && ((uintptr_t)iov[0].iov_base % _Alignof(struct vring_packed_desc)) == 0)
-                return iov[0].iov_base;
-        dst = (uint8_t *)vq->indirect_scratch;
-        for (int i = 0; i < n; i++) {
-                memcpy(dst, iov[i].iov_base, iov[i].iov_len);
-                dst += iov[i].iov_len;
-        }
-        return (const struct vring_packed_desc *)vq->indirect_scratch;
-}
-
 /*
  * Adds one descriptor's buffer to elem (readable before writable, total under 4 GiB). Returns 0, -ENOBUFS, or
  * -EINVAL with the queue broken.
@@ -412,7 +378,7 @@ static int walk_indirect(struct vq *vq, struct vq_elem *elem, const struct vring
         const struct vring_packed_desc *table;
         unsigned count;
 
-        table = map_indirect(vq, ind, &count);
+        table = vq_map_indirect(vq, ind->addr, ind->len, &count);
         if (!table)
                 return -EINVAL;
         for (unsigned i = 0; i < count; i++) {

@@ -8,6 +8,9 @@
 
 #include "vring/vq.h"
 
+/* Shared by both layouts (vring/vq.c). */
+const void *vq_map_indirect(struct vq *vq, uint64_t addr, uint32_t len, unsigned *ret_count);
+
 int vq_packed_alloc(struct vq *vq, unsigned num);
 void vq_packed_free(struct vq *vq);
 int vq_packed_set_log(struct vq *vq, struct vq_log *log, bool log_used, uint64_t used_gpa, const char **ret_why);

@@ -127,25 +127,28 @@ static void read_desc(struct vring_desc *d, const struct vring_desc *src)
         d->next = le16toh(d->next);
 }
 
-/* Maps an indirect table; copies it when it crosses regions. NULL with vq broken on failure. */
-static const struct vring_desc *map_indirect(struct vq *vq, const struct vring_desc *d, unsigned *ret_count)
+/*
+ * Maps the indirect table at addr+len (both layouts' descriptors are 16 bytes, 8-aligned); copies it when it
+ * crosses regions or is misaligned. NULL with vq broken on failure.
+ */
+const void *vq_map_indirect(struct vq *vq, uint64_t addr, uint32_t len, unsigned *ret_count)
 {
         struct iovec iov[8];
-        unsigned count = d->len / sizeof(struct vring_desc);
+        unsigned count = len / sizeof(struct vring_desc);
         int n;
 
-        if (d->len == 0 || d->len % sizeof(struct vring_desc)) {
-                vq_set_broken(vq, "indirect table length %u is not a multiple of 16", d->len);
+        _Static_assert(sizeof(struct vring_packed_desc) == sizeof(struct vring_desc), "descriptor sizes");
+        if (len == 0 || len % sizeof(struct vring_desc)) {
+                vq_set_broken(vq, "indirect table length %u is not a multiple of 16", len);
                 return NULL;
         }
         if (count > vq->num) {
                 vq_set_broken(vq, "indirect table of %u descriptors exceeds queue size %u", count, vq->num);
                 return NULL;
         }
-        n = mem_translate(vq->mem, d->addr, d->len, false, iov, 8, &vq->mem_hint);
+        n = mem_translate(vq->mem, addr, len, false, iov, 8, &vq->mem_hint);
         if (n < 0) {
-                vq_set_broken(vq, "indirect table at 0x%llx+%u is outside guest memory", (unsigned long long)d->addr,
-                              d->len);
+                vq_set_broken(vq, "indirect table at 0x%llx+%u is outside guest memory", (unsigned long long)addr, len);
                 return NULL;
         }
         *ret_count = count;
@@ -199,7 +202,7 @@ int vq_pop(struct vq *vq, struct vq_elem *elem, unsigned iov_max)
                                 return vq_set_broken(vq, "chain %u: nested indirect table", head);
                         if (d.flags & VRING_DESC_F_NEXT)
                                 return vq_set_broken(vq, "chain %u: indirect descriptor also has NEXT", head);
-                        table = map_indirect(vq, &d, &table_size);
+                        table = vq_map_indirect(vq, d.addr, d.len, &table_size);
                         if (!table)
                                 return -EINVAL;
                         indirect = true;
