@@ -22,26 +22,6 @@
 #define WRAP_BIT (1u << RING_EVENT_WRAP_SHIFT)
 #define SLOT_MASK (WRAP_BIT - 1)
 
-static inline uint16_t load_acquire16(const uint16_t *p)
-{
-        return le16toh(__atomic_load_n(p, __ATOMIC_ACQUIRE));
-}
-
-static inline uint16_t load16(const uint16_t *p)
-{
-        return le16toh(__atomic_load_n(p, __ATOMIC_RELAXED));
-}
-
-static inline void store16(uint16_t *p, uint16_t v)
-{
-        __atomic_store_n(p, htole16(v), __ATOMIC_RELAXED);
-}
-
-static inline void store_release16(uint16_t *p, uint16_t v)
-{
-        __atomic_store_n(p, htole16(v), __ATOMIC_RELEASE);
-}
-
 /* Available to us: AVAIL matches the wrap counter we expect there, USED does not. */
 static inline bool desc_is_avail(uint16_t flags, bool wrap)
 {

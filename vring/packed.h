@@ -6,7 +6,30 @@
 #ifndef VRING_PACKED_H
 #define VRING_PACKED_H
 
+#include <endian.h>
+
 #include "vring/vq.h"
+
+/* Little-endian 16-bit fields of guest memory, shared by both layouts. */
+static inline uint16_t load_acquire16(const uint16_t *p)
+{
+        return le16toh(__atomic_load_n(p, __ATOMIC_ACQUIRE));
+}
+
+static inline uint16_t load16(const uint16_t *p)
+{
+        return le16toh(__atomic_load_n(p, __ATOMIC_RELAXED));
+}
+
+static inline void store16(uint16_t *p, uint16_t v)
+{
+        __atomic_store_n(p, htole16(v), __ATOMIC_RELAXED);
+}
+
+static inline void store_release16(uint16_t *p, uint16_t v)
+{
+        __atomic_store_n(p, htole16(v), __ATOMIC_RELEASE);
+}
 
 /* Shared by both layouts (vring/vq.c). */
 const void *vq_map_indirect(struct vq *vq, uint64_t addr, uint32_t len, unsigned *ret_count);

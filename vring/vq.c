@@ -10,21 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static inline uint16_t load_acquire16(const uint16_t *p)
-{
-        return le16toh(__atomic_load_n(p, __ATOMIC_ACQUIRE));
-}
-
-static inline uint16_t load16(const uint16_t *p)
-{
-        return le16toh(__atomic_load_n(p, __ATOMIC_RELAXED));
-}
-
-static inline void store16(uint16_t *p, uint16_t v)
-{
-        __atomic_store_n(p, htole16(v), __ATOMIC_RELAXED);
-}
-
 int vq_set_broken(struct vq *vq, const char *fmt, ...)
 {
         va_list ap;
