@@ -223,6 +223,7 @@ void config_port_defaults(struct port_cfg *port)
         port->burst = 32;
         port->busy_poll_us = 0;
         port->packed_ring = true;
+        port->in_order = true;
         snprintf(port->backend.kind, sizeof(port->backend.kind), "%s", key_kind_names[BACKEND_KIND_LOOPBACK]);
         port->backend.set_up = true;
         port->backend.offloads = true;

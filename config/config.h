@@ -26,6 +26,7 @@ struct port_cfg {
         unsigned burst;               /* frames per burst, 1..256 */
         unsigned busy_poll_us;        /* 0: interrupt mode */
         bool packed_ring;             /* offer VIRTIO_F_RING_PACKED */
+        bool in_order;                /* offer VIRTIO_F_IN_ORDER */
         int cpus[CONFIG_MAX_CPUS];    /* worker i is pinned to cpus[i % ncpus] */
         unsigned ncpus;
         uint8_t mac[6];

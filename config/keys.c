@@ -136,6 +136,7 @@ static const struct key_desc port_keys[] = {
         {.name = "burst", .type = VAL_UINT, .kinds = KIND_ANY, UINT_FIELD(P, burst), .min = 1, .max = 256},
         {.name = "busy_poll_us", .type = VAL_UINT, .kinds = KIND_ANY, UINT_FIELD(P, busy_poll_us), .max = 1000000},
         {.name = "packed_ring", .type = VAL_BOOL, .kinds = KIND_ANY, BOOL_FIELD(P, packed_ring)},
+        {.name = "in_order", .type = VAL_BOOL, .kinds = KIND_ANY, BOOL_FIELD(P, in_order)},
         {.name = "cpus", .type = VAL_FUNC, .kinds = KIND_ANY, FIELD(P, cpus), .parse = value_parse_cpus},
         {.name = "mac", .type = VAL_FUNC, .kinds = KIND_ANY, FIELD(P, mac), .parse = value_parse_mac},
         {.name = "backend", .type = VAL_FUNC, .kinds = KIND_ANY, STR_FIELD(P, backend.kind), .parse = parse_backend},

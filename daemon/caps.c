@@ -90,7 +90,7 @@ int caps_print(FILE *f, const char *version)
         fprintf(f, "{\"type\":\"net\",\"name\":\"vhostd\",\"version\":\"%s\",", version);
         fprintf(f, "\"max_ports\":%u,\"max_queue_pairs\":%u,\"max_mem_slots\":%u,", CONFIG_MAX_PORTS,
                 VU_MAX_QUEUE_PAIRS, MEM_MAX_REGIONS);
-        fprintf(f, "\"packed_ring\":true,\"in_order\":false,\"live_migration\":true,");
+        fprintf(f, "\"packed_ring\":true,\"in_order\":true,\"live_migration\":true,");
         fprintf(f, "\"socket_modes\":[\"server\",\"client\",\"socket-activation\",\"fd\"],");
         print_features(f, "virtio_features", vu_base_features(), virtio_feature_name);
         fprintf(f, ",");

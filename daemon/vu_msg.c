@@ -92,7 +92,8 @@ uint64_t vu_base_features(void)
         return BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VIRTIO_RING_F_INDIRECT_DESC) | BIT_ULL(VIRTIO_RING_F_EVENT_IDX) |
                BIT_ULL(VIRTIO_NET_F_MRG_RXBUF) | BIT_ULL(VIRTIO_NET_F_STATUS) | BIT_ULL(VIRTIO_NET_F_MTU) |
                BIT_ULL(VIRTIO_F_ANY_LAYOUT) | BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) |
-               BIT_ULL(VIRTIO_NET_F_GUEST_ANNOUNCE) | BIT_ULL(VHOST_F_LOG_ALL) | BIT_ULL(VIRTIO_F_RING_PACKED);
+               BIT_ULL(VIRTIO_NET_F_GUEST_ANNOUNCE) | BIT_ULL(VHOST_F_LOG_ALL) | BIT_ULL(VIRTIO_F_RING_PACKED) |
+               BIT_ULL(VIRTIO_F_IN_ORDER);
 }
 
 uint64_t vu_offered_features(const struct port_cfg *cfg, const struct backend *be)
@@ -105,6 +106,8 @@ uint64_t vu_offered_features(const struct port_cfg *cfg, const struct backend *b
                 f |= BIT_ULL(VIRTIO_NET_F_MAC);
         if (!cfg->packed_ring)
                 f &= ~BIT_ULL(VIRTIO_F_RING_PACKED);
+        if (!cfg->in_order)
+                f &= ~BIT_ULL(VIRTIO_F_IN_ORDER);
         if (cfg->backend.offloads)
                 f |= be->ops->features(be);
         return f;
@@ -143,8 +146,10 @@ static int handle_set_features(struct vu_dev *dev, struct vu_msg *msg)
         dev->hdr_len = (f & (BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VIRTIO_NET_F_MRG_RXBUF)))
                                ? sizeof(struct virtio_net_hdr_mrg)
                                : sizeof(struct virtio_net_hdr);
-        for (unsigned i = 0; i < VU_MAX_VRINGS; i++)
+        for (unsigned i = 0; i < VU_MAX_VRINGS; i++) {
                 dev->vrings[i].vq.event_idx = f & BIT_ULL(VIRTIO_RING_F_EVENT_IDX);
+                dev->vrings[i].vq.in_order = f & BIT_ULL(VIRTIO_F_IN_ORDER);
+        }
         vu_log_apply(dev); /* LOG_ALL may have been turned on or off under running rings */
         vu_dev_push_net(dev);
         log_debug("%s: features 0x%llx", dev->name, (unsigned long long)f);

@@ -233,6 +233,7 @@ int vq_packed_set_base(struct vq *vq, uint32_t base, const char **ret_why)
                 vq->used_wrap = vq->avail_wrap;
         }
         vq->unpublished = 0;
+        vq->run_open = false;
         vq->used_since_call = 0;
         vq->signalled_used_valid = false;
         /* Chains popped before are the front-end's to resubmit now: none is ours any more. */
@@ -463,11 +464,41 @@ void vq_packed_unpop(struct vq *vq, unsigned n)
         }
 }
 
+/* Ends an IN_ORDER run: its descriptor becomes used now, unless it is the batch's first (vq_publish() does that). */
+static void end_run(struct vq *vq)
+{
+        if (vq->run_open && vq->run_slot != vq->first_used_slot)
+                store_release16(&vq->pdesc[vq->run_slot].flags, vq->run_flags);
+        vq->run_open = false;
+}
+
+/* Writes the used descriptor for buffer id at the used slot; its flags wait for the batch or the run to end. */
+static void write_used(struct vq *vq, uint16_t id, uint32_t len)
+{
+        struct vring_packed_desc *d = &vq->pdesc[vq->used_idx];
+        uint16_t flags = vq->used_wrap ? AVAIL_USED_MASK : 0;
+
+        end_run(vq);
+        d->id = htole16(id);
+        d->len = htole32(len);
+        /* The spec reserves len in a used descriptor without WRITE: WRITE says we wrote len bytes. */
+        if (len)
+                flags |= VRING_DESC_F_WRITE;
+        vq->run_open = vq->in_order && len == 0;
+        vq->run_slot = vq->used_idx;
+        vq->run_flags = flags;
+        if (vq->unpublished == 0) {
+                /* The driver reads used descriptors in order: holding back the first holds back the batch. */
+                vq->first_used_slot = vq->used_idx;
+                vq->first_used_flags = flags;
+        } else if (!vq->run_open) {
+                store_release16(&d->flags, flags);
+        }
+}
+
 void vq_packed_push(struct vq *vq, uint16_t id, uint32_t len)
 {
-        struct vring_packed_desc *d;
         unsigned slots;
-        uint16_t flags;
 
         if (id >= vq->num || !vq->inflight_slots[id]) {
                 vq_set_broken(vq, "pushed buffer id %u, which is not in flight", id);
@@ -479,20 +510,10 @@ void vq_packed_push(struct vq *vq, uint16_t id, uint32_t len)
         if (vq->popped_count)
                 vq->popped_count--;
 
-        d = &vq->pdesc[vq->used_idx];
-        d->id = htole16(id);
-        d->len = htole32(len);
-        flags = vq->used_wrap ? AVAIL_USED_MASK : 0;
-        /* The spec reserves len in a used descriptor without WRITE: WRITE says we wrote len bytes. */
-        if (len)
-                flags |= VRING_DESC_F_WRITE;
-        if (vq->unpublished == 0) {
-                /* The driver reads used descriptors in order: holding back the first holds back the batch. */
-                vq->first_used_slot = vq->used_idx;
-                vq->first_used_flags = flags;
-        } else {
-                store_release16(&d->flags, flags);
-        }
+        if (len == 0 && vq->run_open)
+                vq->pdesc[vq->run_slot].id = htole16(id); /* IN_ORDER: the run's descriptor names its last buffer */
+        else
+                write_used(vq, id, len);
         slot_advance(vq, &vq->used_idx, &vq->used_wrap, slots);
         vq->unpublished += slots;
         vq->used_since_call += slots;
@@ -504,6 +525,7 @@ void vq_packed_publish(struct vq *vq)
 
         if (!n)
                 return;
+        end_run(vq);
         /* Release: the id and len of every descriptor of the batch, and the other flags, come first. */
         store_release16(&vq->pdesc[vq->first_used_slot].flags, vq->first_used_flags);
         if (logging_used(vq))

@@ -340,9 +340,15 @@ void vq_push(struct vq *vq, uint16_t head, uint32_t len)
                 vq_packed_push(vq, head, len);
                 return;
         }
-        e = &vq->used->ring[vq->used_idx & (vq->num - 1)];
-        e->id = htole32(head);
-        e->len = htole32(len);
+        if (len == 0 && vq->run_open) {
+                vq->used->ring[vq->run_slot & (vq->num - 1)].id = htole32(head); /* unpublished: still ours */
+        } else {
+                e = &vq->used->ring[vq->used_idx & (vq->num - 1)];
+                e->id = htole32(head);
+                e->len = htole32(len);
+                vq->run_open = vq->in_order && len == 0;
+                vq->run_slot = vq->used_idx;
+        }
         vq->used_idx++;
         vq->unpublished++;
 }
@@ -381,6 +387,7 @@ int vq_resume(struct vq *vq)
         uint16_t used;
         int given = -1;
 
+        vq->run_open = false;
         if (vq->packed) {
                 /* QEMU sends 0/wrap 1 when it could not ask a dead back-end: read the position from the ring. */
                 if (vq_packed_find_position(vq) >= 0)
@@ -412,6 +419,7 @@ void vq_publish(struct vq *vq)
         if (logging_used(vq))
                 log_publish(vq);
         vq->unpublished = 0;
+        vq->run_open = false;
 }
 
 bool vq_should_call(struct vq *vq)

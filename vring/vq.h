@@ -49,6 +49,7 @@ struct vq {
         uint16_t signalled_used; /* used idx at the last call (EVENT_IDX) */
         bool signalled_used_valid;
         bool event_idx;
+        bool in_order; /* VIRTIO_F_IN_ORDER: consecutive pushes of length 0 share one used entry */
         bool notify_enabled;
 
         bool broken;
@@ -62,6 +63,14 @@ struct vq {
         bool log_used;         /* used-ring writes are logged at log_used_gpa (VHOST_VRING_F_LOG) */
         uint64_t log_used_gpa; /* guest-physical address of the used ring (SET_VRING_ADDR log_guest_addr) */
         unsigned unpublished;  /* used entries (packed: ring slots) written since the last vq_publish() */
+        /*
+         * IN_ORDER batching: the used entry (packed: slot) that the open run of length-0 pushes writes its last
+         * buffer id into; the run ends at a push with a length, and at vq_publish(). Packed: that slot's flags wait
+         * in run_flags until the run ends, so the driver never sees the entry before its id is final.
+         */
+        bool run_open;
+        uint16_t run_slot;
+        uint16_t run_flags;
 
         /*
          * Packed ring only (vring/packed.c). Reuses num, last_avail_idx, used_idx, signalled_used_valid,
@@ -148,7 +157,10 @@ int vq_pop(struct vq *vq, struct vq_elem *elem, unsigned iov_max);
 void vq_unpop(struct vq *vq, unsigned n);
 
 /*
- * Records a used element; becomes visible to the guest at vq_publish(). Logs nothing of the chain's buffers:
+ * Records a used element; becomes visible to the guest at vq_publish(). With vq->in_order (VIRTIO_F_IN_ORDER),
+ * pushes of length 0 in a row (transmitted chains) write one used entry, with the last buffer's id, and move the
+ * used index past all of them, as the spec allows; a chain the device wrote into always gets its own entry, as
+ * drivers read each one's length. Logs nothing of the chain's buffers:
  * for a chain the device wrote into (len > 0), use vq_push_elem(). Packed: head is the buffer id vq_pop() gave,
  * the used slot moves by the ring slots that chain took; an id not in flight marks the queue broken.
  */

@@ -15,7 +15,7 @@
  *   byte 0      ring size: 1 << (b % 9)
  *   byte 1      bit 0: EVENT_IDX; bit 1: ring addresses from bytes 2..7 (uva offsets from A, little-endian
  *               u16 each: desc, avail, used) instead of the compact layout (used when they do not map);
- *               bit 2: dirty logging on (the log covers A, B and C, not D; it ends at a guard page)
+ *               bit 2: dirty logging on (the log covers A, B and C, not D; it ends at a guard page); bit 3: IN_ORDER
  *   byte 8      ops length L (then L op bytes)
  *   the rest    guest RAM image, from A's start on through B and C (so the first bytes are the descriptor
  *               table, then the avail ring, the used ring, then data)
@@ -282,6 +282,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (vq_alloc(&vq, num) < 0)
                 abort();
         vq.event_idx = data[1] & 1;
+        vq.in_order = data[1] & 8;
         desc = 0;
         avail = 16ull * num;
         used = (avail + 6 + 2ull * num + 3) & ~3ull;

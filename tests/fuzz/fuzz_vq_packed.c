@@ -15,7 +15,7 @@
  *   byte 2      bit 0: EVENT_IDX; bit 1: ring addresses from bytes 3..8 (u16 each, uva offset from A in 2-byte
  *               units: descriptor ring, driver area, device area; compact layout when they do not map);
  *               bit 2: dirty logging (the log covers A, B and C); bit 3: SET_VRING_BASE with bytes 9..12;
- *               bit 4: rings in D (beyond the log: logging must then be refused)
+ *               bit 4: rings in D (beyond the log: logging must then be refused); bit 5: IN_ORDER
  *   bytes 13-14 ops length L (then L op bytes)
  *   the rest    guest RAM image, from A's start through B and C (compact layout: descriptor ring first)
  * Compact layout: descriptor ring at gpa 0, driver area right after it, device area 4 bytes later.
@@ -122,7 +122,9 @@ struct st {
         unsigned first, npopped; /* FIFO in pop order */
         struct pushed batch[NUM_MAX];
         unsigned nbatch, batch_slots;
-        bool batch_clean; /* no guest write since the batch began: its descriptors are ours to check */
+        bool run_open;     /* IN_ORDER: the last batch entry is a run of length-0 pushes that may grow */
+        uint16_t run_slot; /* its slot */
+        bool batch_clean;  /* no guest write since the batch began: its descriptors are ours to check */
         /* The model of used slots: free-running count, and at the last should_call. */
         uint64_t used_total, used_at_call;
         bool call_valid;
@@ -441,12 +443,23 @@ static void op_push(unsigned arg)
                 abort();
         if (vq->inflight_slots[id])
                 abort();
-        if (rd16(&vq->pdesc[slot].id) != id || le32toh(vq->pdesc[slot].len) != len)
-                abort(); /* the used descriptor goes at the used slot */
-        if (first_of_batch && desc_flags(slot) != flags_before)
-                abort(); /* the batch's first flags wait for publish */
-        st.batch[st.nbatch++ % NUM_MAX] = (struct pushed){
-                slot, id, len, (uint16_t)((st.used_wrap ? F_AVAIL | F_USED : 0) | (len ? VRING_DESC_F_WRITE : 0))};
+        if (st.run_open && len == 0) {
+                /* IN_ORDER: the run's descriptor now names this buffer, and no other slot is written. */
+                if (rd16(&vq->pdesc[st.run_slot].id) != id || desc_flags(slot) != flags_before)
+                        abort();
+                st.batch[(st.nbatch - 1) % NUM_MAX].id = id;
+        } else {
+                if (rd16(&vq->pdesc[slot].id) != id || le32toh(vq->pdesc[slot].len) != len)
+                        abort(); /* the used descriptor goes at the used slot */
+                st.run_open = vq->in_order && len == 0;
+                st.run_slot = slot;
+                /* The batch's first flags wait for publish, an open run's until its id is final. */
+                if ((first_of_batch || st.run_open) && desc_flags(slot) != flags_before)
+                        abort();
+                st.batch[st.nbatch++ % NUM_MAX] = (struct pushed){
+                        slot, id, len,
+                        (uint16_t)((st.used_wrap ? F_AVAIL | F_USED : 0) | (len ? VRING_DESC_F_WRITE : 0))};
+        }
         st.batch_slots += p->slots;
         advance(&st.used_slot, &st.used_wrap, p->slots);
         st.used_total += p->slots;
@@ -484,6 +497,7 @@ static void op_publish(void)
         }
         st.nbatch = 0;
         st.batch_slots = 0;
+        st.run_open = false;
 }
 
 static void op_should_call(void)
@@ -728,6 +742,7 @@ static void model_base(void)
         st.first = 0;
         st.nbatch = 0;
         st.batch_slots = 0;
+        st.run_open = false;
         st.call_valid = false;
         st.used_slot = vq->used_idx;
         st.used_wrap = vq->used_wrap;
@@ -824,6 +839,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (vq_alloc(vq, st.num) < 0)
                 abort();
         vq->event_idx = data[2] & 1;
+        vq->in_order = data[2] & 0x20;
         map(data);
         model_base(); /* both wrap counters 1, slot 0 */
         if (data[2] & 8)

@@ -4,7 +4,9 @@
 # After ~5 s: 2 queue pairs negotiated (4 vrings started, MQ feature bit 22), testpmd's TX - RX within the frames
 # in flight, more than 100000 frames received, and vhostd's tx and rx vring counters agreeing, with no drops.
 # TESTPMD_PACKED=1 (tests/integration/testpmd_packed.sh): testpmd asks for packed virtqueues (packed_vq=1), and
-# VIRTIO_F_RING_PACKED (bit 34) must be negotiated; otherwise it must not be.
+# VIRTIO_F_RING_PACKED (bit 34) must be negotiated; otherwise it must not be. TESTPMD_IN_ORDER=1
+# (tests/integration/testpmd_in_order.sh): the same with in_order=1, and VIRTIO_F_IN_ORDER (bit 35) negotiated;
+# otherwise testpmd is told in_order=0 (its default is 1) and it must not be.
 # Skips (77) without root or dpdk-testpmd. tsan: skip (testpmd busy-polls a core; too slow under TSAN).
 set -u
 cd "$(dirname "$0")/../.."
@@ -14,6 +16,7 @@ SECONDS_RUN=${TESTPMD_SECONDS:-5}
 BURST=32
 QUEUES=2
 PACKED=${TESTPMD_PACKED:-0}
+IN_ORDER=${TESTPMD_IN_ORDER:-0}
 
 skip() { echo "SKIP: $*"; exit 77; }
 [ "$(id -u)" = 0 ] || skip "needs root (dpdk-testpmd)"
@@ -65,7 +68,7 @@ done
 kill -0 "$vpid" 2>/dev/null || { fail "vhostd did not start"; cat "$dir/vhostd.log"; exit 1; }
 
 dpdk-testpmd -l 0-1 --no-huge -m 256 --no-pci --file-prefix="$prefix" \
-    --vdev="net_virtio_user0,path=$dir/vhost.sock,queues=$QUEUES,packed_vq=$PACKED" -- \
+    --vdev="net_virtio_user0,path=$dir/vhost.sock,queues=$QUEUES,packed_vq=$PACKED,in_order=$IN_ORDER" -- \
     --total-num-mbufs=16384 --rxq=$QUEUES --txq=$QUEUES --nb-cores=1 --forward-mode=io --tx-first \
     --stats-period 1 --disable-link-check >"$dir/testpmd.log" 2>&1 </dev/null &
 tpid=$!
@@ -82,7 +85,9 @@ features=$(grep -o '"features":"0x[0-9a-f]*"' <<<"$json" | head -n1 | cut -d'"' 
 [ -n "$features" ] && [ $(((features >> 22) & 1)) -eq 1 ] || fail "features ${features:-?} lack MQ (bit 22)"
 [ -n "$features" ] && [ $(((features >> 34) & 1)) -eq "$PACKED" ] ||
     fail "features ${features:-?}: VIRTIO_F_RING_PACKED (bit 34) is not $PACKED with packed_vq=$PACKED"
-echo "features $features: $([ "$PACKED" = 1 ] && echo packed || echo split) virtqueues"
+[ -n "$features" ] && [ $(((features >> 35) & 1)) -eq "$IN_ORDER" ] ||
+    fail "features ${features:-?}: VIRTIO_F_IN_ORDER (bit 35) is not $IN_ORDER with in_order=$IN_ORDER"
+echo "features $features: $([ "$PACKED" = 1 ] && echo packed || echo split) virtqueues$([ "$IN_ORDER" = 1 ] && echo ", in order")"
 started=0
 for ((i = 0; i < 2 * QUEUES; i++)); do
     [ "$(vfield "$json" $i started)" = true ] && [ "$(vfield "$json" $i enabled)" = true ] && started=$((started + 1))

@@ -650,6 +650,50 @@ static void test_push_publish(void **state)
         assert_int_equal(avail_event_get(f), 0x1234);
 }
 
+/*
+ * IN_ORDER: pushes of length 0 in a row write one used entry, at the run's first slot, naming the run's last buffer;
+ * the used index moves past every buffer. A push with a length, and a publish, end the run.
+ */
+static void test_in_order_push(void **state)
+{
+        struct fx *f = *state;
+        struct vring_used *u = gp(f, USED_GPA);
+
+        f->vq.in_order = true;
+        memset(u->ring, 0xee, sizeof(u->ring[0]) * NUM);
+        vq_push(&f->vq, 0, 0);
+        vq_push(&f->vq, 1, 0);
+        vq_push(&f->vq, 2, 0);
+        vq_push(&f->vq, 3, 100); /* written into: its own entry, its length */
+        vq_push(&f->vq, 4, 0);
+        vq_push(&f->vq, 5, 0);
+        vq_publish(&f->vq);
+        assert_int_equal(used_idx(f), 6);
+        assert_int_equal(le32toh(u->ring[0].id), 2);
+        assert_int_equal(le32toh(u->ring[0].len), 0);
+        assert_int_equal(le32toh(u->ring[1].id), 0xeeeeeeee); /* skipped, as the spec allows */
+        assert_int_equal(le32toh(u->ring[3].id), 3);
+        assert_int_equal(le32toh(u->ring[3].len), 100);
+        assert_int_equal(le32toh(u->ring[4].id), 5);
+        assert_int_equal(le32toh(u->ring[5].id), 0xeeeeeeee);
+        /* After a publish a new run starts at the next slot: the driver has read up to there. */
+        vq_push(&f->vq, 6, 0);
+        vq_push(&f->vq, 7, 0);
+        vq_publish(&f->vq);
+        assert_int_equal(used_idx(f), 8);
+        assert_int_equal(le32toh(u->ring[6].id), 7);
+        assert_int_equal(le32toh(u->ring[7].id), 0xeeeeeeee);
+
+        /* Without IN_ORDER every buffer has its entry. */
+        f->vq.in_order = false;
+        vq_push(&f->vq, 0, 0);
+        vq_push(&f->vq, 1, 0);
+        vq_publish(&f->vq);
+        assert_int_equal(le32toh(u->ring[0].id), 0);
+        assert_int_equal(le32toh(u->ring[1].id), 1);
+        assert_int_equal(le32toh(u->ring[1].len), 0);
+}
+
 /* ---- broken queues ---- */
 
 typedef void build_fn(struct fx *f);
@@ -1131,6 +1175,7 @@ int main(void)
                 T(test_enobufs_indirect),
                 T(test_unpop),
                 T(test_push_publish),
+                T(test_in_order_push),
                 T(test_broken),
                 T(test_broken_first_reason_wins),
                 T(test_broken_isolated),

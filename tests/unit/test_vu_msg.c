@@ -608,7 +608,8 @@ static void test_get_features(void **state)
                         BIT_ULL(VIRTIO_RING_F_EVENT_IDX) | BIT_ULL(VIRTIO_NET_F_MRG_RXBUF) |
                         BIT_ULL(VIRTIO_NET_F_STATUS) | BIT_ULL(VIRTIO_NET_F_MTU) | BIT_ULL(VIRTIO_F_ANY_LAYOUT) |
                         BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) | BIT_ULL(VIRTIO_NET_F_GUEST_ANNOUNCE) |
-                        BIT_ULL(VIRTIO_NET_F_MQ) | BIT_ULL(VHOST_F_LOG_ALL) | BIT_ULL(VIRTIO_F_RING_PACKED);
+                        BIT_ULL(VIRTIO_NET_F_MQ) | BIT_ULL(VHOST_F_LOG_ALL) | BIT_ULL(VIRTIO_F_RING_PACKED) |
+                        BIT_ULL(VIRTIO_F_IN_ORDER);
         uint64_t got = get_u64(f, VU_GET_FEATURES);
 
         assert_int_equal(got, want);
@@ -617,6 +618,13 @@ static void test_get_features(void **state)
         assert_false(got & BIT_ULL(VIRTIO_NET_F_MAC));
         assert_false(got & BIT_ULL(VIRTIO_NET_F_CSUM));
         assert_false(got & BIT_ULL(VIRTIO_F_NOTIFY_ON_EMPTY)); /* offered only what is implemented */
+        /* packed_ring = no and in_order = no each take their bit away, and only it. */
+        f->cfg.packed_ring = false;
+        assert_int_equal(get_u64(f, VU_GET_FEATURES), want & ~BIT_ULL(VIRTIO_F_RING_PACKED));
+        f->cfg.in_order = false;
+        assert_int_equal(get_u64(f, VU_GET_FEATURES),
+                         want & ~(BIT_ULL(VIRTIO_F_RING_PACKED) | BIT_ULL(VIRTIO_F_IN_ORDER)));
+        f->cfg.packed_ring = f->cfg.in_order = true;
 
         assert_int_equal(get_u64(f, VU_GET_PROTOCOL_FEATURES), vu_offered_protocol_features());
         assert_true(vu_offered_protocol_features() & BIT_ULL(VU_PROTOCOL_F_REPLY_ACK));
@@ -643,11 +651,13 @@ static void test_set_features(void **state)
         set_u64(f, VU_SET_FEATURES, offered);
         assert_int_equal(f->dev->features, offered);
         assert_true(f->dev->vrings[0].vq.event_idx);
+        assert_true(f->dev->vrings[3].vq.in_order);
         assert_int_equal(f->dev->hdr_len, 12);
         /* Legacy header without VERSION_1 or MRG_RXBUF, and no event idx. */
         set_u64(f, VU_SET_FEATURES, 0);
         assert_int_equal(f->dev->hdr_len, 10);
         assert_false(f->dev->vrings[3].vq.event_idx);
+        assert_false(f->dev->vrings[0].vq.in_order);
 
         /* Protocol features: only what was offered. */
         msg_u64(&m, VU_SET_PROTOCOL_FEATURES, BIT_ULL(VU_PROTOCOL_F_BACKEND_REQ));
