@@ -1,12 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests for vring/vq.c. Guest RAM is three memfd regions in a real struct mem_table:
- *   R0 [0x100000, 0x200000) writable: rings and data buffers
- *   R1 [0x200000, 0x210000) writable, right after R0 in gpa but a separate mapping (crossings need 2 iovecs)
- *   gap
- *   RO [0x300000, 0x310000) read-only (a memfd sealed with F_SEAL_WRITE)
- * uva = gpa + UVA_OFF. The test plays the guest driver: it writes descriptors and the avail ring, and reads
- * the used ring, all little-endian.
+ * Unit tests for vring/vq.c. Guest RAM: tests/unit/guest_ram.h. The test plays the guest driver: it writes
+ * descriptors and the avail ring, and reads the used ring, all little-endian.
  */
 #include <endian.h>
 #include <errno.h>
@@ -26,16 +21,7 @@
 #include "vring/mem.h"
 #include "vring/vq.h"
 
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-
-#define UVA_OFF 0x7f0000000000ull
-#define R0_GPA 0x100000ull
-#define R0_SIZE 0x100000ull
-#define R1_GPA (R0_GPA + R0_SIZE)
-#define R1_SIZE 0x10000ull
-#define GAP_GPA (R1_GPA + R1_SIZE)
-#define RO_GPA 0x300000ull
-#define RO_SIZE 0x10000ull
+#include "tests/unit/guest_ram.h"
 
 /* Default ring layout in R0 (room for rings up to 1024 entries); a second ring set for a second queue. */
 #define DESC_GPA R0_GPA
@@ -58,32 +44,10 @@ struct fx {
         struct vq_elem elem;
 };
 
-static void map_region(struct mem_table *t, uint64_t gpa, uint64_t size, bool seal)
-{
-        struct mem_region r;
-        const char *why;
-        int fd = memfd_create("test-vq", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-
-        assert_true(fd >= 0);
-        assert_int_equal(ftruncate(fd, (off_t)size), 0);
-        if (seal)
-                assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE), 0);
-        assert_int_equal(mem_region_map(&r, fd, gpa, size, gpa + UVA_OFF, 0), 0);
-        close(fd);
-        assert_int_equal(r.writable, !seal);
-        assert_int_equal(mem_table_add(t, &r, &why), 0);
-}
-
-/* The test's (the guest's) pointer to gpa; RO memory is mapped read-only here too. */
+/* The test's (the guest's) pointer to gpa. */
 static void *gp(struct fx *f, uint64_t gpa)
 {
-        for (unsigned i = 0; i < f->mem.nregions; i++) {
-                const struct mem_region *r = &f->mem.regions[i];
-                if (gpa >= r->gpa && gpa - r->gpa < r->size)
-                        return r->host + (gpa - r->gpa);
-        }
-        fail_msg("gpa 0x%llx is not guest memory", (unsigned long long)gpa);
-        return NULL;
+        return guest_ram_ptr(&f->mem, gpa);
 }
 
 static void init_vq(struct fx *f, struct vq *vq, unsigned num, uint64_t desc, uint64_t avail, uint64_t used)
@@ -102,8 +66,7 @@ static void init_vq(struct fx *f, struct vq *vq, unsigned num, uint64_t desc, ui
 /* Zeroes the writable guest memory and starts the default queue afresh with num entries. */
 static void reset(struct fx *f, unsigned num)
 {
-        memset(gp(f, R0_GPA), 0, R0_SIZE);
-        memset(gp(f, R1_GPA), 0, R1_SIZE);
+        guest_ram_clear(&f->mem);
         f->avail_idx = 0;
         init_vq(f, &f->vq, num, DESC_GPA, AVAIL_GPA, USED_GPA);
         f->elem.iov = f->iov;
@@ -114,9 +77,7 @@ static int setup(void **state)
         struct fx *f = calloc(1, sizeof(*f));
 
         assert_non_null(f);
-        map_region(&f->mem, R0_GPA, R0_SIZE, false);
-        map_region(&f->mem, R1_GPA, R1_SIZE, false);
-        map_region(&f->mem, RO_GPA, RO_SIZE, true);
+        guest_ram_map(&f->mem);
         reset(f, NUM);
         *state = f;
         return 0;
@@ -190,8 +151,7 @@ static void used_event_set(struct fx *f, uint16_t v)
 
 static void expect_iov(const struct iovec *iov, struct fx *f, uint64_t gpa, size_t len)
 {
-        assert_ptr_equal(iov->iov_base, gp(f, gpa));
-        assert_int_equal(iov->iov_len, len);
+        guest_ram_expect_iov(&f->mem, iov, gpa, len);
 }
 
 /* ---- vq_check_num ---- */
