@@ -14,7 +14,7 @@
  * served by backend_<name>_ops in backends/<name>.c. backend.c builds its table of ops from it, config/ its
  * names, kind bits and messages; the order is the order kinds are listed in.
  */
-#define BACKEND_KINDS(X) X(LOOPBACK, loopback) X(TAP, tap) X(RAWSOCK, rawsock) X(AFXDP, afxdp)
+#define BACKEND_KINDS(X) X(LOOPBACK, loopback) X(TAP, tap) X(RAWSOCK, rawsock) X(AFXDP, afxdp) X(NULLPORT, null)
 
 enum backend_kind {
 #define BACKEND_KIND_ENUM(id, name) BACKEND_KIND_##id,
@@ -23,17 +23,25 @@ enum backend_kind {
                 BACKEND_KIND_COUNT
 };
 
+/* null: the frames it generates for the guest, Ethernet header included (no FCS). */
+#define NULL_FRAME_MIN 60
+#define NULL_FRAME_MAX 65535
+
 enum backend_xdp_mode { BACKEND_XDP_AUTO = 0, BACKEND_XDP_NATIVE, BACKEND_XDP_SKB };
 
 /* Everything a port needs from the configuration, filled by config/ or the command line. */
 struct backend_cfg {
-        char kind[16];                  /* a name from BACKEND_KINDS */
-        char ifname[IF_NAMESIZE];       /* tap name, or the interface to bind to */
-        unsigned mtu;                   /* 0: leave the interface's MTU alone */
-        bool set_up;                    /* tap: bring the link up */
-        bool offloads;                  /* tap/rawsock: offer checksum/TSO offloads */
-        bool promisc;                   /* rawsock */
-        bool qdisc_bypass;              /* rawsock */
+        char kind[16];            /* a name from BACKEND_KINDS */
+        char ifname[IF_NAMESIZE]; /* tap name, or the interface to bind to */
+        unsigned mtu;             /* 0: leave the interface's MTU alone */
+        bool set_up;              /* tap: bring the link up */
+        bool offloads;            /* tap/rawsock: offer checksum/TSO offloads */
+        bool promisc;             /* rawsock */
+        bool qdisc_bypass;        /* rawsock */
+        /* null: the frames it generates for the guest, Ethernet header included (no FCS). */
+#define NULL_FRAME_MIN 60
+#define NULL_FRAME_MAX 65535
+
         enum backend_xdp_mode xdp_mode; /* afxdp */
         bool force_copy;                /* afxdp */
         bool zero_copy;                 /* afxdp: require zero-copy */
@@ -41,6 +49,8 @@ struct backend_cfg {
         unsigned start_queue;           /* afxdp: first NIC queue */
         unsigned frame_size;            /* afxdp: UMEM frame size, 2048 or 4096; 0: the smallest for the MTU */
         char xsks_map[256];             /* afxdp: pinned xsks_map path: inhibit program loading */
+        unsigned rate;                  /* null: frames/s generated per queue pair, 0: as fast as taken */
+        unsigned frame_len;             /* null: generated frame length */
 };
 
 #endif

@@ -229,6 +229,8 @@ void config_port_defaults(struct port_cfg *port)
         port->backend.offloads = true;
         port->backend.xdp_mode = BACKEND_XDP_AUTO;
         port->backend.frame_size = 0; /* auto */
+        port->backend.rate = 0;
+        port->backend.frame_len = 64;
 }
 
 void config_defaults(struct config *cfg)

@@ -147,7 +147,7 @@ static const struct key_desc port_keys[] = {
          .check = value_check_ifname},
         {.name = "mtu",
          .type = VAL_UINT,
-         .kinds = KIND_NETDEV,
+         .kinds = KIND_NETDEV | KIND_NULLPORT,
          UINT_FIELD(P, backend.mtu),
          .min = 68,
          .max = 65535,
@@ -175,6 +175,19 @@ static const struct key_desc port_keys[] = {
          UINT_FIELD(P, backend.frame_size),
          .choices = frame_size_choices,
          .parse = value_parse_frame_size},
+        {.name = "rate",
+         .type = VAL_UINT,
+         .kinds = KIND_NULLPORT,
+         UINT_FIELD(P, backend.rate),
+         .min = 1,
+         .max = 100000000,
+         .zero = "for as fast as the guest takes them"},
+        {.name = "frame_len",
+         .type = VAL_UINT,
+         .kinds = KIND_NULLPORT,
+         UINT_FIELD(P, backend.frame_len),
+         .min = NULL_FRAME_MIN,
+         .max = NULL_FRAME_MAX},
         {.name = "xsks_map",
          .type = VAL_STRING,
          .kinds = KIND_AFXDP,
@@ -362,6 +375,14 @@ int key_port_check(const struct port_cfg *port, const char **ret_key, char *msg,
                         continue;
                 *ret_key = d->name;
                 return key_wrong_kind(d, port->backend.kind, msg, len);
+        }
+
+        if (kind == KIND_NULLPORT &&
+            port->backend.frame_len > (port->backend.mtu ? port->backend.mtu : 1500) + 18 /* Ethernet + VLAN */) {
+                *ret_key = "frame_len";
+                return text_fail(msg, len, "%u bytes do not fit the MTU (%u; set mtu to at least %u)",
+                                 port->backend.frame_len, port->backend.mtu ? port->backend.mtu : 1500,
+                                 port->backend.frame_len - 18);
         }
 
         /* Both apply to afxdp only: on any other kind, the loop above has seen that they are still off. */

@@ -134,7 +134,8 @@ static const struct bad_case bad_cases[] = {
         {"[port p]\nsocket = /s\nbackend = tap\nifname = 0123456789abcdef\n", 4, "ifname", "at most 15"},
         {"[port p]\nsocket = /s\nbackend = tap\nifname = a/b\n", 4, "ifname", "not a valid interface name"},
         {"[port p]\nsocket = /s\nbackend = tap\nifname = ..\n", 4, "ifname", "not a valid interface name"},
-        {PORT_OK "backend = dpdk\n", 3, "backend", "unknown backend 'dpdk' (expected loopback, tap, rawsock or afxdp)"},
+        {PORT_OK "backend = dpdk\n", 3, "backend",
+         "unknown backend 'dpdk' (expected loopback, tap, rawsock, afxdp or null)"},
 
         /* mac */
         {PORT_OK "mac = 52:54:00:12:34\n", 3, "mac", "is not a MAC address"},
@@ -185,6 +186,12 @@ static const struct bad_case bad_cases[] = {
         {"[port p]\nsocket = /s\nbackend = rawsock\nifname = e\nxsks_map = /sys/fs/bpf/m\n", 5, "xsks_map",
          "only for afxdp"},
         {"[port p]\nsocket = /s\nmtu = 1500\n", 3, "mtu", "not valid with backend = loopback"},
+        {"[port p]\nsocket = /s\nrate = 1000\n", 3, "rate", "not valid with backend = loopback (only for null)"},
+        {"[port p]\nsocket = /s\nbackend = null\nframe_len = 2000\n", 4, "frame_len",
+         "2000 bytes do not fit the MTU (1500; set mtu to at least 1982)"},
+        {"[port p]\nsocket = /s\nbackend = null\nframe_len = 59\n", 4, "frame_len", "out of range (60..65535)"},
+        {"[port p]\nsocket = /s\nbackend = null\nrate = 100000001\n", 4, "rate",
+         "out of range (1..100000000, or 0 for as fast as the guest takes them)"},
         {"[port p]\nsocket = /s\nbackend = afxdp\nifname = e\nzero_copy = yes\nforce_copy = yes\n", 5, "zero_copy",
          "contradicts force_copy"},
         /* the error in an earlier port comes before a syntax error in a later one */
@@ -490,6 +497,10 @@ static void test_ranges(void **state)
                 {"start_queue", "0", offsetof(struct port_cfg, backend.start_queue), 0},
                 {"frame_size", "4096", offsetof(struct port_cfg, backend.frame_size), 4096},
                 {"frame_size", "auto", offsetof(struct port_cfg, backend.frame_size), 0},
+                {"rate", "0", offsetof(struct port_cfg, backend.rate), 0},
+                {"rate", "100000000", offsetof(struct port_cfg, backend.rate), 100000000},
+                {"frame_len", "60", offsetof(struct port_cfg, backend.frame_len), 60},
+                {"frame_len", "65535", offsetof(struct port_cfg, backend.frame_len), 65535},
                 {"socket_mode", "0", offsetof(struct port_cfg, socket_mode), 0},
                 {"socket_mode", "0660", offsetof(struct port_cfg, socket_mode), 0660},
                 {"socket_mode", "660", offsetof(struct port_cfg, socket_mode), 0660},
