@@ -335,7 +335,8 @@ fe_rx() {
         sleep 0.01
     done
     FE_T=$(awk -v a="$t" -v b="$(now)" 'BEGIN{printf "%.6f", (a + b) / 2}')
-    FE_RX=$(grep -aoE "$FE_RE" "$FE_LOG" | tail -1 | awk '{print $2}')
+    FE_RX=$(grep -aoE "$FE_RE" "$FE_LOG" | tail -1 | awk '{print $2}') || true
+    [ -n "$FE_RX" ] || { tail -5 "$FE_LOG" >&2; e2e_fail "front-end (pid $FE_PID$(_e2e_alive "$FE_PID" || echo ', gone')) gave no port stats"; }
 }
 
 # measure DIR SIZE Q WHO: one figure; sets MPPS, OFFERED, CPUPM (back-end CPU s per million frames).
