@@ -23,15 +23,18 @@
 # 0.1 Mpps. Everything else is each program's default.
 #
 # Output: a table (median [min..max] Mpps of RUNS runs, ratio vhostd/peer), bench/results/pps.csv (one row per
-# run, appended), bench/results/pps.png (gnuplot), per-instance resources (RSS, CPU s per Mframe, idle CPU),
-# ping RTT through the tap port (front-end in icmpecho mode), and how much CPU other processes took during
-# the windows (the figures mean little when that is high).
+# run, appended), bench/results/pps.png (gnuplot), each ring layout against split (per back-end, same run),
+# per-instance resources (RSS, CPU s per Mframe, idle CPU), ping RTT through the tap port (front-end in
+# icmpecho mode), and how much CPU other processes took during the windows (the figures mean little when
+# that is high).
 #
 # Usage: bench/pps.sh [RUNS=3] [SECS=2]
 # Env:   PPS_GROUPS   groups to run (default: every group below)
 #        PPS_RATE     pace pktsend to this many frames/s (default 0: as fast as it can)
 #        PPS_PERF=1   perf record vhostd during run 1 of each cell; flat profile in bench/results/perf-*.txt
 #        PPS_WARM     seconds of traffic before the window (default 1)
+#        PPS_RESULTS  where the CSVs, chart and profiles go (default bench/results; a smoke test can point it
+#                     elsewhere to leave the recorded results alone)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-3}
@@ -45,10 +48,20 @@ RATE=${PPS_RATE:-0}
 #           vhostd alone;
 #   busy:   vhostd busy-polls its rings for 1 ms after the last frame (-o busy_poll_us=1000), as the peer
 #           always does; the groups without it show vhostd in its default, interrupt-driven mode.
+#   packed, inorder: the ring layout the front-end asks for (virtio-user packed_vq=1, in_order=1; both: packed
+#           and in order). Without them it asks for split rings without IN_ORDER (packed_vq=0,in_order=0:
+#           virtio-user's own default is in_order=1). What each back-end negotiated is read from it (vhostctl;
+#           testpmd's vhost log), saved in the CSV, and a cell that got another layout is flagged.
 ALL_GROUPS="loopback:1::loop/64,loop/1500 \
+loopback:1::loop/64,loop/1500:inorder \
+loopback:1::loop/64,loop/1500:packed \
+loopback:1::loop/64,loop/1500:packed,inorder \
 tap:1::g2p/64,g2p/1500,p2g/64,p2g/1500 \
 rawsock:1::g2p/64,g2p/1500,p2g/64,p2g/1500 \
 afxdp:1:skb:g2p/64,g2p/1500,p2g/64,p2g/1500 \
+afxdp:1:skb:g2p/64,p2g/64:inorder \
+afxdp:1:skb:g2p/64,p2g/64:packed \
+afxdp:1:skb:g2p/64,p2g/64:packed,inorder \
 afxdp:1:native:g2p/64,g2p/1500,p2g/64,p2g/1500 \
 tap:2::g2p/64,g2p/1500,p2g/64,p2g/1500 \
 rawsock:2::g2p/64,g2p/1500,p2g/64,p2g/1500 \
@@ -79,14 +92,20 @@ if ! command -v gnuplot >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gnuplot-nox >/dev/null 2>&1 ||
         e2e_log "gnuplot-nox not installable: no chart"
 fi
-mkdir -p build/bench bench/results
+RES=${PPS_RESULTS:-bench/results}
+mkdir -p build/bench "$RES"
 make -s build/tests/pktsend >/dev/null || e2e_fail "pktsend build (make build/tests/pktsend)"
 PKTSEND=("$PWD/build/tests/pktsend" -P -b 64) # one prebuilt batch of 64 frames, sent over and over
 XSK_PROG=$(dpkg -L libxdp1 2>/dev/null | grep -m1 '/xsk_def_xdp_prog\.o$' || true)
 
-CSV=bench/results/pps.csv
-[ -f "$CSV" ] || echo "date,path,dir,size,queues,backend,run,mpps,offered_mpps,cpu_s_per_mframe,load1,others_cpu_pct" >"$CSV"
-RESCSV=bench/results/pps_resources.csv
+# layout: the ring layout the front-end asked for (split, split-inorder, packed, packed-inorder); negotiated:
+# the one the back-end negotiated (from its feature bits 34 and 35), "?" if it could not be read. Files
+# written before these two columns existed get them added to the header; their rows leave them empty.
+CSV=$RES/pps.csv
+CSV_HEAD=date,path,dir,size,queues,backend,run,mpps,offered_mpps,cpu_s_per_mframe,load1,others_cpu_pct
+[ -f "$CSV" ] || echo "$CSV_HEAD" >"$CSV"
+[ "$(head -n 1 "$CSV")" != "$CSV_HEAD" ] || sed -i '1s/$/,layout,negotiated/' "$CSV"
+RESCSV=$RES/pps_resources.csv
 [ -f "$RESCSV" ] || echo "date,group,backend,run,vmrss_kb,rssanon_kb,rssshmem_kb,idle_cpu_pct" >"$RESCSV"
 STAMP=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 PFX=vhpps$$   # DPDK --file-prefix stem
@@ -208,7 +227,7 @@ be_start_once() {
         local topo=()
         [ "$kind" = loopback ] && topo=(--port-topology=loop)
         spawn BE_PID "$BE_LOG" taskset -c 0 ip netns exec "$NSB" dpdk-testpmd --lcores '0@0,1@0' \
-            --main-lcore 0 --no-huge -m 256 --no-pci --file-prefix="${PFX}be" \
+            --main-lcore 0 --no-huge -m 256 --no-pci --file-prefix="${PFX}be" --log-level=lib.vhost.config:info \
             --vdev "net_vhost0,iface=$sock,queues=$q" "${vdev[@]}" -- --total-num-mbufs=16384 \
             --disable-link-check --forward-mode=io "${topo[@]}" --rxq="$q" --txq="$q" --nb-cores=1 \
             --auto-start --stats-period 3600
@@ -247,16 +266,18 @@ be_stop() {
 
 # fe_open QUEUES SOCK: the front-end on CPU 1, interactive (-i), its commands written into a FIFO (FE_FD);
 # connected and idle when this returns. One front-end serves every cell of a back-end instance: no restart
-# per cell, and counters are read on demand ("show port stats") at the edges of the window.
+# per cell, and counters are read on demand ("show port stats") at the edges of the window. It asks for the
+# group's ring layout (PACKED, INORDER).
 fe_open() {
     local q=$1 sock=$2 fifo=$E2E_TMP/fe.in
+    local fe_vdev="net_virtio_user0,path=$sock,queues=$q,queue_size=1024,packed_vq=$PACKED,in_order=$INORDER"
     FE_LOG=$E2E_TMP/fe.$RANDOM.log
     rm -f "$fifo"
     mkfifo "$fifo"
     : >"$FE_LOG"
     # stdbuf: testpmd's output goes to a file; line-buffer it so that answers can be read at once.
     taskset -c 1 stdbuf -oL dpdk-testpmd --lcores '0@1,1@1' --main-lcore 0 --no-huge -m 256 --no-pci \
-        --file-prefix="${PFX}fe" --vdev "net_virtio_user0,path=$sock,queues=$q,queue_size=1024" \
+        --file-prefix="${PFX}fe" --vdev "$fe_vdev" \
         -- -i --total-num-mbufs=16384 --disable-link-check --rxq="$q" --txq="$q" --nb-cores=1 \
         "--eth-peer=0,$FAR_MAC" <"$fifo" >"$FE_LOG" 2>&1 &
     FE_PID=$!
@@ -266,6 +287,32 @@ fe_open() {
 }
 
 fe_cmd() { local c; for c; do echo "$c" >&"$FE_FD"; done; }
+
+# layout_name PACKED INORDER (0/1 each): split, split-inorder, packed or packed-inorder.
+layout_name() { echo "$( (($1)) && echo packed || echo split)$( (($2)) && echo -inorder)"; }
+
+# be_features WHO: the feature bits the back-end negotiated with the front-end, in hex, or nothing.
+# vhostd: vhostctl; testpmd: its vhost library logs "negotiated Virtio features: 0x..." (lib.vhost.config).
+be_features() {
+    if [ "$1" = vhostd ]; then
+        "$VHOSTCTL_BIN" -s "$E2E_TMP/ctl" --json 2>/dev/null | grep -o '"features":"0x[0-9a-f]*"' | head -n 1 | cut -d'"' -f4
+    else
+        grep -aoE 'negotiated Virtio features: 0x[0-9a-f]+' "$BE_LOG" | tail -n 1 | awk '{print $4}'
+    fi
+}
+
+# be_layout WHO: NEG = the ring layout the back-end negotiated (VIRTIO_F_RING_PACKED = bit 34,
+# VIRTIO_F_IN_ORDER = bit 35), "?" if it cannot be read; logs it, loudly when it is not the one asked for.
+be_layout() {
+    local f='' i
+    for ((i = 0; i < 50; i++)); do f=$(be_features "$1") && [ -n "$f" ] && break; sleep 0.1; done
+    if [ -n "$f" ]; then NEG=$(layout_name $(((f >> 34) & 1)) $(((f >> 35) & 1))); else NEG='?'; fi
+    if [ "$NEG" = "$LAYOUT" ]; then
+        e2e_log "$1 $GNAME: features ${f:-?}: $NEG negotiated"
+    else
+        e2e_log "$1 $GNAME: features ${f:-?}: NOT NEGOTIATED as asked: front-end asked for $LAYOUT, back-end has $NEG"
+    fi
+}
 
 fe_close() {
     fe_cmd stop quit
@@ -288,7 +335,8 @@ fe_rx() {
         sleep 0.01
     done
     FE_T=$(awk -v a="$t" -v b="$(now)" 'BEGIN{printf "%.6f", (a + b) / 2}')
-    FE_RX=$(grep -aoE "$FE_RE" "$FE_LOG" | tail -1 | awk '{print $2}')
+    FE_RX=$(grep -aoE "$FE_RE" "$FE_LOG" | tail -1 | awk '{print $2}') || true
+    [ -n "$FE_RX" ] || { tail -5 "$FE_LOG" >&2; e2e_fail "front-end (pid $FE_PID$(_e2e_alive "$FE_PID" || echo ', gone')) gave no port stats"; }
 }
 
 # measure DIR SIZE Q WHO: one figure; sets MPPS, OFFERED, CPUPM (back-end CPU s per million frames).
@@ -331,7 +379,7 @@ measure() {
         e2e_wait_for 10 eval "! _e2e_alive $perfpid" || true
         stop_pid "$perfpid"
         perf report -i "$PERF_OUT" --no-children --sort comm,dso,sym --stdio 2>/dev/null | grep -v '^$' |
-            grep -E '^ +[0-9]' | head -40 >"bench/results/perf-$CELL.txt" || true
+            grep -E '^ +[0-9]' | head -40 >"$RES/perf-$CELL.txt" || true
     fi
     # Resident memory while the front-end is connected (its guest memory is mapped): keep the largest.
     local rss anon shm
@@ -394,17 +442,22 @@ ping_50() {
     echo "$r"
 }
 
-# parse_group GROUP: sets KIND Q XM CELLSPEC, NOPEER and BUSY (1 or empty) and GNAME, the group's name in the output.
+# parse_group GROUP: sets KIND Q XM CELLSPEC, NOPEER and BUSY (1 or empty), PACKED and INORDER (0 or 1),
+# LAYOUT (their name) and GNAME, the group's name in the output (-LAYOUT appended unless split).
 parse_group() {
     local flags
     IFS=: read -r KIND Q XM CELLSPEC flags <<<"$1"
-    NOPEER= BUSY=
+    NOPEER='' BUSY='' PACKED=0 INORDER=0
     [[ ,$flags, == *,nopeer,* ]] && NOPEER=1
     [[ ,$flags, == *,busy,* ]] && BUSY=1
+    [[ ,$flags, == *,packed,* ]] && PACKED=1
+    [[ ,$flags, == *,inorder,* ]] && INORDER=1
+    LAYOUT=$(layout_name "$PACKED" "$INORDER")
     GNAME=$KIND${XM:+-$XM}-q$Q${BUSY:+-busy}
+    [ "$LAYOUT" = split ] || GNAME+=-$LAYOUT
 }
 
-declare -A VAL=() OFF=() CPU=() IDLE=() RSS=() ANON=() SHM=() RTTS=()
+declare -A VAL=() OFF=() CPU=() IDLE=() RSS=() ANON=() SHM=() RTTS=() NEGS=() GLAYOUT=()
 CELLS=()
 
 # ------------------------------------------------------------------ the runs
@@ -413,6 +466,7 @@ for g in $GROUPS_SEL; do
     IFS=, read -r -a GCELLS <<<"$CELLSPEC"
     [ -n "$NOPEER" ] && e2e_log "group $GNAME: no dpdk-testpmd peer (net_af_xdp needs combined channels; veth has none)"
     for c in "${GCELLS[@]}"; do CELLS+=("$GNAME/$c"); done
+    GLAYOUT[$GNAME]=$LAYOUT
     e2e_log "group $GNAME: ${GCELLS[*]}"
     for RUN in $(seq 1 "$RUNS"); do
         order="vhostd peer"
@@ -423,6 +477,8 @@ for g in $GROUPS_SEL; do
             be_start "$KIND" "$Q" "$XM" "$who" "$SOCK"
             I_RSS=0 I_ANON=0 I_SHM=0
             fe_open "$Q" "$SOCK"
+            be_layout "$who"
+            [[ " ${NEGS[$GNAME,$who]:-} " == *" $NEG "* ]] || NEGS[$GNAME,$who]+="$NEG "
             if [ "$RUN" = 1 ] && [ "$Q" = 1 ]; then
                 idle_cpu
                 IDLE[$GNAME,$who]=$IDLE_PCT
@@ -433,7 +489,7 @@ for g in $GROUPS_SEL; do
                 measure "$dir" "$size" "$Q" "$who"
                 key=$GNAME/$c,$who
                 VAL[$key]+="$MPPS " CPU[$key]+="$CPUPM " OFF[$key]+="${OFFERED:-} "
-                echo "$STAMP,$GNAME,$dir,$size,$Q,$who,$RUN,$MPPS,${OFFERED:-},$CPUPM,$LOAD1,$OTHERS" >>"$CSV"
+                echo "$STAMP,$GNAME,$dir,$size,$Q,$who,$RUN,$MPPS,${OFFERED:-},$CPUPM,$LOAD1,$OTHERS,$LAYOUT,$NEG" >>"$CSV"
                 e2e_log "run $RUN $who $GNAME $dir $size B: $MPPS Mpps${OFFERED:+ (offered $OFFERED)}, $CPUPM CPU s/Mframe; others ${OTHERS}% ($OTHERS_TOP)"
             done
             if [ "$KIND" = tap ] && [ "$Q" = 1 ]; then
@@ -466,7 +522,16 @@ PLOT=$E2E_TMP/plot.dat
 echo
 echo "Frames/s through the back-end, $RUNS runs x ${SECS}s (after ${WARM}s warm-up), Mpps median [min..max]"
 echo "front-end: testpmd virtio-user on CPU 1; back-end + host kernel + port->guest source on CPU 0"
-printf '%-28s %-24s %-24s %-6s %-8s %-8s %s\n' path vhostd peer ratio v-cpu/M p-cpu/M 'offered(v/p)'
+printf '%-36s %-24s %-24s %-6s %-8s %-8s %-13s %s\n' path vhostd peer ratio v-cpu/M p-cpu/M 'offered(v/p)' \
+    'negotiated(v/p)'
+# negotiated GROUP WHO: the layouts the back-end negotiated over the runs, "!" after one that was not asked for.
+negotiated() {
+    local n out=''
+    for n in ${NEGS[$1,$2]:--}; do out+="${out:+,}$n"; [ "$n" = "${GLAYOUT[$1]}" ] || [ "$n" = - ] || out+='!'; done
+    echo "$out"
+}
+# layout_ok GROUP WHO: every run of WHO negotiated the group's layout.
+layout_ok() { [ "${NEGS[$1,$2]:-}" = "${GLAYOUT[$1]} " ]; }
 for cell in "${CELLS[@]}"; do
     read -r vm vmin vmax < <(stats3 "${VAL[$cell,vhostd]}")
     read -r pm pmin pmax < <(stats3 "${VAL[$cell,peer]:-}")
@@ -477,19 +542,44 @@ for cell in "${CELLS[@]}"; do
     fi
     peercol="$pm [$pmin..$pmax]"
     [ -n "${VAL[$cell,peer]:-}" ] || peercol="n/a (no peer)" pm=0 pmin=0 pmax=0
-    printf '%-28s %-24s %-24s %-6s %-8s %-8s %s\n' "$cell" "$vm [$vmin..$vmax]" "$peercol" \
-        "$(ratio "$vm" "$pm")" "$vc" "$pc" "$off"
+    g=${cell%%/*}
+    printf '%-36s %-24s %-24s %-6s %-8s %-8s %-13s %s\n' "$cell" "$vm [$vmin..$vmax]" "$peercol" \
+        "$(ratio "$vm" "$pm")" "$vc" "$pc" "${off:--}" "$(negotiated "$g" vhostd)/$(negotiated "$g" peer)"
     echo "\"$cell\" $vm $vmin $vmax $pm $pmin $pmax" >>"$PLOT"
 done
-echo "(v-cpu/M, p-cpu/M: back-end CPU seconds per million frames; offered: pktsend Mpps, port->guest only)"
+echo "(v-cpu/M, p-cpu/M: back-end CPU seconds per million frames; offered: pktsend Mpps, port->guest only;"
+echo " negotiated: the ring layout each back-end negotiated, '!' when not the one the front-end asked for)"
+# Each layout against split on the same path, per back-end: only where that back-end negotiated both as asked.
+LROWS=()
+for cell in "${CELLS[@]}"; do
+    g=${cell%%/*} l=${GLAYOUT[${cell%%/*}]}
+    base=${g%-"$l"}          # the split group of the same path, and its cell
+    bcell=$base/${cell#*/}
+    [ "$l" != split ] && [ -n "${VAL[$bcell,vhostd]:-}" ] || continue
+    row=$(printf '%-36s' "$cell")
+    for who in vhostd peer; do
+        if [ -z "${VAL[$cell,$who]:-}" ] || [ -z "${VAL[$bcell,$who]:-}" ]; then r=n/a
+        elif layout_ok "$g" "$who" && layout_ok "$base" "$who"; then
+            r=$(ratio "$(stats3 "${VAL[$cell,$who]}" | cut -d' ' -f1)" "$(stats3 "${VAL[$bcell,$who]}" | cut -d' ' -f1)")
+        else r="- (not negotiated: $(negotiated "$g" "$who"))"; fi
+        row+=$(printf ' %-32s' "$r")
+    done
+    LROWS+=("$row")
+done
+if [ "${#LROWS[@]}" -gt 0 ]; then
+    echo
+    echo "Ring layout against split rings, same path and run (ratio of the medians):"
+    printf '%-36s %-32s %-32s\n' path vhostd peer
+    printf '%s\n' "${LROWS[@]}"
+fi
 echo
 echo "Per back-end instance (median over runs): RSS after traffic, idle CPU with a front-end connected"
-printf '%-20s %-8s %10s %10s %10s %8s\n' group backend VmRSS_kB RssAnon RssShmem idle%
+printf '%-28s %-8s %10s %10s %10s %8s\n' group backend VmRSS_kB RssAnon RssShmem idle%
 for g in $GROUPS_SEL; do
     parse_group "$g"
     for who in vhostd peer; do
         [ -n "$NOPEER" ] && [ $who = peer ] && continue
-        printf '%-20s %-8s %10s %10s %10s %8s\n' "$GNAME" "$who" "$(imedian "${RSS[$GNAME,$who]}")" \
+        printf '%-28s %-8s %10s %10s %10s %8s\n' "$GNAME" "$who" "$(imedian "${RSS[$GNAME,$who]}")" \
             "$(imedian "${ANON[$GNAME,$who]}")" "$(imedian "${SHM[$GNAME,$who]}")" "${IDLE[$GNAME,$who]:--}"
     done
 done
@@ -517,7 +607,7 @@ echo "  median ${om}%, min ${omin}%, max ${omax}%; most often: $(printf '%s\n' "
 if command -v gnuplot >/dev/null 2>&1; then
     gnuplot <<EOF || e2e_log "gnuplot failed"
 set terminal pngcairo size 1400,700 noenhanced
-set output "bench/results/pps.png"
+set output "$RES/pps.png"
 set title "vhostd vs dpdk-testpmd back-end, Mpps (median, bars: min..max), $RUNS runs, $STAMP"
 set style data histogram
 set style histogram errorbars gap 2 lw 1
@@ -530,6 +620,6 @@ set rmargin 8
 set grid ytics
 plot "$PLOT" using 2:3:4:xtic(1) title "vhostd", "" using 5:6:7 title "dpdk-testpmd"
 EOF
-    [ -f bench/results/pps.png ] && e2e_log "chart: bench/results/pps.png"
+    [ -f "$RES/pps.png" ] && e2e_log "chart: $RES/pps.png"
 fi
 e2e_pass "pps bench done; CSV in $CSV"

@@ -3,47 +3,105 @@
 # median of the runs per cell, vhostd against its peer, from bench/results/pps.csv and iperf_tap.csv.
 # Replaces what stands between the "bench:pps" and "bench:iperf" markers in README.md, so that the README
 # never mixes runs. Usage: bench/readme_table.sh [PPS_STAMP] [IPERF_STAMP]
+# PPS_CSV and IPERF_CSV name other files (e.g. a smoke test's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PPS=bench/results/pps.csv IPERF=bench/results/iperf_tap.csv
+. bench/stats.sh
+PPS=${PPS_CSV:-bench/results/pps.csv} IPERF=${IPERF_CSV:-bench/results/iperf_tap.csv}
 pstamp=${1:-$(tail -n 1 "$PPS" | cut -d, -f1)}
 istamp=${2:-$(tail -n 1 "$IPERF" | cut -d, -f1)}
 
-# median of the runs of one cell: path dir size backend
+# cell PATH DIR SIZE BACKEND: "MEDIAN NEG" over the runs of one cell, or nothing. NEG is "-" when every run's
+# back-end negotiated the ring layout the front-end asked for (columns 13 and 14; rows from before they
+# existed have neither and count as asked), else the layouts it negotiated instead, e.g. "split".
 cell() {
     awk -F, -v st="$pstamp" -v p="$1" -v d="$2" -v s="$3" -v b="$4" \
-        '$1 == st && $2 == p && $3 == d && $4 == s && $6 == b { print $8 }' "$PPS" | sort -g |
-        awk '{ v[NR] = $1 } END { if (NR) printf "%.3f", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+        '$1 == st && $2 == p && $3 == d && $4 == s && $6 == b { print $8, ($14 == "" || $14 == $13 ? "-" : $14) }' "$PPS" |
+        sort -g | awk '{ v[NR] = $1; if ($2 != "-" && !index("/" neg "/", "/" $2 "/")) neg = neg (neg == "" ? "" : "/") $2 }
+            END { if (NR) printf "%.3f %s\n", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2), (neg == "" ? "-" : neg) }'
 }
+# shown MEDIAN NEG: the median, marked when the layout was not negotiated.
+shown() { if [ "$2" = - ]; then printf '%s' "$1"; else printf '%s (NOT negotiated: got %s)' "$1" "$2"; fi; }
 pair() { # path dir size: "v vs p = r x", or "v Mpps (vhostd alone)", or empty
-    local v p
-    v=$(cell "$1" "$2" "$3" vhostd)
-    p=$(cell "$1" "$2" "$3" peer)
+    local v='' vn p='' pn
+    read -r v vn < <(cell "$1" "$2" "$3" vhostd) || true
+    read -r p pn < <(cell "$1" "$2" "$3" peer) || true
     [ -n "$v" ] || return 0
     if [ -n "$p" ]; then
-        awk -v v="$v" -v p="$p" 'BEGIN { printf "%s vs %s = %.2fx", v, p, (p > 0 ? v / p : 0) }'
+        printf '%s vs %s = %sx' "$(shown "$v" "$vn")" "$(shown "$p" "$pn")" "$(ratio "$v" "$p")"
     else
-        printf '%s (vhostd alone)' "$v"
+        printf '%s (vhostd alone)' "$(shown "$v" "$vn")"
     fi
+}
+# label KIND DIR: the README's name for a path.
+label() {
+    local l="$1 ${2/g2p/guest->port}"
+    l=${l/p2g/port->guest}
+    echo "${l/loopback loop/vhost-user loop (no port)}"
 }
 
 pps_table() {
     echo "| path | 64 B, 1 queue pair | 1500 B | 64 B, vhostd busy-polling | 64 B, 2 queue pairs | 1500 B, 2 queue pairs |"
     echo "|---|---|---|---|---|---|"
-    local kind dir label
+    local kind dir
     for kind in tap rawsock afxdp-skb afxdp-native loopback; do
         for dir in g2p p2g loop; do
             [ -n "$(cell "$kind-q1" "$dir" 64 vhostd)" ] || continue
-            label="$kind ${dir/g2p/guest->port}"
-            label=${label/p2g/port->guest}
-            label=${label/loopback loop/vhost-user loop (no port)}
-            echo "| $label | $(pair "$kind-q1" "$dir" 64) | $(pair "$kind-q1" "$dir" 1500) | $(pair "$kind-q1-busy" "$dir" 64) | $(pair "$kind-q2" "$dir" 64) | $(pair "$kind-q2" "$dir" 1500) |"
+            echo "| $(label "$kind" "$dir") | $(pair "$kind-q1" "$dir" 64) | $(pair "$kind-q1" "$dir" 1500) | $(pair "$kind-q1-busy" "$dir" 64) | $(pair "$kind-q2" "$dir" 64) | $(pair "$kind-q2" "$dir" 1500) |"
         done
     done
+    layout_table
     echo
-    echo "Mpps, median of $(awk -F, -v st="$pstamp" '$1 == st { print $7 }' "$PPS" | sort -n | tail -1) runs, all from the run of $pstamp (\`bench/results/pps.csv\`); the"
+    echo "Mpps, median of $(awk -F, -v st="$pstamp" '$1 == st { print $7 }' "$PPS" | sort -n | tail -1) runs, all from the run of $pstamp (\`$PPS\`); the"
     echo "other processes on the machine took a median $(awk -F, -v st="$pstamp" '$1 == st { print $12 }' "$PPS" | sort -g |
         awk '{ v[NR] = $1 } END { print (NR ? v[int((NR + 1) / 2)] : "?") }') % of a CPU during the windows."
+    if awk -F, -v st="$pstamp" '$1 == st && $13 == "" { f = 1 } END { exit !f }' "$PPS"; then
+        echo "This run predates the CSV's layout columns: its front-end left virtio-user's in_order at its default (1),"
+        echo "so on these rows the peer negotiated IN_ORDER (split + in-order rings) and vhostd, which did not offer it, did not."
+    fi
+}
+
+# vs_split V VNEG SPLIT SPLITNEG: V against the same back-end's split figure of the same run, when both were
+# negotiated as asked.
+vs_split() {
+    [ -n "$1" ] && [ -n "$3" ] || return 0
+    if [ "$2" = - ] && [ "$4" = - ]; then printf '%sx' "$(ratio "$1" "$3")"; else printf 'n/a (not negotiated)'; fi
+}
+
+# The ring layouts (group flags packed, inorder) beside split, on each path that has any, with each one's
+# ratio to split per back-end.
+LAYOUTS="split split-inorder packed packed-inorder"
+layout_table() {
+    local kind dir size l path v vn p pn sv svn sp spn header=
+    for kind in tap rawsock afxdp-skb afxdp-native loopback; do
+        for dir in g2p p2g loop; do
+            for size in 64 1500; do
+                [ -n "$(for l in ${LAYOUTS#split }; do cell "$kind-q1-$l" "$dir" "$size" vhostd; done)" ] || continue
+                if [ -z "$header" ]; then
+                    header=1
+                    echo
+                    echo "| path | ring layout | vhostd | peer | vhostd/peer | vhostd: layout/split | peer: layout/split |"
+                    echo "|---|---|---|---|---|---|---|"
+                fi
+                sv='' svn=- sp='' spn=-
+                for l in $LAYOUTS; do
+                    path=$kind-q1
+                    [ "$l" = split ] || path+=-$l
+                    v='' vn=- p='' pn=-
+                    read -r v vn < <(cell "$path" "$dir" "$size" vhostd) || true
+                    read -r p pn < <(cell "$path" "$dir" "$size" peer) || true
+                    [ -n "$v$p" ] || continue
+                    [ "$l" != split ] || { sv=$v svn=$vn sp=$p spn=$pn; }
+                    echo "| $(label "$kind" "$dir"), $size B | $l | $(shown "${v:-?}" "$vn") | $(shown "${p:-?}" "$pn") |" \
+                        "$( [ -n "$v" ] && [ -n "$p" ] && printf '%sx' "$(ratio "$v" "$p")") |" \
+                        "$( [ "$l" = split ] || vs_split "$v" "$vn" "$sv" "$svn") |" \
+                        "$( [ "$l" = split ] || vs_split "$p" "$pn" "$sp" "$spn") |"
+                done
+            done
+        done
+    done
+    [ -z "$header" ] || printf '\n%s\n%s\n' "(ring layout: what the front-end asked for, virtio-user packed_vq / in_order; a figure marked NOT" \
+        "negotiated was measured with the layout the back-end negotiated instead, and has no ratio to split)"
 }
 
 iperf_line() {
