@@ -339,7 +339,7 @@ const uint8_t *flow_mac(const struct flow *f, uint8_t mac[6])
 
 int flow_post_rx(struct flow *f)
 {
-        struct fe_post how = {.nseg = f->rx_nseg, .indirect = f->rx_indirect};
+        struct fe_post how = {.nseg = f->rx_nseg < f->rx->num ? f->rx_nseg : f->rx->num, .indirect = f->rx_indirect};
         int n = 0;
 
         while ((!f->rx_budget || f->rx_posted < f->rx_budget) && fe_ring_post_rx(f->rx, f->rx_size, &how) >= 0) {
@@ -366,7 +366,8 @@ int flow_pump(struct flow *f)
 
                 if (how.nseg > len + 1)
                         how.nseg = 1;
-                if (!how.indirect && how.nseg > f->tx->num)
+                /* An indirect table may not hold more descriptors than the ring either. */
+                if (how.nseg > f->tx->num)
                         how.nseg = f->tx->num;
                 fe_frame_build(f->fbuf, len, f->send_seq, NULL, flow_mac(f, mac));
                 r = fe_ring_post_tx(f->tx, f->fbuf, len, NULL, &how);
@@ -420,19 +421,20 @@ int flow_pump(struct flow *f)
         return progress;
 }
 
-/* Sleeps until a call eventfd of these flows fires (or timeout_ms), asking for an interrupt on any used entry. */
+/*
+ * Sleeps until a call eventfd of these flows fires (or timeout_ms), asking for an interrupt on any used entry.
+ * Rings that asked for no interrupts at all are polled: then it sleeps 1 ms at most.
+ */
 void flows_wait(struct flow **fl, unsigned n, int timeout_ms)
 {
         struct pollfd p[2 * FE_MAX_RINGS];
         unsigned np = 0;
 
         for (unsigned i = 0; i < n; i++) {
-                struct fe_ring *rings[2] = {fl[i]->tx, fl[i]->rx};
-                for (unsigned k = 0; k < 2; k++) {
-                        struct fe_ring *r = rings[k];
-                        if (r->event_idx)
-                                __atomic_store_n(fe_ring_used_event(r), htole16(r->last_used), __ATOMIC_RELAXED);
-                }
+                fe_ring_arm_call(fl[i]->tx, 1);
+                fe_ring_arm_call(fl[i]->rx, 1);
+                if ((fl[i]->tx->no_interrupt || fl[i]->rx->no_interrupt) && timeout_ms > 1)
+                        timeout_ms = 1;
         }
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
         for (unsigned i = 0; i < n; i++) {
