@@ -1870,10 +1870,14 @@ struct fe_ring *fe_tx(struct fe *fe, unsigned qp)
 
 int fe_ring_configure(struct fe *fe, const struct fe_ring *r)
 {
+        return fe_ring_configure_at(fe, r, fe_ring_base(r));
+}
+
+int fe_ring_configure_at(struct fe *fe, const struct fe_ring *r, uint32_t base)
+{
         int ret;
 
-        if ((ret = fe_set_vring_num(fe, r->index, r->num)) < 0 ||
-            (ret = fe_set_vring_base(fe, r->index, fe_ring_base(r))) < 0 ||
+        if ((ret = fe_set_vring_num(fe, r->index, r->num)) < 0 || (ret = fe_set_vring_base(fe, r->index, base)) < 0 ||
             (ret = fe_ring_set_addr(fe, r, fe->log_rings)) < 0 ||
             (ret = fe_set_vring_kick(fe, r->index, r->kick_fd)) < 0 ||
             (ret = fe_set_vring_call(fe, r->index, r->call_fd)) < 0)

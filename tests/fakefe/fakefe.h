@@ -973,6 +973,17 @@ int fe_log_stop(struct fe *fe);
 int fe_ring_configure(struct fe *fe, const struct fe_ring *r);
 
 /**
+ * fe_ring_configure_at() - fe_ring_configure() with the base the back-end gave (GET_VRING_BASE), as QEMU starts a
+ * ring it stopped.
+ * @fe: the connection.
+ * @r: the ring.
+ * @base: sent with SET_VRING_BASE.
+ *
+ * Return: 0 or as fe_request().
+ */
+int fe_ring_configure_at(struct fe *fe, const struct fe_ring *r, uint32_t base);
+
+/**
  * struct fe_setup_opts - fe_setup_ex() parameters; zero means the default.
  * @queue_pairs: 1.
  * @ring_size: 256.

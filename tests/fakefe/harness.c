@@ -349,6 +349,29 @@ int flow_post_rx(struct flow *f)
         return n;
 }
 
+int flow_post_one(struct flow *f, unsigned nseg, bool indirect)
+{
+        uint32_t len = flow_len(f, f->send_seq);
+        struct fe_post how = {.nseg = nseg, .indirect = indirect};
+        uint8_t mac[6];
+        int r;
+
+        if (how.nseg > len + 1)
+                how.nseg = 1;
+        /* An indirect table may not hold more descriptors than the ring either. */
+        if (how.nseg > f->tx->num)
+                how.nseg = f->tx->num;
+        fe_frame_build(f->fbuf, len, f->send_seq, NULL, flow_mac(f, mac));
+        r = fe_ring_post_tx(f->tx, f->fbuf, len, NULL, &how);
+        if (r == -ENOSPC)
+                return r;
+        if (r < 0)
+                return flow_fail(f, "fe_ring_post_tx(len %u, nseg %u): %s", len, how.nseg, strerror(-r));
+        f->send_seq++;
+        f->tx_bytes += len;
+        return 0;
+}
+
 /* One round: reap tx, post up to 64 frames, take what came back. Returns progress (>= 0) or -1 (f->err). */
 int flow_pump(struct flow *f)
 {
@@ -361,22 +384,13 @@ int flow_pump(struct flow *f)
                 return flow_fail(f, "tx ring %u: the device returned an id that was not in flight", f->tx->index);
         progress += r;
         while (f->send_seq < f->limit && posted < 64) {
-                uint32_t len = flow_len(f, f->send_seq), h = mix32(f->send_seq * 3 + f->salt);
-                struct fe_post how = {.nseg = 1 + h % f->tx_nseg_max, .indirect = f->tx_indirect && (h & 0x100)};
+                uint32_t h = mix32(f->send_seq * 3 + f->salt);
 
-                if (how.nseg > len + 1)
-                        how.nseg = 1;
-                /* An indirect table may not hold more descriptors than the ring either. */
-                if (how.nseg > f->tx->num)
-                        how.nseg = f->tx->num;
-                fe_frame_build(f->fbuf, len, f->send_seq, NULL, flow_mac(f, mac));
-                r = fe_ring_post_tx(f->tx, f->fbuf, len, NULL, &how);
+                r = flow_post_one(f, 1 + h % f->tx_nseg_max, f->tx_indirect && (h & 0x100));
                 if (r == -ENOSPC)
                         break;
                 if (r < 0)
-                        return flow_fail(f, "fe_ring_post_tx(len %u, nseg %u): %s", len, how.nseg, strerror(-r));
-                f->send_seq++;
-                f->tx_bytes += len;
+                        return -1;
                 posted++;
         }
         if (posted && fe_ring_notify(f->tx) < 0)
