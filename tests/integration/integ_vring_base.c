@@ -140,6 +140,17 @@ static int connect_flow(const struct vhostd *v, enum fe_layout layout, unsigned 
         return 0;
 }
 
+/* Hangs up; the daemon must let guest RAM go. Returns @ret, or -1 when it did not. */
+static int disconnect(const struct vhostd *v, struct fe *fe, int ret)
+{
+        fe_free(fe);
+        if (fe_wait_maps(v->pid, FE_MEM_NAME, 0, 5000) < 0) {
+                printf("  FAIL: vhostd still maps guest RAM 5 s after the disconnect\n");
+                return -1;
+        }
+        return ret;
+}
+
 /* Restarts at whatever point the traffic is, RESTARTS times, then lets every frame come back. */
 static int test_restarts(const struct vhostd *v, enum fe_layout layout, unsigned ring)
 {
@@ -161,12 +172,7 @@ static int test_restarts(const struct vhostd *v, enum fe_layout layout, unsigned
                fe_ring_base(f.tx));
         ret = 0;
 out:
-        fe_free(fe);
-        if (fe_wait_maps(v->pid, FE_MEM_NAME, 0, 5000) < 0) {
-                printf("  FAIL: vhostd still maps guest RAM 5 s after the disconnect\n");
-                ret = -1;
-        }
-        return ret;
+        return disconnect(v, fe, ret);
 }
 
 /*
@@ -222,12 +228,7 @@ static int test_packed_base_zero(const struct vhostd *v)
         printf("  %u frames, none lost or duplicated after the restart at 0x80008000\n", f.recv_seq);
         ret = 0;
 out:
-        fe_free(fe);
-        if (fe_wait_maps(v->pid, FE_MEM_NAME, 0, 5000) < 0) {
-                printf("  FAIL: vhostd still maps guest RAM 5 s after the disconnect\n");
-                ret = -1;
-        }
-        return ret;
+        return disconnect(v, fe, ret);
 }
 
 int main(void)
