@@ -107,6 +107,8 @@ static int run_config(struct vhostd *v, const struct lo_config *c, uint64_t *ret
                 f->rx_nseg = c->nseg ? c->nseg : ind ? 4 : (mrg && c->mrg_small ? 1 : 2);
                 f->rx_indirect = ind;
                 f->tx->no_interrupt = f->rx->no_interrupt = c->no_interrupt;
+                fe_ring_arm_call(f->tx, 1); /* before the first frame: no call from here on */
+                fe_ring_arm_call(f->rx, 1);
                 flow_post_rx(f);
                 fe_ring_kick(f->rx);
                 fl[q] = f;
