@@ -431,6 +431,9 @@ int64_t fe_log_unlogged(const struct fe_log *log, const struct fe_mem *mem, cons
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Rings                                                                                                          */
 
+#define PACKED_WRAP_BIT (1u << RING_EVENT_WRAP_SHIFT)
+#define PACKED_AVAIL_USED (VRING_PACKED_DESC_F_AVAIL | VRING_PACKED_DESC_F_USED)
+
 static int new_eventfd(void)
 {
         int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -438,19 +441,31 @@ static int new_eventfd(void)
         return fd < 0 ? -errno : fd;
 }
 
-int fe_ring_init(struct fe_ring *r, struct fe_mem *mem, unsigned index, unsigned num, uint32_t buf_size,
-                 int ring_region, int data_region)
+/* A 16-bit guest field the driver writes, at @gpa_base + @off (mapped at @base). */
+static void store_le16(struct fe_ring *r, void *base, uint64_t gpa_base, uint64_t off, uint16_t v, int order)
 {
-        uint64_t desc_sz = 16ULL * num, avail_sz = 6 + 2ULL * num, used_sz = 6 + 8ULL * num;
+        __atomic_store_n((uint16_t *)((uint8_t *)base + off), htole16(v), order);
+        fe_mem_guest_wrote(r->mem, gpa_base + off, 2);
+}
+
+int fe_ring_init_layout(struct fe_ring *r, struct fe_mem *mem, unsigned index, unsigned num, uint32_t buf_size,
+                        int ring_region, int data_region, enum fe_layout layout)
+{
+        bool packed = layout == FE_PACKED;
+        uint64_t desc_sz = 16ULL * num, event_sz = sizeof(struct vring_packed_desc_event);
+        uint64_t avail_sz = packed ? event_sz : 6 + 2ULL * num, used_sz = packed ? event_sz : 6 + 8ULL * num;
+        void *desc, *avail, *used;
         int ret;
 
         memset(r, 0, sizeof(*r));
         r->kick_fd = r->call_fd = r->err_fd = -1;
-        if (num == 0 || num > VIRTQ_MAX_SIZE || (num & (num - 1)) || buf_size == 0)
+        if (num == 0 || num > VIRTQ_MAX_SIZE || (!packed && (num & (num - 1))) || buf_size == 0)
                 return -EINVAL;
         r->mem = mem;
         r->index = index;
         r->num = (uint16_t)num; /* 32768 fits */
+        r->packed = packed;
+        r->avail_wrap = r->used_wrap = true; /* packed: both wrap counters start at 1 */
         r->buf_size = buf_size;
         r->hdr_len = sizeof(struct virtio_net_hdr_mrg);
         r->rx_buf_size = buf_size;
@@ -463,15 +478,24 @@ int fe_ring_init(struct fe_ring *r, struct fe_mem *mem, unsigned index, unsigned
             (ret = fe_mem_alloc(mem, data_region, ALIGN_UP((uint64_t)num * buf_size, PAGE_4K), PAGE_4K, &r->area_gpa)) <
                     0)
                 return ret;
-        r->desc = fe_mem_ptr(mem, r->desc_gpa, desc_sz);
-        r->avail = fe_mem_ptr(mem, r->avail_gpa, avail_sz);
-        r->used = fe_mem_ptr(mem, r->used_gpa, used_sz);
-        memset(r->desc, 0, desc_sz);
-        memset(r->avail, 0, avail_sz);
-        memset(r->used, 0, used_sz);
+        desc = fe_mem_ptr(mem, r->desc_gpa, desc_sz);
+        avail = fe_mem_ptr(mem, r->avail_gpa, avail_sz);
+        used = fe_mem_ptr(mem, r->used_gpa, used_sz);
+        memset(desc, 0, desc_sz);
+        memset(avail, 0, avail_sz);
+        memset(used, 0, used_sz);
         fe_mem_guest_wrote(mem, r->desc_gpa, desc_sz);
         fe_mem_guest_wrote(mem, r->avail_gpa, avail_sz);
         fe_mem_guest_wrote(mem, r->used_gpa, used_sz);
+        if (packed) {
+                r->pdesc = desc;
+                r->driver_event = avail;
+                r->device_event = used;
+        } else {
+                r->desc = desc;
+                r->avail = avail;
+                r->used = used;
+        }
 
         r->next = calloc(num, sizeof(*r->next));
         r->chains = calloc(num, sizeof(*r->chains));
@@ -493,6 +517,12 @@ err:
         return ret;
 }
 
+int fe_ring_init(struct fe_ring *r, struct fe_mem *mem, unsigned index, unsigned num, uint32_t buf_size,
+                 int ring_region, int data_region)
+{
+        return fe_ring_init_layout(r, mem, index, num, buf_size, ring_region, data_region, FE_SPLIT);
+}
+
 void fe_ring_done(struct fe_ring *r)
 {
         if (!r)
@@ -506,6 +536,14 @@ void fe_ring_done(struct fe_ring *r)
         r->chains = NULL;
 }
 
+uint32_t fe_ring_base(const struct fe_ring *r)
+{
+        uint32_t avail = r->avail_idx | (r->avail_wrap ? PACKED_WRAP_BIT : 0);
+        uint32_t used = r->last_used | (r->used_wrap ? PACKED_WRAP_BIT : 0);
+
+        return r->packed ? avail | used << 16 : r->avail_idx;
+}
+
 void *fe_ring_area(const struct fe_ring *r, uint16_t head, uint64_t *ret_gpa)
 {
         uint64_t gpa = r->area_gpa + (uint64_t)head * r->buf_size;
@@ -517,12 +555,12 @@ void *fe_ring_area(const struct fe_ring *r, uint16_t head, uint64_t *ret_gpa)
 
 uint16_t *fe_ring_used_event(const struct fe_ring *r)
 {
-        return &r->avail->ring[r->num];
+        return r->packed ? NULL : &r->avail->ring[r->num];
 }
 
 uint16_t *fe_ring_avail_event(const struct fe_ring *r)
 {
-        return (uint16_t *)&r->used->ring[r->num];
+        return r->packed ? NULL : (uint16_t *)&r->used->ring[r->num];
 }
 
 int fe_ring_desc_get(struct fe_ring *r)
@@ -548,11 +586,72 @@ void fe_ring_publish(struct fe_ring *r, uint16_t head)
 {
         unsigned slot = r->avail_idx & (r->num - 1);
 
+        if (r->packed)
+                return;
         r->avail->ring[slot] = htole16(head);
-        r->avail_idx++;
-        __atomic_store_n(&r->avail->idx, htole16(r->avail_idx), __ATOMIC_RELEASE);
         fe_mem_guest_wrote(r->mem, r->avail_gpa + offsetof(struct vring_avail, ring) + 2ULL * slot, 2);
-        fe_mem_guest_wrote(r->mem, r->avail_gpa + offsetof(struct vring_avail, idx), 2);
+        r->avail_idx++;
+        store_le16(r, r->avail, r->avail_gpa, offsetof(struct vring_avail, idx), r->avail_idx, __ATOMIC_RELEASE);
+}
+
+/* Moves a packed ring slot forward by n <= num, flipping the wrap counter when it passes the end. */
+static void slot_advance(const struct fe_ring *r, uint16_t *slot, bool *wrap, unsigned n)
+{
+        unsigned s = *slot + n;
+
+        if (s >= r->num) {
+                s -= r->num;
+                *wrap = !*wrap;
+        }
+        *slot = (uint16_t)s;
+}
+
+/*
+ * Writes descriptor @i of a packed chain being made available (slot avail_idx + i): its AVAIL/USED bits are the
+ * right ones for the slot's lap XORed with those in @d->flags. The first descriptor's flags are not stored but
+ * returned in *first_flags: packed_make_avail() stores them last.
+ */
+static void packed_put(struct fe_ring *r, unsigned i, const struct vring_packed_desc *d, uint16_t *first_flags)
+{
+        uint16_t slot = r->avail_idx;
+        bool wrap = r->avail_wrap;
+        struct vring_packed_desc *p;
+        uint16_t flags;
+
+        slot_advance(r, &slot, &wrap, i);
+        p = &r->pdesc[slot];
+        flags = d->flags ^ (wrap ? VRING_PACKED_DESC_F_AVAIL : VRING_PACKED_DESC_F_USED);
+        p->addr = htole64(d->addr);
+        p->len = htole32(d->len);
+        p->id = htole16(d->id);
+        if (i == 0)
+                *first_flags = flags;
+        else
+                __atomic_store_n(&p->flags, htole16(flags), __ATOMIC_RELAXED);
+        fe_mem_guest_wrote(r->mem, r->desc_gpa + sizeof(*p) * slot, sizeof(*p));
+}
+
+/* Makes the @n descriptors packed_put() wrote available: the first one's flags, with a release store. */
+static uint16_t packed_make_avail(struct fe_ring *r, unsigned n, uint16_t first_flags)
+{
+        uint16_t first = r->avail_idx;
+
+        store_le16(r, r->pdesc, r->desc_gpa, sizeof(*r->pdesc) * first + offsetof(struct vring_packed_desc, flags),
+                   first_flags, __ATOMIC_RELEASE);
+        slot_advance(r, &r->avail_idx, &r->avail_wrap, n);
+        r->num_added = (uint16_t)(r->num_added + n);
+        return first;
+}
+
+int fe_ring_post_raw(struct fe_ring *r, const struct vring_packed_desc *d, unsigned n)
+{
+        uint16_t first_flags = 0;
+
+        if (!r->packed || n == 0 || n > r->num)
+                return -EINVAL;
+        for (unsigned i = 0; i < n; i++)
+                packed_put(r, i, &d[i], &first_flags);
+        return packed_make_avail(r, n, first_flags);
 }
 
 /* Length of descriptor @i of a chain of @total bytes; @first > 0 puts that many bytes alone in descriptor 0. */
@@ -577,17 +676,53 @@ static uint32_t seg_len(const struct fe_post *how, unsigned nseg, uint32_t total
         return rest / n + (i < rest % n ? 1 : 0);
 }
 
+/* Descriptor @i of @nseg covering the data area at @area (*off: its bytes before this one, updated), host order. */
+static struct vring_packed_desc chain_seg(const struct fe_post *how, unsigned nseg, uint32_t total, uint32_t first,
+                                          unsigned i, uint64_t area, uint64_t *off, uint16_t wflag)
+{
+        struct vring_packed_desc d = {
+                .addr = area + *off,
+                .len = seg_len(how, nseg, total, first, i),
+                .flags = (uint16_t)(wflag | (i + 1 < nseg ? VRING_DESC_F_NEXT : 0)),
+        };
+
+        *off += d.len;
+        return d;
+}
+
 static void chain_free(struct fe_ring *r, uint16_t head)
 {
         struct fe_chain *c = &r->chains[head];
         uint16_t last = head;
 
-        for (unsigned i = 1; i < c->ndesc; i++)
+        /* Packed: head is a buffer id and r->next the free list of ids; the chain's ring slots are free again. */
+        for (unsigned i = 1; !r->packed && i < c->ndesc; i++)
                 last = r->next[last];
         r->next[last] = r->free_head;
         r->free_head = head;
         r->num_free += c->ndesc;
         c->inflight = false;
+}
+
+/* Writes the head's indirect table: @nseg descriptors over its data area. Returns the table's gpa. */
+static uint64_t write_indirect(struct fe_ring *r, uint16_t head, const struct fe_post *how, unsigned nseg,
+                               uint32_t total, uint32_t first, uint64_t area, uint16_t wflag)
+{
+        uint64_t tgpa = r->ind_gpa + (uint64_t)head * FE_INDIRECT_MAX * sizeof(struct vring_desc), off = 0;
+        struct vring_desc *t = fe_mem_ptr(r->mem, tgpa, nseg * sizeof(*t));
+        struct vring_packed_desc *pt = (struct vring_packed_desc *)t;
+
+        for (unsigned i = 0; i < nseg; i++) {
+                struct vring_packed_desc d = chain_seg(how, nseg, total, first, i, area, &off, wflag);
+
+                if (r->packed) /* the device reads no NEXT (nor id) in a packed indirect table: its length counts */
+                        pt[i] = (struct vring_packed_desc){htole64(d.addr), htole32(d.len), 0, htole16(wflag)};
+                else
+                        t[i] = (struct vring_desc){htole64(d.addr), htole32(d.len), htole16(d.flags),
+                                                   htole16(i + 1 < nseg ? i + 1 : 0)};
+        }
+        fe_mem_guest_wrote(r->mem, tgpa, nseg * sizeof(*t));
+        return tgpa;
 }
 
 /* Describe @total bytes of the head's data area as a chain laid out per @how, and publish it. */
@@ -596,8 +731,10 @@ static int post_chain(struct fe_ring *r, uint32_t total, uint32_t first, const s
 {
         unsigned nseg = how && how->nseg ? how->nseg : 1;
         bool indirect = how && how->indirect;
-        uint16_t wflag = write ? VRING_DESC_F_WRITE : 0;
+        unsigned nring = indirect ? 1 : nseg;
+        uint16_t wflag = write ? VRING_DESC_F_WRITE : 0, first_flags = 0;
         uint64_t area, off = 0;
+        struct vring_packed_desc ind;
         uint16_t head, id;
         int ret;
 
@@ -615,62 +752,39 @@ static int post_chain(struct fe_ring *r, uint32_t total, uint32_t first, const s
         }
         if (indirect ? nseg > FE_INDIRECT_MAX : nseg > r->num)
                 return -EINVAL;
-        if (r->num_free < (indirect ? 1 : nseg))
+        if (r->num_free < nring)
                 return -ENOSPC;
 
         head = r->free_head;
         fe_ring_area(r, head, &area);
         if (fill && (ret = fill(r, head, arg)) < 0)
                 return ret;
-        if (indirect) {
-                uint64_t tgpa = r->ind_gpa + (uint64_t)head * FE_INDIRECT_MAX * sizeof(struct vring_desc);
-                struct vring_desc *t = fe_mem_ptr(r->mem, tgpa, nseg * sizeof(*t));
+        if (indirect)
+                ind = (struct vring_packed_desc){.addr = write_indirect(r, head, how, nseg, total, first, area, wflag),
+                                                 .len = nseg * (uint32_t)sizeof(struct vring_desc),
+                                                 .flags = VRING_DESC_F_INDIRECT};
+        id = head;
+        for (unsigned i = 0; i < nring; i++) {
+                struct vring_packed_desc d = indirect ? ind : chain_seg(how, nseg, total, first, i, area, &off, wflag);
 
-                for (unsigned i = 0; i < nseg; i++) {
-                        uint32_t len = seg_len(how, nseg, total, first, i);
-                        bool more = i + 1 < nseg;
-
-                        t[i] = (struct vring_desc){
-                                .addr = htole64(area + off),
-                                .len = htole32(len),
-                                .flags = htole16(wflag | (more ? VRING_DESC_F_NEXT : 0)),
-                                .next = htole16(more ? i + 1 : 0),
-                        };
-                        off += len;
+                if (r->packed) {
+                        d.id = head;
+                        packed_put(r, i, &d, &first_flags);
+                        continue;
                 }
-                fe_mem_guest_wrote(r->mem, tgpa, nseg * sizeof(*t));
-                (void)fe_ring_desc_get(r);
-                r->desc[head] = (struct vring_desc){
-                        .addr = htole64(tgpa),
-                        .len = htole32(nseg * sizeof(*t)),
-                        .flags = htole16(VRING_DESC_F_INDIRECT),
-                        .next = 0,
-                };
-                fe_mem_guest_wrote(r->mem, r->desc_gpa + 16ULL * head, 16);
-                r->chains[head] = (struct fe_chain){.cap = total, .ndesc = 1, .inflight = true, .write = write};
-        } else {
-                id = head;
-                for (unsigned i = 0; i < nseg; i++) {
-                        uint32_t len = seg_len(how, nseg, total, first, i);
-                        bool more = i + 1 < nseg;
-
-                        r->desc[id] = (struct vring_desc){
-                                .addr = htole64(area + off),
-                                .len = htole32(len),
-                                .flags = htole16(wflag | (more ? VRING_DESC_F_NEXT : 0)),
-                                .next = htole16(more ? r->next[id] : 0),
-                        };
-                        fe_mem_guest_wrote(r->mem, r->desc_gpa + 16ULL * id, 16);
-                        off += len;
-                        id = r->next[id];
-                }
-                /* The chain keeps its free-list links in r->next; the list now starts after it. */
-                r->free_head = id;
-                r->num_free -= nseg;
-                r->chains[head] =
-                        (struct fe_chain){.cap = total, .ndesc = (uint16_t)nseg, .inflight = true, .write = write};
+                r->desc[id] = (struct vring_desc){htole64(d.addr), htole32(d.len), htole16(d.flags),
+                                                  htole16(i + 1 < nring ? r->next[id] : 0)};
+                fe_mem_guest_wrote(r->mem, r->desc_gpa + 16ULL * id, 16);
+                id = r->next[id];
         }
-        fe_ring_publish(r, head);
+        /* Split: the chain keeps its free-list links in r->next; the list now starts after it. Packed: after the id. */
+        r->free_head = r->packed ? r->next[head] : id;
+        r->num_free -= nring;
+        r->chains[head] = (struct fe_chain){.cap = total, .ndesc = (uint16_t)nring, .inflight = true, .write = write};
+        if (r->packed)
+                packed_make_avail(r, nring, first_flags);
+        else
+                fe_ring_publish(r, head);
         return head;
 }
 
@@ -730,36 +844,125 @@ int fe_ring_kick(struct fe_ring *r)
         if (write(r->kick_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
                 return -errno;
         r->kicks++;
+        r->kicked_idx = r->avail_idx;
+        r->num_added = 0;
         return 0;
+}
+
+/* Whether the device asked for a kick: made available since the last decision, and its suppression state. */
+static bool need_kick(struct fe_ring *r)
+{
+        uint16_t old, new = r->avail_idx, ev, flags;
+
+        if (!r->packed) {
+                old = r->kicked_idx;
+                if (r->event_idx) {
+                        ev = le16toh(__atomic_load_n(fe_ring_avail_event(r), __ATOMIC_ACQUIRE));
+                        return (uint16_t)(new - ev - 1) < (uint16_t)(new - old);
+                }
+                return !(le16toh(__atomic_load_n(&r->used->flags, __ATOMIC_ACQUIRE)) & VRING_USED_F_NO_NOTIFY);
+        }
+        old = (uint16_t)(new - r->num_added);
+        flags = le16toh(__atomic_load_n(&r->device_event->flags, __ATOMIC_ACQUIRE)) & 3;
+        if (flags != RING_EVENT_FLAGS_DESC || !r->event_idx)
+                return flags != RING_EVENT_FLAGS_DISABLE;
+        /* As vring_need_event() on one line of slots: an event slot in the other lap is a lap behind ours. */
+        ev = le16toh(__atomic_load_n(&r->device_event->off_wrap, __ATOMIC_RELAXED));
+        if (!!(ev & PACKED_WRAP_BIT) != r->avail_wrap)
+                ev = (uint16_t)((ev & ~PACKED_WRAP_BIT) - r->num);
+        else
+                ev &= ~PACKED_WRAP_BIT;
+        return (uint16_t)(new - ev - 1) < (uint16_t)(new - old);
 }
 
 int fe_ring_notify(struct fe_ring *r)
 {
-        uint16_t old = r->kicked_idx, new = r->avail_idx;
-        bool need;
         int ret;
 
-        if (old == new)
+        if (r->packed ? r->num_added == 0 : r->kicked_idx == r->avail_idx)
                 return 0;
-        r->kicked_idx = new;
-        /* The avail idx store must be visible before we read the device's suppression state. */
+        /* The avail stores must be visible before we read the device's suppression state. */
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
-        if (r->event_idx) {
-                uint16_t ev = le16toh(__atomic_load_n(fe_ring_avail_event(r), __ATOMIC_ACQUIRE));
-
-                need = (uint16_t)(new - ev - 1) < (uint16_t)(new - old);
-        } else {
-                need = !(le16toh(__atomic_load_n(&r->used->flags, __ATOMIC_ACQUIRE)) & VRING_USED_F_NO_NOTIFY);
-        }
-        if (!need)
+        if (!need_kick(r)) {
+                r->kicked_idx = r->avail_idx;
+                r->num_added = 0;
+                r->kicks_suppressed++;
                 return 0;
+        }
         ret = fe_ring_kick(r);
         return ret < 0 ? ret : 1;
 }
 
+/* A position in the used entries: split a free-running index, packed a slot and its lap. */
+struct ucur {
+        uint16_t idx;
+        bool wrap;
+};
+
+static struct ucur ucur_first(const struct fe_ring *r)
+{
+        return (struct ucur){r->last_used, r->used_wrap};
+}
+
+static bool chain_ok(const struct fe_ring *r, uint32_t id)
+{
+        return id < r->num && r->chains[id].inflight;
+}
+
+/* Whether the device published a used entry at @c; if so, its id and len. */
+static bool used_at(const struct fe_ring *r, const struct ucur *c, uint32_t *ret_id, uint32_t *ret_len)
+{
+        if (r->packed) {
+                const struct vring_packed_desc *d = &r->pdesc[c->idx];
+                uint16_t flags = le16toh(__atomic_load_n(&d->flags, __ATOMIC_ACQUIRE));
+                uint16_t want = c->wrap ? PACKED_AVAIL_USED : 0;
+
+                if ((flags & PACKED_AVAIL_USED) != want)
+                        return false;
+                *ret_id = le16toh(__atomic_load_n(&d->id, __ATOMIC_RELAXED));
+                *ret_len = le32toh(__atomic_load_n(&d->len, __ATOMIC_RELAXED));
+                return true;
+        }
+        if ((uint16_t)(c->idx - r->last_used) >= fe_ring_used_pending(r))
+                return false;
+        const struct vring_used_elem *e = &r->used->ring[c->idx & (r->num - 1)];
+
+        *ret_id = le32toh(__atomic_load_n(&e->id, __ATOMIC_RELAXED));
+        *ret_len = le32toh(__atomic_load_n(&e->len, __ATOMIC_RELAXED));
+        return true;
+}
+
+/* Moves @c past the used entry of @id (packed: the ring slots its chain took, 1 for an id not in flight). */
+static void used_step(const struct fe_ring *r, struct ucur *c, uint32_t id)
+{
+        if (r->packed)
+                slot_advance(r, &c->idx, &c->wrap, chain_ok(r, id) ? r->chains[id].ndesc : 1);
+        else
+                c->idx++;
+}
+
+static void used_consume(struct fe_ring *r, const struct ucur *c)
+{
+        r->last_used = c->idx;
+        r->used_wrap = c->wrap;
+}
+
 unsigned fe_ring_used_pending(const struct fe_ring *r)
 {
-        return (uint16_t)(le16toh(__atomic_load_n(&r->used->idx, __ATOMIC_ACQUIRE)) - r->last_used);
+        struct ucur c = ucur_first(r);
+        uint32_t id, len;
+        unsigned n = 0;
+
+        if (!r->packed)
+                return (uint16_t)(le16toh(__atomic_load_n(&r->used->idx, __ATOMIC_ACQUIRE)) - r->last_used);
+        /* Packed: used descriptors in a row from last_used; one with an id we did not post ends the count. */
+        while (n < r->num && used_at(r, &c, &id, &len)) {
+                n++;
+                if (!chain_ok(r, id))
+                        break;
+                used_step(r, &c, id);
+        }
+        return n;
 }
 
 static void drain_eventfd(int fd, uint64_t *counter)
@@ -768,6 +971,36 @@ static void drain_eventfd(int fd, uint64_t *counter)
 
         if (read(fd, &v, sizeof(v)) == sizeof(v) && counter)
                 (*counter)++;
+}
+
+void fe_ring_arm_call(struct fe_ring *r, unsigned min)
+{
+        if (min == 0)
+                min = 1;
+        if (r->packed) {
+                uint16_t flags = r->no_interrupt ? RING_EVENT_FLAGS_DISABLE
+                                 : r->event_idx  ? RING_EVENT_FLAGS_DESC
+                                                 : RING_EVENT_FLAGS_ENABLE;
+
+                if (flags == RING_EVENT_FLAGS_DESC) {
+                        /* The slot after the pending entries: the device writes its next used descriptor there. */
+                        struct ucur c = ucur_first(r);
+                        uint32_t id, len;
+
+                        for (unsigned n = 0; n < r->num && used_at(r, &c, &id, &len); n++)
+                                used_step(r, &c, id);
+                        store_le16(r, r->driver_event, r->avail_gpa, offsetof(struct vring_packed_desc_event, off_wrap),
+                                   c.idx | (c.wrap ? PACKED_WRAP_BIT : 0), __ATOMIC_RELAXED);
+                }
+                store_le16(r, r->driver_event, r->avail_gpa, offsetof(struct vring_packed_desc_event, flags), flags,
+                           __ATOMIC_RELEASE);
+        } else if (r->event_idx) {
+                store_le16(r, r->avail, r->avail_gpa, offsetof(struct vring_avail, ring) + 2ULL * r->num,
+                           (uint16_t)(r->last_used + min - 1), __ATOMIC_RELAXED);
+        } else {
+                store_le16(r, r->avail, r->avail_gpa, offsetof(struct vring_avail, flags),
+                           r->no_interrupt ? VRING_AVAIL_F_NO_INTERRUPT : 0, __ATOMIC_RELAXED);
+        }
 }
 
 int fe_ring_wait(struct fe_ring *r, unsigned min, int timeout_ms)
@@ -780,18 +1013,13 @@ int fe_ring_wait(struct fe_ring *r, unsigned min, int timeout_ms)
         for (;;) {
                 if ((n = fe_ring_used_pending(r)) >= min)
                         return (int)n;
-                if (r->event_idx) {
-                        __atomic_store_n(fe_ring_used_event(r), htole16((uint16_t)(r->last_used + min - 1)),
-                                         __ATOMIC_RELAXED);
-                        fe_mem_guest_wrote(r->mem, r->avail_gpa + offsetof(struct vring_avail, ring) + 2ULL * r->num,
-                                           2);
-                }
+                fe_ring_arm_call(r, min);
                 __atomic_thread_fence(__ATOMIC_SEQ_CST);
                 if ((n = fe_ring_used_pending(r)) >= min)
                         return (int)n;
                 if (remaining_ms(deadline) == 0)
                         return -ETIMEDOUT;
-                if (r->call_fd >= 0) {
+                if (r->call_fd >= 0 && !r->no_interrupt) {
                         if (wait_fd(r->call_fd, POLLIN, deadline) == 0)
                                 drain_eventfd(r->call_fd, &r->calls);
                 } else {
@@ -800,33 +1028,27 @@ int fe_ring_wait(struct fe_ring *r, unsigned min, int timeout_ms)
         }
 }
 
-static bool used_read(const struct fe_ring *r, uint16_t at, uint32_t *ret_id, uint32_t *ret_len)
-{
-        const struct vring_used_elem *e = &r->used->ring[at & (r->num - 1)];
-
-        *ret_id = le32toh(__atomic_load_n(&e->id, __ATOMIC_RELAXED));
-        *ret_len = le32toh(__atomic_load_n(&e->len, __ATOMIC_RELAXED));
-        return *ret_id < r->num && r->chains[*ret_id].inflight;
-}
-
 int fe_ring_used_raw(struct fe_ring *r, struct vring_used_elem *ret)
 {
-        if (fe_ring_used_pending(r) == 0)
+        struct ucur c = ucur_first(r);
+
+        if (!used_at(r, &c, &ret->id, &ret->len))
                 return 0;
-        used_read(r, r->last_used, &ret->id, &ret->len);
-        r->last_used++;
+        used_step(r, &c, ret->id);
+        used_consume(r, &c);
         return 1;
 }
 
 int fe_ring_reap(struct fe_ring *r)
 {
+        struct ucur c = ucur_first(r);
         int n = 0, err = 0;
         uint32_t id, len;
 
-        while (fe_ring_used_pending(r)) {
-                bool ok = used_read(r, r->last_used, &id, &len);
+        for (unsigned k = 0; k < 65536u && used_at(r, &c, &id, &len); k++) {
+                bool ok = chain_ok(r, id);
 
-                r->last_used++;
+                used_step(r, &c, id);
                 if (!ok) {
                         err = -EPROTO;
                         continue;
@@ -834,18 +1056,20 @@ int fe_ring_reap(struct fe_ring *r)
                 chain_free(r, (uint16_t)id);
                 n++;
         }
+        used_consume(r, &c);
         return err ? err : n;
 }
 
 /* Used entries the next rx frame needs (from num_buffers of the first pending one), 0 if it is unreadable. */
 static unsigned rx_need(const struct fe_ring *r)
 {
+        struct ucur c = ucur_first(r);
         struct virtio_net_hdr_mrg h;
         uint32_t id, len;
 
-        if (fe_ring_used_pending(r) == 0)
+        if (!used_at(r, &c, &id, &len))
                 return 1;
-        if (!used_read(r, r->last_used, &id, &len))
+        if (!chain_ok(r, id))
                 return 0;
         if (!r->mrg_rxbuf || r->hdr_len < sizeof(h))
                 return 1;
@@ -857,7 +1081,9 @@ int fe_ring_recv(struct fe_ring *r, void *buf, size_t cap, struct fe_rx_info *re
 {
         unsigned pending = fe_ring_used_pending(r), need, nrepost = 0;
         struct fe_rx_info info = {.nbufs = 0};
+        struct ucur c = ucur_first(r);
         size_t copied = 0;
+        uint32_t id, len;
         int err = 0;
 
         if (pending == 0)
@@ -865,24 +1091,26 @@ int fe_ring_recv(struct fe_ring *r, void *buf, size_t cap, struct fe_rx_info *re
         need = rx_need(r);
         if (need == 0 || need > r->num) {
                 /* Bad id or num_buffers: consume the entry so the caller can go on. */
-                uint32_t id, len;
+                bool ok = used_at(r, &c, &id, &len) && chain_ok(r, id);
 
-                if (used_read(r, r->last_used, &id, &len))
+                used_step(r, &c, id);
+                if (ok)
                         chain_free(r, (uint16_t)id);
-                r->last_used++;
+                used_consume(r, &c);
                 return -EPROTO;
         }
         if (need > pending)
                 return 0;
 
         for (unsigned k = 0; k < need; k++) {
-                uint32_t id, len, skip = k == 0 ? r->hdr_len : 0;
+                uint32_t skip = k == 0 ? r->hdr_len : 0;
+                bool ok = used_at(r, &c, &id, &len) && chain_ok(r, id);
                 const uint8_t *src;
 
-                if (!used_read(r, (uint16_t)(r->last_used + k), &id, &len) || !r->chains[id].write ||
-                    len > r->chains[id].cap || len < skip) {
+                used_step(r, &c, id);
+                if (!ok || !r->chains[id].write || len > r->chains[id].cap || len < skip) {
                         err = -EPROTO;
-                        if (id < r->num && r->chains[id].inflight)
+                        if (ok)
                                 chain_free(r, (uint16_t)id);
                         continue;
                 }
@@ -900,7 +1128,7 @@ int fe_ring_recv(struct fe_ring *r, void *buf, size_t cap, struct fe_rx_info *re
                 chain_free(r, (uint16_t)id);
                 nrepost++;
         }
-        r->last_used += (uint16_t)need;
+        used_consume(r, &c);
 
         if (r->rx_buf_size) {
                 unsigned posted = 0;
@@ -1642,10 +1870,14 @@ struct fe_ring *fe_tx(struct fe *fe, unsigned qp)
 
 int fe_ring_configure(struct fe *fe, const struct fe_ring *r)
 {
+        return fe_ring_configure_at(fe, r, fe_ring_base(r));
+}
+
+int fe_ring_configure_at(struct fe *fe, const struct fe_ring *r, uint32_t base)
+{
         int ret;
 
-        if ((ret = fe_set_vring_num(fe, r->index, r->num)) < 0 ||
-            (ret = fe_set_vring_base(fe, r->index, r->avail_idx)) < 0 ||
+        if ((ret = fe_set_vring_num(fe, r->index, r->num)) < 0 || (ret = fe_set_vring_base(fe, r->index, base)) < 0 ||
             (ret = fe_ring_set_addr(fe, r, fe->log_rings)) < 0 ||
             (ret = fe_set_vring_kick(fe, r->index, r->kick_fd)) < 0 ||
             (ret = fe_set_vring_call(fe, r->index, r->call_fd)) < 0)
@@ -1699,7 +1931,7 @@ int fe_setup_ex(struct fe *fe, const struct fe_setup_opts *opts)
         uint64_t pwant = (o->protocol_features ? o->protocol_features : FE_PROTOCOL_FEATURES_DEFAULT) |
                          (o->log ? BIT_ULL(VU_PROTOCOL_F_LOG_SHMFD) : 0);
         uint32_t buf_size = o->buf_size ? o->buf_size : 2048;
-        uint64_t acked, packed = 0, slots;
+        uint64_t acked, proto = 0, slots;
         bool own = !fe->mem;
         uint8_t status = 0;
         int r;
@@ -1712,19 +1944,19 @@ int fe_setup_ex(struct fe *fe, const struct fe_setup_opts *opts)
         if (acked & BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES)) {
                 if ((r = fe_get_protocol_features(fe, NULL)) < 0)
                         return r;
-                packed = pwant & fe->protocol_features;
-                if ((r = fe_set_protocol_features(fe, packed)) < 0)
+                proto = pwant & fe->protocol_features;
+                if ((r = fe_set_protocol_features(fe, proto)) < 0)
                         return r;
         }
-        if (o->log && (!(acked & BIT_ULL(VHOST_F_LOG_ALL)) || !(packed & BIT_ULL(VU_PROTOCOL_F_LOG_SHMFD))))
+        if (o->log && (!(acked & BIT_ULL(VHOST_F_LOG_ALL)) || !(proto & BIT_ULL(VU_PROTOCOL_F_LOG_SHMFD))))
                 return -EOPNOTSUPP;
-        if (packed & BIT_ULL(VU_PROTOCOL_F_MQ)) {
+        if (proto & BIT_ULL(VU_PROTOCOL_F_MQ)) {
                 if ((r = fe_get_queue_num(fe, NULL)) < 0)
                         return r;
                 if (qp > fe->queue_num)
                         return -ERANGE;
         }
-        if ((packed & BIT_ULL(VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS)) && (r = fe_get_max_mem_slots(fe, &slots)) < 0)
+        if ((proto & BIT_ULL(VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS)) && (r = fe_get_max_mem_slots(fe, &slots)) < 0)
                 return r;
         if ((r = fe_set_owner(fe)) < 0)
                 return r;
@@ -1734,7 +1966,8 @@ int fe_setup_ex(struct fe *fe, const struct fe_setup_opts *opts)
         for (unsigned i = 0; i < 2 * qp; i++) {
                 struct fe_ring *ring = &fe->rings[i];
 
-                r = fe_ring_init(ring, fe->mem, i, num, buf_size, own ? 0 : -1, own ? 1 : -1);
+                r = fe_ring_init_layout(ring, fe->mem, i, num, buf_size, own ? 0 : -1, own ? 1 : -1,
+                                        (acked & BIT_ULL(VIRTIO_F_RING_PACKED)) ? FE_PACKED : FE_SPLIT);
                 if (r < 0)
                         return r;
                 fe->nrings = i + 1;
@@ -1750,14 +1983,14 @@ int fe_setup_ex(struct fe *fe, const struct fe_setup_opts *opts)
 
         if ((r = fe_set_features(fe, acked)) < 0)
                 return r;
-        if (packed & BIT_ULL(VU_PROTOCOL_F_STATUS)) {
+        if (proto & BIT_ULL(VU_PROTOCOL_F_STATUS)) {
                 if ((r = fe_get_status(fe, &status)) < 0 ||
                     (r = fe_set_status(fe, status | STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK)) < 0)
                         return r;
         }
-        if (o->mtu && (packed & BIT_ULL(VU_PROTOCOL_F_MTU)) && (r = fe_net_set_mtu(fe, o->mtu)) < 0)
+        if (o->mtu && (proto & BIT_ULL(VU_PROTOCOL_F_MTU)) && (r = fe_net_set_mtu(fe, o->mtu)) < 0)
                 return r;
-        if (packed & BIT_ULL(VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS)) {
+        if (proto & BIT_ULL(VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS)) {
                 for (unsigned i = 0; i < fe->mem->nregions; i++)
                         if ((r = fe_add_mem_reg(fe, fe->mem, i)) < 0)
                                 return r;
@@ -1783,15 +2016,13 @@ int fe_setup_ex(struct fe *fe, const struct fe_setup_opts *opts)
                         if ((r = fe_set_vring_enable(fe, i, true)) < 0)
                                 return r;
         }
-        if (packed & BIT_ULL(VU_PROTOCOL_F_STATUS)) {
+        if (proto & BIT_ULL(VU_PROTOCOL_F_STATUS)) {
                 if ((r = fe_get_status(fe, &status)) < 0 || (r = fe_set_status(fe, status | STATUS_DRIVER_OK)) < 0)
                         return r;
         }
-        for (unsigned i = 0; i < fe->nrings; i += 2) {
-                fe->rings[i].kicked_idx = fe->rings[i].avail_idx;
+        for (unsigned i = 0; i < fe->nrings; i += 2)
                 if ((r = fe_ring_kick(&fe->rings[i])) < 0)
                         return r;
-        }
         /* Without REPLY_ACK nothing above waited: make sure the back-end has processed it all. */
         return fe_sync(fe);
 }

@@ -11,12 +11,17 @@
  * - A connection (struct fe) is one vhost-user socket. Raw senders (fe_send, fe_send_raw) let tests craft any
  *   message; typed helpers (fe_set_vring_num...) send well-formed ones. Once REPLY_ACK is negotiated the typed
  *   helpers set NEED_REPLY and wait for the ack (fe->no_need_reply turns that off).
- * - A ring (struct fe_ring) is the guest driver's view of one split virtqueue: desc/avail/used in guest RAM, a kick
- *   eventfd (we write), a call eventfd (the back-end writes) and an err eventfd. Each descriptor head h owns a data
- *   area of buf_size bytes at area_gpa + h * buf_size; every chain posted through the library keeps its bytes
- *   contiguous in the area of its head, split across descriptors (or an indirect table) as asked.
- *   Raw access (r->desc, r->avail, r->used, fe_ring_desc_get, fe_ring_publish, fe_ring_used_raw) lets tests
- *   craft loops, bad addresses, huge lengths, nested indirect tables...
+ * - A ring (struct fe_ring) is the guest driver's view of one virtqueue, split or packed (r->packed, chosen at
+ *   fe_ring_init_layout(); fe_setup() takes the layout VIRTIO_F_RING_PACKED negotiated), with a kick eventfd (we
+ *   write), a call eventfd (the back-end writes) and an err eventfd. Split: desc/avail/used in guest RAM. Packed:
+ *   one descriptor ring both sides write (at desc_gpa), the driver event area (avail_gpa) and the device event area
+ *   (used_gpa); avail_idx and last_used are then ring slots with a wrap counter each (avail_wrap, used_wrap), and
+ *   a chain's "head" is its buffer id. Each head h owns a data area of buf_size bytes at area_gpa + h * buf_size;
+ *   every chain posted through the library keeps its bytes contiguous in the area of its head, split across
+ *   descriptors (or an indirect table) as asked. Posting, notifying, waiting and receiving are the same calls for
+ *   both layouts. Raw access (split: r->desc, r->avail, r->used, fe_ring_desc_get, fe_ring_publish; packed:
+ *   fe_ring_post_raw; both: fe_ring_used_raw) lets tests craft loops, bad addresses, huge lengths, nested
+ *   indirect tables, buffer ids and wrap-counter lies...
  * - Vring index convention (virtio-net): queue pair i has rx ring 2i (device writes) and tx ring 2i+1.
  * - Frames (fe_frame_build/fe_frame_verify) carry a sequence number and an FNV-1a checksum of their payload.
  * - Dirty log (live migration): a log memfd (struct fe_log) in QEMU's format, SET_LOG_BASE/SET_LOG_FD, rings
@@ -225,46 +230,63 @@ struct fe_chain {
 };
 
 /**
- * struct fe_ring - the driver side of one split virtqueue.
+ * struct fe_ring - the driver side of one virtqueue, split or packed.
  * @mem: guest RAM the ring lives in.
  * @index: vring index (rx 2i, tx 2i+1).
- * @num: ring size (power of two).
- * @desc_gpa: descriptor table (16-byte aligned).
- * @avail_gpa: available ring (then used_event).
- * @used_gpa: used ring (then avail_event), alone on its pages (page-aligned, padded to a page).
- * @desc: @desc_gpa mapped here.
- * @avail: @avail_gpa mapped here.
- * @used: @used_gpa mapped here.
+ * @num: ring size (split: a power of two; packed: any of 1..VIRTQ_MAX_SIZE).
+ * @packed: the packed layout (VIRTIO_F_RING_PACKED).
+ * @desc_gpa: descriptor table, or packed descriptor ring (16-byte aligned).
+ * @avail_gpa: available ring (then used_event), or packed driver event area.
+ * @used_gpa: used ring (then avail_event), or packed device event area, alone on its pages (page-aligned, padded to
+ *            a page).
+ * @desc: @desc_gpa mapped here (split).
+ * @avail: @avail_gpa mapped here (split).
+ * @used: @used_gpa mapped here (split).
+ * @pdesc: @desc_gpa mapped here (packed).
+ * @driver_event: @avail_gpa mapped here (packed): our wish about the device's calls.
+ * @device_event: @used_gpa mapped here (packed): the device's wish about our kicks.
  * @area_gpa: @num data areas of @buf_size bytes, one per head (page-aligned, padded to a page).
  * @buf_size: bytes in each data area: the largest chain the library posts.
  * @ind_gpa: @num indirect tables of FE_INDIRECT_MAX descriptors, one per head.
  * @kick_fd: eventfd we write to kick (CLOEXEC|NONBLOCK), or -1.
  * @call_fd: eventfd the back-end writes to interrupt us, or -1 (then waits poll the used ring).
  * @err_fd: eventfd the back-end writes on ring errors, or -1.
- * @event_idx: VIRTIO_RING_F_EVENT_IDX: write used_event, read avail_event.
+ * @event_idx: VIRTIO_RING_F_EVENT_IDX: write used_event, read avail_event (packed: RING_EVENT_FLAGS_DESC with an
+ *             offset and wrap, both ways).
+ * @no_interrupt: ask the device for no calls at all (split: VRING_AVAIL_F_NO_INTERRUPT, which only counts without
+ *                EVENT_IDX; packed: RING_EVENT_FLAGS_DISABLE); waits then poll the ring.
  * @mrg_rxbuf: VIRTIO_NET_F_MRG_RXBUF: rx frames may span num_buffers used entries.
  * @hdr_len: virtio-net header bytes: 12 (VERSION_1 or MRG_RXBUF) or 10.
- * @avail_idx: next avail index we publish (shadow of avail->idx).
- * @last_used: next used entry we consume.
- * @kicked_idx: avail_idx at the last notification decision (for EVENT_IDX).
+ * @avail_idx: next avail index we publish (split: shadow of avail->idx; packed: next ring slot we write).
+ * @last_used: next used entry we consume (packed: the ring slot the device writes it at).
+ * @avail_wrap: packed: the driver's wrap counter (starts at 1).
+ * @used_wrap: packed: the wrap counter of the device's used descriptors at @last_used (starts at 1).
+ * @kicked_idx: avail_idx at the last notification decision (split, for EVENT_IDX).
+ * @num_added: packed: ring slots made available since the last notification decision.
  * @rx_buf_size: size fe_ring_fill_rx() and recycling post; 0 disables recycling in fe_ring_recv().
- * @free_head: first free descriptor.
- * @num_free: free descriptors.
- * @next: host copy of the free list and of chain links (the guest-visible desc table may be scribbled on).
- * @chains: per head.
+ * @free_head: first free descriptor (packed: first free buffer id).
+ * @num_free: free descriptors (packed: free ring slots; a free buffer id exists whenever a slot does).
+ * @next: host copy of the free list and of chain links (the guest-visible desc table may be scribbled on); packed:
+ *        the free list of buffer ids.
+ * @chains: per head (packed: per buffer id; ndesc is the ring slots the chain takes).
  * @kicks: kicks written.
+ * @kicks_suppressed: notification decisions the device's suppression answered with no kick.
  * @calls: call eventfd wakeups seen.
  */
 struct fe_ring {
         struct fe_mem *mem;
         unsigned index;
         uint16_t num;
+        bool packed;
         uint64_t desc_gpa;
         uint64_t avail_gpa;
         uint64_t used_gpa;
         struct vring_desc *desc;
         struct vring_avail *avail;
         struct vring_used *used;
+        struct vring_packed_desc *pdesc;
+        struct vring_packed_desc_event *driver_event;
+        struct vring_packed_desc_event *device_event;
         uint64_t area_gpa;
         uint32_t buf_size;
         uint64_t ind_gpa;
@@ -272,17 +294,22 @@ struct fe_ring {
         int call_fd;
         int err_fd;
         bool event_idx;
+        bool no_interrupt;
         bool mrg_rxbuf;
         unsigned hdr_len;
         uint16_t avail_idx;
         uint16_t last_used;
+        bool avail_wrap;
+        bool used_wrap;
         uint16_t kicked_idx;
+        uint16_t num_added;
         uint32_t rx_buf_size;
         uint16_t free_head;
         uint16_t num_free;
         uint16_t *next;
         struct fe_chain *chains;
         uint64_t kicks;
+        uint64_t kicks_suppressed;
         uint64_t calls;
 };
 
@@ -301,8 +328,31 @@ struct fe_post {
         bool indirect;
 };
 
+enum fe_layout {
+        FE_SPLIT,
+        FE_PACKED,
+};
+
 /**
- * fe_ring_init() - lay a ring out in guest RAM and create its eventfds.
+ * fe_ring_init_layout() - lay a ring out in guest RAM and create its eventfds.
+ * @r: the ring.
+ * @mem: guest RAM.
+ * @index: vring index.
+ * @num: ring size: split a power of two <= VIRTQ_MAX_SIZE, packed any of 1..VIRTQ_MAX_SIZE.
+ * @buf_size: bytes of each head's data area (> 0).
+ * @ring_region: region for desc/avail/used/indirect tables, -1 for any.
+ * @data_region: region for the data areas, -1 for any.
+ * @layout: FE_SPLIT or FE_PACKED.
+ *
+ * Defaults: event_idx false, mrg_rxbuf false, hdr_len 12, rx_buf_size = buf_size; set the fields to change them.
+ *
+ * Return: 0, -EINVAL, -ENOMEM, or the eventfd error.
+ */
+int fe_ring_init_layout(struct fe_ring *r, struct fe_mem *mem, unsigned index, unsigned num, uint32_t buf_size,
+                        int ring_region, int data_region, enum fe_layout layout);
+
+/**
+ * fe_ring_init() - fe_ring_init_layout() of a split ring.
  * @r: the ring.
  * @mem: guest RAM.
  * @index: vring index.
@@ -311,12 +361,20 @@ struct fe_post {
  * @ring_region: region for desc/avail/used/indirect tables, -1 for any.
  * @data_region: region for the data areas, -1 for any.
  *
- * Defaults: event_idx false, mrg_rxbuf false, hdr_len 12, rx_buf_size = buf_size; set the fields to change them.
- *
- * Return: 0, -EINVAL, -ENOMEM, or the eventfd error.
+ * Return: as fe_ring_init_layout().
  */
 int fe_ring_init(struct fe_ring *r, struct fe_mem *mem, unsigned index, unsigned num, uint32_t buf_size,
                  int ring_region, int data_region);
+
+/**
+ * fe_ring_base() - the base SET_VRING_BASE sends for where the ring is now: split the avail index; packed (the
+ * vhost-user encoding) bits 0-14 the next avail slot, bit 15 its wrap counter, bits 16-30 the next used slot (the
+ * device's, as far as we consumed it), bit 31 its wrap counter.
+ * @r: the ring.
+ *
+ * Return: the base.
+ */
+uint32_t fe_ring_base(const struct fe_ring *r);
 
 /**
  * fe_ring_done() - close the eventfds and free host memory (guest RAM stays allocated). NULL-safe, idempotent.
@@ -368,7 +426,8 @@ int fe_ring_post_rx(struct fe_ring *r, uint32_t size, const struct fe_post *how)
 int fe_ring_fill_rx(struct fe_ring *r);
 
 /**
- * fe_ring_kick() - write the kick eventfd, unconditionally.
+ * fe_ring_kick() - write the kick eventfd, unconditionally. What was made available so far counts as notified
+ * (fe_ring_notify() then looks only at what comes after).
  * @r: the ring.
  *
  * Return: 0 or -errno (-EBADF without a kick fd).
@@ -376,12 +435,22 @@ int fe_ring_fill_rx(struct fe_ring *r);
 int fe_ring_kick(struct fe_ring *r);
 
 /**
- * fe_ring_notify() - kick if the device asked for it (avail_event with EVENT_IDX, else used->flags).
+ * fe_ring_notify() - kick if the device asked for it (split: avail_event with EVENT_IDX, else used->flags; packed:
+ * the device event area, ENABLE / DISABLE / DESC with an offset and wrap under EVENT_IDX).
  * @r: the ring.
  *
  * Return: 1 kicked, 0 not needed, or -errno.
  */
 int fe_ring_notify(struct fe_ring *r);
+
+/**
+ * fe_ring_arm_call() - tell the device when we want the next call: split with EVENT_IDX used_event = the @min-th
+ * pending used entry; packed the driver event area: DISABLE with no_interrupt, else DESC at the slot of the next
+ * used entry with EVENT_IDX, else ENABLE. Without EVENT_IDX a split ring's avail->flags follow no_interrupt.
+ * @r: the ring.
+ * @min: used entries (>= 1) counted from last_used (packed: a call for the next one).
+ */
+void fe_ring_arm_call(struct fe_ring *r, unsigned min);
 
 /**
  * fe_ring_used_pending() - used entries the device published that we have not consumed.
@@ -397,7 +466,8 @@ unsigned fe_ring_used_pending(const struct fe_ring *r);
  * @min: entries (>= 1).
  * @timeout_ms: milliseconds, negative for ever.
  *
- * Asks for an interrupt (used_event = last_used + min - 1 with EVENT_IDX), then sleeps in poll() on the call fd.
+ * Asks for an interrupt (fe_ring_arm_call()), then sleeps in poll() on the call fd (polls the ring with
+ * no_interrupt).
  *
  * Return: entries pending (>= @min), or -ETIMEDOUT.
  */
@@ -462,7 +532,7 @@ int64_t fe_ring_err_pending(struct fe_ring *r);
 /* Raw access for crafting. */
 
 /**
- * fe_ring_desc_get() - take a descriptor off the free list (the caller fills r->desc[id] itself).
+ * fe_ring_desc_get() - take a descriptor off the free list (the caller fills r->desc[id] itself). Split only.
  * @r: the ring.
  *
  * Return: the id, or -ENOSPC.
@@ -484,6 +554,20 @@ void fe_ring_desc_put(struct fe_ring *r, uint16_t id);
 void fe_ring_publish(struct fe_ring *r, uint16_t head);
 
 /**
+ * fe_ring_post_raw() - packed: write @n crafted descriptors at the next avail slots (wrapping) and make them
+ * available, the first one's flags last (release). Each descriptor's addr, len, id and flags are written as
+ * given, except the AVAIL and USED bits: the library puts the right ones for each slot's lap there, XORed with
+ * the AVAIL/USED bits of the given flags (set a bit to lie about it: both bits set is the other lap's wrap). The
+ * ring's position moves by @n; nothing is recorded as in flight. Does not kick.
+ * @r: a packed ring.
+ * @d: descriptors (host byte order).
+ * @n: how many, 1..num.
+ *
+ * Return: the first slot written, or -EINVAL.
+ */
+int fe_ring_post_raw(struct fe_ring *r, const struct vring_packed_desc *d, unsigned n);
+
+/**
  * fe_ring_used_raw() - consume one used entry without any check or bookkeeping.
  * @r: the ring.
  * @ret: the entry.
@@ -496,7 +580,7 @@ int fe_ring_used_raw(struct fe_ring *r, struct vring_used_elem *ret);
  * fe_ring_used_event() - the used_event slot (after avail->ring[num]).
  * @r: the ring.
  *
- * Return: pointer into guest RAM.
+ * Return: pointer into guest RAM; NULL for a packed ring.
  */
 uint16_t *fe_ring_used_event(const struct fe_ring *r);
 
@@ -504,7 +588,7 @@ uint16_t *fe_ring_used_event(const struct fe_ring *r);
  * fe_ring_avail_event() - the avail_event slot (after used->ring[num]).
  * @r: the ring.
  *
- * Return: pointer into guest RAM.
+ * Return: pointer into guest RAM; NULL for a packed ring.
  */
 uint16_t *fe_ring_avail_event(const struct fe_ring *r);
 
@@ -879,7 +963,7 @@ int fe_log_start(struct fe *fe);
 int fe_log_stop(struct fe *fe);
 
 /**
- * fe_ring_configure() - announce a ring: SET_VRING_NUM, SET_VRING_BASE (avail_idx), SET_VRING_ADDR (uvas),
+ * fe_ring_configure() - announce a ring: SET_VRING_NUM, SET_VRING_BASE (fe_ring_base()), SET_VRING_ADDR (uvas),
  * SET_VRING_KICK, SET_VRING_CALL (QEMU's order). SET_VRING_ADDR asks for used-ring logging when fe->log_rings.
  * @fe: the connection.
  * @r: the ring.
@@ -887,6 +971,17 @@ int fe_log_stop(struct fe *fe);
  * Return: 0 or as fe_request().
  */
 int fe_ring_configure(struct fe *fe, const struct fe_ring *r);
+
+/**
+ * fe_ring_configure_at() - fe_ring_configure() with the base the back-end gave (GET_VRING_BASE), as QEMU starts a
+ * ring it stopped.
+ * @fe: the connection.
+ * @r: the ring.
+ * @base: sent with SET_VRING_BASE.
+ *
+ * Return: 0 or as fe_request().
+ */
+int fe_ring_configure_at(struct fe *fe, const struct fe_ring *r, uint32_t base);
 
 /**
  * struct fe_setup_opts - fe_setup_ex() parameters; zero means the default.
@@ -931,7 +1026,8 @@ struct fe_setup_opts {
  * (when PROTOCOL_FEATURES is acked; otherwise rings are enabled at kick); SET_STATUS DRIVER_OK (STATUS); a kick
  * on every rx ring; GET_FEATURES last, as a barrier (see fe_sync()).
  * Without fe->mem, creates guest RAM: region 0 at gpa 0 (rings, indirect tables) and region 1 at gpa 4 GiB (data
- * areas) sharing region 0's memfd at mmap_offset = region 0's size.
+ * areas) sharing region 0's memfd at mmap_offset = region 0's size. The rings are packed when VIRTIO_F_RING_PACKED
+ * was asked for (opts->features) and offered, split otherwise.
  *
  * Return: 0, -ERANGE when queue_pairs exceeds GET_QUEUE_NUM or FE_MAX_RINGS, or the first failure.
  */

@@ -339,7 +339,7 @@ const uint8_t *flow_mac(const struct flow *f, uint8_t mac[6])
 
 int flow_post_rx(struct flow *f)
 {
-        struct fe_post how = {.nseg = f->rx_nseg, .indirect = f->rx_indirect};
+        struct fe_post how = {.nseg = f->rx_nseg < f->rx->num ? f->rx_nseg : f->rx->num, .indirect = f->rx_indirect};
         int n = 0;
 
         while ((!f->rx_budget || f->rx_posted < f->rx_budget) && fe_ring_post_rx(f->rx, f->rx_size, &how) >= 0) {
@@ -347,6 +347,29 @@ int flow_post_rx(struct flow *f)
                 n++;
         }
         return n;
+}
+
+int flow_post_one(struct flow *f, unsigned nseg, bool indirect)
+{
+        uint32_t len = flow_len(f, f->send_seq);
+        struct fe_post how = {.nseg = nseg, .indirect = indirect};
+        uint8_t mac[6];
+        int r;
+
+        if (how.nseg > len + 1)
+                how.nseg = 1;
+        /* An indirect table may not hold more descriptors than the ring either. */
+        if (how.nseg > f->tx->num)
+                how.nseg = f->tx->num;
+        fe_frame_build(f->fbuf, len, f->send_seq, NULL, flow_mac(f, mac));
+        r = fe_ring_post_tx(f->tx, f->fbuf, len, NULL, &how);
+        if (r == -ENOSPC)
+                return r;
+        if (r < 0)
+                return flow_fail(f, "fe_ring_post_tx(len %u, nseg %u): %s", len, how.nseg, strerror(-r));
+        f->send_seq++;
+        f->tx_bytes += len;
+        return 0;
 }
 
 /* One round: reap tx, post up to 64 frames, take what came back. Returns progress (>= 0) or -1 (f->err). */
@@ -361,21 +384,13 @@ int flow_pump(struct flow *f)
                 return flow_fail(f, "tx ring %u: the device returned an id that was not in flight", f->tx->index);
         progress += r;
         while (f->send_seq < f->limit && posted < 64) {
-                uint32_t len = flow_len(f, f->send_seq), h = mix32(f->send_seq * 3 + f->salt);
-                struct fe_post how = {.nseg = 1 + h % f->tx_nseg_max, .indirect = f->tx_indirect && (h & 0x100)};
+                uint32_t h = mix32(f->send_seq * 3 + f->salt);
 
-                if (how.nseg > len + 1)
-                        how.nseg = 1;
-                if (!how.indirect && how.nseg > f->tx->num)
-                        how.nseg = f->tx->num;
-                fe_frame_build(f->fbuf, len, f->send_seq, NULL, flow_mac(f, mac));
-                r = fe_ring_post_tx(f->tx, f->fbuf, len, NULL, &how);
+                r = flow_post_one(f, 1 + h % f->tx_nseg_max, f->tx_indirect && (h & 0x100));
                 if (r == -ENOSPC)
                         break;
                 if (r < 0)
-                        return flow_fail(f, "fe_ring_post_tx(len %u, nseg %u): %s", len, how.nseg, strerror(-r));
-                f->send_seq++;
-                f->tx_bytes += len;
+                        return -1;
                 posted++;
         }
         if (posted && fe_ring_notify(f->tx) < 0)
@@ -420,19 +435,20 @@ int flow_pump(struct flow *f)
         return progress;
 }
 
-/* Sleeps until a call eventfd of these flows fires (or timeout_ms), asking for an interrupt on any used entry. */
+/*
+ * Sleeps until a call eventfd of these flows fires (or timeout_ms), asking for an interrupt on any used entry.
+ * Rings that asked for no interrupts at all are polled: then it sleeps 1 ms at most.
+ */
 void flows_wait(struct flow **fl, unsigned n, int timeout_ms)
 {
         struct pollfd p[2 * FE_MAX_RINGS];
         unsigned np = 0;
 
         for (unsigned i = 0; i < n; i++) {
-                struct fe_ring *rings[2] = {fl[i]->tx, fl[i]->rx};
-                for (unsigned k = 0; k < 2; k++) {
-                        struct fe_ring *r = rings[k];
-                        if (r->event_idx)
-                                __atomic_store_n(fe_ring_used_event(r), htole16(r->last_used), __ATOMIC_RELAXED);
-                }
+                fe_ring_arm_call(fl[i]->tx, 1);
+                fe_ring_arm_call(fl[i]->rx, 1);
+                if ((fl[i]->tx->no_interrupt || fl[i]->rx->no_interrupt) && timeout_ms > 1)
+                        timeout_ms = 1;
         }
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
         for (unsigned i = 0; i < n; i++) {

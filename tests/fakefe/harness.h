@@ -90,6 +90,8 @@ uint32_t flow_len(const struct flow *f, uint32_t seq);
 int flow_fail(struct flow *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const uint8_t *flow_mac(const struct flow *f, uint8_t mac[6]);
 int flow_post_rx(struct flow *f);
+/* Posts the flow's next frame in @nseg descriptors (or an indirect table): 0, -ENOSPC, or -1 (f->err). */
+int flow_post_one(struct flow *f, unsigned nseg, bool indirect);
 int flow_pump(struct flow *f);
 void flows_wait(struct flow **fl, unsigned n, int timeout_ms);
 int flows_run(struct flow **fl, unsigned n, int stall_ms);

@@ -15,6 +15,14 @@
  * vring may be reported broken (control socket json: broken=true with a reason), its err eventfd must fire, and
  * queue pair 0 must keep echoing, intact and fully counted.
  *
+ * The same on packed rings (VIRTIO_F_RING_PACKED), crafted with fe_ring_post_raw(): buffer id >= ring size, a
+ * buffer id reused while in flight, a chain longer than the ring, wrap-counter lies (a chain continuing into a
+ * slot marked for the other lap, or with AVAIL and USED both set, or that runs past the end of the ring without
+ * flipping its wrap), indirect abuse (a table inside a table, INDIRECT with NEXT, INDIRECT inside a chain, tables
+ * of 0 and 24 bytes, one larger than the ring, one outside guest memory), a buffer outside guest memory, a huge
+ * length, a readable rx buffer, and the ring's region removed under it. Each must reach the daemon's check: the
+ * log says "vring N is broken and stops" with the reason the case expects.
+ *
  * Exit 0 when all pass; the last line is "N passed, N failed".
  */
 #include <errno.h>
@@ -514,19 +522,27 @@ static int tx_bad(struct rctx *x, int head)
         return fe_ring_kick(r);
 }
 
-/* Publish one crafted head on the rx ring, then send a valid frame so the device needs an rx buffer. */
-static int rx_bad(struct rctx *x, int head)
+/* Send a valid frame on queue pair 1, so the device needs an rx buffer. */
+static int rx_need_buffer(struct rctx *x)
 {
-        struct fe_ring *rx = fe_rx(x->fe, 1), *tx = fe_tx(x->fe, 1);
+        struct fe_ring *tx = fe_tx(x->fe, 1);
         uint8_t frame[200];
 
-        fe_ring_publish(rx, (uint16_t)head);
-        fe_ring_kick(rx);
         fe_frame_build(frame, sizeof(frame), 999999, NULL, NULL);
         (void)fe_ring_reap(tx);
         if (fe_ring_post_tx(tx, frame, sizeof(frame), NULL, NULL) < 0)
                 return -ENOSPC;
         return fe_ring_kick(tx);
+}
+
+/* Publish one crafted head on the rx ring, then make the device need an rx buffer. */
+static int rx_bad(struct rctx *x, int head)
+{
+        struct fe_ring *rx = fe_rx(x->fe, 1);
+
+        fe_ring_publish(rx, (uint16_t)head);
+        fe_ring_kick(rx);
+        return rx_need_buffer(x);
 }
 
 static int r_loop(struct rctx *x)
@@ -676,7 +692,7 @@ static int r_removed_region(struct rctx *x)
         x->extra.regions[idx].uva = SPARE_UVA;
         if ((r = fe_add_mem_reg(x->fe, &x->extra, (unsigned)idx)) < 0 || (r = fe_get_vring_base(x->fe, 3, &base)) < 0)
                 return r;
-        r = fe_ring_init(&nr, &x->extra, 3, 256, 2048, idx, idx);
+        r = fe_ring_init_layout(&nr, &x->extra, 3, 256, 2048, idx, idx, old->packed ? FE_PACKED : FE_SPLIT);
         if (r < 0)
                 return r;
         nr.event_idx = old->event_idx;
@@ -711,11 +727,209 @@ static int r_removed_region(struct rctx *x)
         return fe_ring_kick(old);
 }
 
+/* ---- packed rings: crafted with fe_ring_post_raw() on queue pair 1 ---- */
+
+#define PNEXT VRING_DESC_F_NEXT
+#define PIND VRING_DESC_F_INDIRECT
+#define PLIE_WRAP (VRING_PACKED_DESC_F_AVAIL | VRING_PACKED_DESC_F_USED) /* the other lap's bits */
+
+static struct vring_packed_desc pdesc(uint64_t addr, uint32_t len, uint16_t id, uint16_t flags)
+{
+        return (struct vring_packed_desc){.addr = addr, .len = len, .id = id, .flags = flags};
+}
+
+/* Make @n crafted descriptors available on queue pair 1's tx ring and kick. */
+static int ptx_bad(struct rctx *x, const struct vring_packed_desc *d, unsigned n)
+{
+        struct fe_ring *r = fe_tx(x->fe, 1);
+        int s = fe_ring_post_raw(r, d, n);
+
+        return s < 0 ? s : fe_ring_kick(r);
+}
+
+/* A buffer id no chain is using (queue pair 1's tx ring was reaped), and its data area. */
+static uint16_t pid(struct rctx *x)
+{
+        return fe_tx(x->fe, 1)->free_head;
+}
+
+static uint64_t parea(struct rctx *x)
+{
+        return area(fe_tx(x->fe, 1), pid(x));
+}
+
+static int p_id_range(struct rctx *x)
+{
+        struct vring_packed_desc d = pdesc(parea(x), 64, (uint16_t)(fe_tx(x->fe, 1)->num + 5), 0);
+
+        return ptx_bad(x, &d, 1);
+}
+
+/*
+ * Two chains of one descriptor with the same id, made available together: the second pop finds it in flight. The
+ * first is valid and may be sent: a test frame, which the next connection counts as stale.
+ */
+static int p_id_reused(struct rctx *x)
+{
+        struct fe_ring *r = fe_tx(x->fe, 1);
+        uint8_t *p = fe_ring_area(r, pid(x), NULL);
+        struct vring_packed_desc d[2] = {pdesc(parea(x), 72, pid(x), 0), pdesc(parea(x), 72, pid(x), 0)};
+
+        memset(p, 0, r->hdr_len);
+        fe_frame_build(p + r->hdr_len, 72 - r->hdr_len, 8000000, NULL, NULL);
+
+        return ptx_bad(x, d, 2);
+}
+
+/* Every slot of the ring in one chain, the last one still with NEXT. */
+static int p_chain_longer(struct rctx *x)
+{
+        struct fe_ring *r = fe_tx(x->fe, 1);
+        static struct vring_packed_desc d[VIRTQ_MAX_SIZE];
+
+        for (unsigned i = 0; i < r->num; i++)
+                d[i] = pdesc(parea(x), 16, pid(x), PNEXT);
+        return ptx_bad(x, d, r->num);
+}
+
+static int p_next_other_lap(struct rctx *x)
+{
+        struct vring_packed_desc d[2] = {pdesc(parea(x), 12, pid(x), PNEXT),
+                                         pdesc(parea(x) + 12, 64, pid(x), PLIE_WRAP)};
+
+        return ptx_bad(x, d, 2);
+}
+
+static int p_next_looks_used(struct rctx *x)
+{
+        /* AVAIL stays right, USED flipped: both equal the driver's wrap, what a used descriptor looks like. */
+        struct vring_packed_desc d[2] = {pdesc(parea(x), 12, pid(x), PNEXT),
+                                         pdesc(parea(x) + 12, 64, pid(x), VRING_PACKED_DESC_F_USED)};
+
+        return ptx_bad(x, d, 2);
+}
+
+/* A chain over the end of the ring whose slot 0 keeps the lap it started in (the driver forgot to flip). */
+static int p_wrap_not_flipped(struct rctx *x)
+{
+        struct fe_ring *r = fe_tx(x->fe, 1);
+        uint8_t frame[60];
+        int64_t end = fe_now_ms() + 3000;
+
+        fe_frame_build(frame, sizeof(frame), 7000000, NULL, NULL);
+        while (r->avail_idx != r->num - 1) {
+                if (fe_ring_post_tx(r, frame, sizeof(frame), NULL, NULL) < 0) {
+                        fe_ring_kick(r);
+                        if (fe_ring_wait(r, 1, 1000) < 0 || fe_now_ms() > end)
+                                return -ETIMEDOUT;
+                        (void)fe_ring_reap(r);
+                }
+        }
+        fe_ring_kick(r);
+        while (r->num_free != r->num && fe_now_ms() < end)
+                if (fe_ring_wait(r, 1, 1000) > 0)
+                        (void)fe_ring_reap(r);
+        {
+                struct vring_packed_desc d[2] = {pdesc(parea(x), 12, pid(x), PNEXT),
+                                                 pdesc(parea(x) + 12, 64, pid(x), PLIE_WRAP)};
+
+                return ptx_bad(x, d, 2);
+        }
+}
+
+static int p_nested_indirect(struct rctx *x)
+{
+        struct fe_ring *r = fe_tx(x->fe, 1);
+        int a = pid(x), b = r->next[a];
+        struct vring_packed_desc *ta = (struct vring_packed_desc *)ind_ptr(r, a);
+        struct vring_packed_desc *tb = (struct vring_packed_desc *)ind_ptr(r, b);
+        struct vring_packed_desc d = pdesc(ind_table(r, a), 16, (uint16_t)a, PIND);
+
+        tb[0] = (struct vring_packed_desc){htole64(area(r, b)), htole32(100), 0, 0};
+        ta[0] = (struct vring_packed_desc){htole64(ind_table(r, b)), htole32(16), 0, htole16(PIND)};
+        return ptx_bad(x, &d, 1);
+}
+
+/* An indirect descriptor of @len bytes at @addr; the head's table holds two valid descriptors. */
+static int p_indirect(struct rctx *x, uint64_t addr, uint32_t len, uint16_t flags)
+{
+        struct fe_ring *r = fe_tx(x->fe, 1);
+        struct vring_packed_desc *t = (struct vring_packed_desc *)ind_ptr(r, pid(x));
+        struct vring_packed_desc d[2] = {pdesc(addr, len, pid(x), PIND | flags), pdesc(parea(x), 64, pid(x), 0)};
+
+        t[0] = (struct vring_packed_desc){htole64(parea(x)), htole32(12), 0, 0};
+        t[1] = (struct vring_packed_desc){htole64(parea(x) + 12), htole32(88), 0, 0};
+        return ptx_bad(x, d, flags & PNEXT ? 2 : 1);
+}
+
+static int p_indirect_next(struct rctx *x)
+{
+        return p_indirect(x, ind_table(fe_tx(x->fe, 1), pid(x)), 32, PNEXT);
+}
+
+static int p_indirect_len0(struct rctx *x)
+{
+        return p_indirect(x, ind_table(fe_tx(x->fe, 1), pid(x)), 0, 0);
+}
+
+static int p_indirect_len24(struct rctx *x)
+{
+        return p_indirect(x, ind_table(fe_tx(x->fe, 1), pid(x)), 24, 0);
+}
+
+static int p_indirect_too_big(struct rctx *x)
+{
+        struct fe_ring *r = fe_tx(x->fe, 1);
+
+        return p_indirect(x, ind_table(r, pid(x)), (r->num + 1) * 16u, 0);
+}
+
+static int p_indirect_outside(struct rctx *x)
+{
+        return p_indirect(x, 0x7000000000000ULL, 32, 0);
+}
+
+static int p_indirect_in_chain(struct rctx *x)
+{
+        struct fe_ring *r = fe_tx(x->fe, 1);
+        struct vring_packed_desc d[2] = {pdesc(parea(x), 12, pid(x), PNEXT),
+                                         pdesc(ind_table(r, pid(x)), 16, pid(x), PIND)};
+
+        return ptx_bad(x, d, 2);
+}
+
+static int p_bad_addr(struct rctx *x)
+{
+        struct vring_packed_desc d = pdesc(0x7000000000000ULL, 64, pid(x), 0);
+
+        return ptx_bad(x, &d, 1);
+}
+
+static int p_huge_len(struct rctx *x)
+{
+        struct vring_packed_desc d = pdesc(parea(x), 0xfffffff0u, pid(x), 0);
+
+        return ptx_bad(x, &d, 1);
+}
+
+static int p_rx_readable(struct rctx *x)
+{
+        struct fe_ring *rx = fe_rx(x->fe, 1);
+        struct vring_packed_desc d = pdesc(area(rx, rx->free_head), 2048, rx->free_head, 0);
+        int s = fe_ring_post_raw(rx, &d, 1);
+
+        if (s < 0)
+                return s;
+        fe_ring_kick(rx);
+        return rx_need_buffer(x);
+}
+
 struct ring_case {
         const char *name;
         unsigned vring;
         int (*inject)(struct rctx *x);
-        const char *reason; /* expected in broken_reason */
+        const char *reason; /* expected in broken_reason and in the log */
+        bool packed;
 };
 
 static const struct ring_case ring_cases[] = {
@@ -731,12 +945,32 @@ static const struct ring_case ring_cases[] = {
         {"rx chain with a readable descriptor", 2, r_rx_readable, "writable"},
         {"rx buffer in a write-sealed region", 2, r_rx_sealed, "writable"},
         {"tx ring in a region then removed", 3, r_removed_region, ""},
+        {"packed tx buffer id >= ring size", 3, p_id_range, ">= ring size", true},
+        {"packed tx buffer id reused while in flight", 3, p_id_reused, "is already in use", true},
+        {"packed tx chain longer than the ring", 3, p_chain_longer, "which is not available", true},
+        {"packed tx chain into a slot of the other lap", 3, p_next_other_lap, "which is not available", true},
+        {"packed tx chain into a slot with AVAIL and USED set", 3, p_next_looks_used, "which is not available", true},
+        {"packed tx chain past the ring's end without flipping the wrap", 3, p_wrap_not_flipped,
+         "continues into slot 0, which is not available", true},
+        {"packed tx nested indirect table", 3, p_nested_indirect, "nested indirect", true},
+        {"packed tx indirect descriptor with NEXT", 3, p_indirect_next, "also has NEXT", true},
+        {"packed tx indirect descriptor inside a chain", 3, p_indirect_in_chain, "inside a chain", true},
+        {"packed tx indirect table of 0 bytes", 3, p_indirect_len0, "length 0 is not a multiple of 16", true},
+        {"packed tx indirect table of 24 bytes", 3, p_indirect_len24, "length 24 is not a multiple of 16", true},
+        {"packed tx indirect table larger than the ring", 3, p_indirect_too_big, "exceeds queue size", true},
+        {"packed tx indirect table outside guest memory", 3, p_indirect_outside, "is outside guest memory", true},
+        {"packed tx address outside guest memory", 3, p_bad_addr, "is outside guest memory", true},
+        {"packed tx length 0xfffffff0", 3, p_huge_len, "is outside guest memory", true},
+        {"packed rx chain with a readable descriptor", 2, p_rx_readable, "not a writable buffer", true},
+        {"packed tx ring in a region then removed", 3, r_removed_region, "", true},
 };
 
 /* Connection with queue pair 0 echoing on a thread and queue pair 1 echoing @n frames, its rx ring then empty. */
-static int ring_setup(struct rctx *x, struct flow *f0, struct flow *f1, struct bg *bg)
+static int ring_setup(struct rctx *x, struct flow *f0, struct flow *f1, struct bg *bg, bool packed)
 {
-        struct fe_setup_opts o = {.queue_pairs = 2, .no_fill_rx = true};
+        struct fe_setup_opts o = {.queue_pairs = 2,
+                                  .no_fill_rx = true,
+                                  .features = FE_FEATURES_DEFAULT | (packed ? BIT_ULL(VIRTIO_F_RING_PACKED) : 0)};
         int r;
 
         struct vhostd *v = x->v;
@@ -748,6 +982,7 @@ static int ring_setup(struct rctx *x, struct flow *f0, struct flow *f1, struct b
         CHECK(r == 0, "connect: %s", strerror(-r));
         r = fe_setup_ex(x->fe, &o);
         CHECK(r == 0, "fe_setup_ex: %s", strerror(-r));
+        CHECK(fe_tx(x->fe, 1)->packed == packed, "the %s layout was not negotiated", packed ? "packed" : "split");
         flow_init(f0, x->fe, 0, 0xabc, 0);
         f0->rx_custom = true;
         f0->rx->rx_buf_size = 0;
@@ -780,7 +1015,7 @@ static int ring_case_run(struct vhostd *v, const struct pstate *base, const stru
         bool bg_running = false;
 
         x.v = v;
-        if (ring_setup(&x, &f0, &f1, &bg) < 0)
+        if (ring_setup(&x, &f0, &f1, &bg, c->packed) < 0)
                 goto out;
         x.v = v;
         bg_running = true;
@@ -802,8 +1037,8 @@ static int ring_case_run(struct vhostd *v, const struct pstate *base, const stru
                 }
         }
         snprintf(line, sizeof(line), "vring %u is broken", c->vring);
-        if (!log_wait(v->log, off, line, 2000)) {
-                printf("  FAIL: no \"%s\" in the log\n", line);
+        if (!log_wait(v->log, off, line, 2000) || !file_contains(v->log, off, c->reason)) {
+                printf("  FAIL: no \"%s\" with \"%s\" in the log\n", line, c->reason);
                 goto out;
         }
 fail_state:
@@ -870,7 +1105,7 @@ static int used_ring_readonly(struct vhostd *v, const struct pstate *base)
         int r, ret = -1;
         bool bg_running = false;
 
-        if (ring_setup(&x, &f0, &f1, &bg) < 0)
+        if (ring_setup(&x, &f0, &f1, &bg, false) < 0)
                 goto out;
         bg_running = true;
         if (flows_run(&x.f1, 1, 5000) < 0)

@@ -9,6 +9,12 @@
  * Last, frames larger than the guest's receive buffers: dropped and counted as too big, never truncated, and
  * the frames around them delivered.
  *
+ * Every configuration runs on split rings and on packed rings (VIRTIO_F_RING_PACKED): single descriptors,
+ * chains, indirect tables, mergeable rx buffers, event suppression through EVENT_IDX (RING_EVENT_FLAGS_DESC both
+ * ways), plain ENABLE, and the driver asking for no calls at all (RING_EVENT_FLAGS_DISABLE: vhostd must then make
+ * none, and the test polls), ring sizes that are not powers of two (1, 3, 100, 255, 1000) and 32768, each ring
+ * wrapped many times. The packed layout must have been negotiated, and the counters must agree as for split.
+ *
  * Exit 0 when all pass; the last line is "N passed, N failed".
  */
 #include <errno.h>
@@ -39,7 +45,12 @@ struct lo_config {
         bool indirect;     /* post indirect chains (only when negotiated) */
         bool mrg_small;    /* with MRG_RXBUF: rx buffers of rx_size bytes */
         uint32_t rx_size;
-        unsigned frames; /* per queue pair */
+        unsigned frames;       /* per queue pair */
+        unsigned nseg;         /* descriptors per chain: 0 the defaults below, 1 single descriptors only */
+        uint32_t buf_size;     /* per head (0: 65536, frames up to 9000 bytes and some of 65000); smaller: no big */
+        bool no_interrupt;     /* the driver asks for no calls (and polls) */
+        bool packed_only;      /* ring sizes a split ring cannot have, packed event flags */
+        enum fe_layout layout; /* set by main(): each configuration runs on split rings, then on packed ones */
 };
 
 static int run_config(struct vhostd *v, const struct lo_config *c, uint64_t *ret_frames)
@@ -47,10 +58,12 @@ static int run_config(struct vhostd *v, const struct lo_config *c, uint64_t *ret
         struct fe_setup_opts o = {
                 .queue_pairs = c->qp,
                 .ring_size = c->ring,
-                .features = FE_FEATURES_DEFAULT & ~c->features,
-                .buf_size = 65536,
+                .features = (FE_FEATURES_DEFAULT & ~c->features) |
+                            (c->layout == FE_PACKED ? BIT_ULL(VIRTIO_F_RING_PACKED) : 0),
+                .buf_size = c->buf_size ? c->buf_size : 65536,
                 .no_fill_rx = true,
         };
+        uint32_t max_len = o.buf_size - 12 < 9000 ? o.buf_size - 12 : 9000;
         static struct flow flows[2];
         struct flow *fl[2];
         struct vstat s[4];
@@ -66,6 +79,11 @@ static int run_config(struct vhostd *v, const struct lo_config *c, uint64_t *ret
                 printf("  FAIL: fe_setup_ex: %s\n", strerror(-r));
                 goto out;
         }
+        if (!!(fe->acked_features & BIT_ULL(VIRTIO_F_RING_PACKED)) != (c->layout == FE_PACKED) ||
+            fe_rx(fe, 0)->packed != (c->layout == FE_PACKED)) {
+                printf("  FAIL: VIRTIO_F_RING_PACKED %snegotiated\n", c->layout == FE_PACKED ? "not " : "");
+                goto out;
+        }
         mrg = fe->acked_features & BIT_ULL(VIRTIO_NET_F_MRG_RXBUF);
         ind = c->indirect && (fe->acked_features & BIT_ULL(VIRTIO_RING_F_INDIRECT_DESC));
         for (unsigned q = 0; q < c->qp; q++) {
@@ -78,19 +96,21 @@ static int run_config(struct vhostd *v, const struct lo_config *c, uint64_t *ret
                 f->gen = ++g_gen;
                 f->limit = c->frames;
                 f->min_len = 60;
-                f->max_len = 9000;
+                f->max_len = max_len;
                 f->big_len = 65000;
-                f->big_every = 97;
-                f->tx_nseg_max = ind ? 16 : 4;
+                f->big_every = o.buf_size == 65536 ? 97 : 0;
+                f->tx_nseg_max = c->nseg ? c->nseg : ind ? 16 : 4;
                 f->tx_indirect = ind;
                 f->rx_custom = true;
                 f->rx->rx_buf_size = 0;
-                f->rx_size = mrg && c->mrg_small ? c->rx_size : 65536;
-                f->rx_nseg = ind ? 4 : (mrg && c->mrg_small ? 1 : 2);
+                f->rx_size = mrg && c->mrg_small ? c->rx_size : o.buf_size;
+                f->rx_nseg = c->nseg ? c->nseg : ind ? 4 : (mrg && c->mrg_small ? 1 : 2);
                 f->rx_indirect = ind;
+                f->tx->no_interrupt = f->rx->no_interrupt = c->no_interrupt;
+                fe_ring_arm_call(f->tx, 1); /* before the first frame: no call from here on */
+                fe_ring_arm_call(f->rx, 1);
                 flow_post_rx(f);
                 fe_ring_kick(f->rx);
-                f->rx->kicked_idx = f->rx->avail_idx;
                 fl[q] = f;
         }
         if (flows_run(fl, c->qp, 5000) < 0)
@@ -119,7 +139,8 @@ static int run_config(struct vhostd *v, const struct lo_config *c, uint64_t *ret
                 if (!rx->found || !tx->found || tx->frames != f->send_seq || rx->frames != f->recv_seq ||
                     tx->bytes != f->tx_bytes || rx->bytes != f->rx_bytes || tx->drops || rx->drops || tx->broken ||
                     rx->broken || !tx->kicks || tx->kicks > f->tx->kicks || rx->kicks > f->rx->kicks ||
-                    f->rx->calls > rx->calls || f->tx->calls > tx->calls) {
+                    f->rx->calls > rx->calls || f->tx->calls > tx->calls ||
+                    (c->no_interrupt && (rx->calls || tx->calls || f->rx->calls || f->tx->calls))) {
                         printf("  FAIL: queue pair %u counters disagree: sent %u frames %llu bytes (%llu kicks, %llu "
                                "calls seen), received %u frames %llu bytes (%llu kicks, %llu calls seen)\n"
                                "        vhostd tx: frames %llu bytes %llu drops %llu kicks %llu calls %llu broken %d\n"
@@ -135,6 +156,12 @@ static int run_config(struct vhostd *v, const struct lo_config *c, uint64_t *ret
                         goto out;
                 }
                 *ret_frames += f->recv_seq;
+                if (c->layout == FE_PACKED)
+                        printf("  queue pair %u: tx ring of %u wrapped %llu times or more; %llu kicks, %llu "
+                               "suppressed by the device; %llu calls\n",
+                               q, c->ring, (unsigned long long)(tx->frames / c->ring), (unsigned long long)f->tx->kicks,
+                               (unsigned long long)f->tx->kicks_suppressed,
+                               (unsigned long long)(rx->calls + tx->calls));
         }
         ret = 0;
 out:
@@ -172,14 +199,25 @@ static const struct lo_config configs[] = {
         {"2qp mrg big rx buffers", 2, 256, 0, true, false, 0, 6400},
         {"1qp legacy 10-byte header", 1, 256, MRG | BIT_ULL(VIRTIO_F_VERSION_1), true, false, 0, 6400},
         {"2qp no PROTOCOL_FEATURES", 2, 256, BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES), false, true, 2048, 6400},
+        /* Packed only: any ring size, and the driver's RING_EVENT_FLAGS_DISABLE. Then: descriptors per chain,
+         * bytes per head, no calls, packed only. */
+        {"1qp ring 1 single descriptors", 1, 1, IND, false, false, 0, 3000, 1, 2048, false, true},
+        {"1qp ring 3 chains of 3", 1, 3, IND, false, false, 0, 6400, 3, 4096, false, true},
+        {"1qp ring 100 single descriptors event_idx", 1, 100, IND, false, false, 0, 12800, 1, 0, false, true},
+        {"2qp ring 255 event_idx mrg indirect", 2, 255, 0, true, true, 1536, 6400, 0, 0, false, true},
+        {"1qp ring 1000 chained no event_idx", 1, 1000, EV | IND, false, true, 2048, 12800, 4, 0, false, true},
+        {"1qp ring 100 no calls (DISABLE) event_idx", 1, 100, 0, true, true, 2048, 6400, 0, 0, true, true},
+        {"1qp ring 100 no calls (DISABLE)", 1, 100, EV, false, false, 0, 6400, 0, 0, true, true},
+        {"1qp ring 32768", 1, 32768, 0, false, true, 2048, 200000, 0, 2048, false, true},
 };
 
 /* Without MRG_RXBUF and with 1 KiB receive buffers, 1500-byte frames cannot be delivered whole. */
-static int test_too_big(const struct vhostd *v)
+static int test_too_big(const struct vhostd *v, enum fe_layout layout)
 {
         static const uint32_t sizes[] = {600, 1500, 600, 1500, 1500, 600};
         struct fe_setup_opts o = {.queue_pairs = 1,
-                                  .features = FE_FEATURES_DEFAULT & ~BIT_ULL(VIRTIO_NET_F_MRG_RXBUF),
+                                  .features = (FE_FEATURES_DEFAULT & ~BIT_ULL(VIRTIO_NET_F_MRG_RXBUF)) |
+                                              (layout == FE_PACKED ? BIT_ULL(VIRTIO_F_RING_PACKED) : 0),
                                   .rx_buf_size = 1024};
         uint8_t frame[2048], got[4096];
         struct fe_rx_info info;
@@ -196,6 +234,10 @@ static int test_too_big(const struct vhostd *v)
         if (r < 0) {
                 fe_free(fe);
                 CHECK(r == 0, "set-up: %s", strerror(-r));
+        }
+        if (fe_rx(fe, 0)->packed != (layout == FE_PACKED)) {
+                fe_free(fe);
+                CHECK(false, "the ring layout asked for was not negotiated");
         }
         for (uint32_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
                 fe_frame_build(frame, sizes[i], i, NULL, NULL);
@@ -236,21 +278,27 @@ int main(void)
                 printf("0 passed, 1 failed\n");
                 return 1;
         }
-        for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
-                const struct lo_config *c = &configs[i];
+        for (size_t k = 0; k < 2 * sizeof(configs) / sizeof(configs[0]); k++) {
+                size_t i = k % (sizeof(configs) / sizeof(configs[0]));
+                struct lo_config c = configs[i];
                 /* One queue pair runs against a 1-queue port (no MQ offered) and against the 2-queue port. */
-                struct vhostd *v = c->qp == 1 && (i & 1) ? &v1 : &v2;
+                struct vhostd *v = c.qp == 1 && (i & 1) ? &v1 : &v2;
                 uint64_t before = total;
                 int64_t t = fe_now_ms();
                 long log_off = file_size(v->log);
-                int r = run_config(v, c, &total);
+                int r;
 
+                c.layout = k < sizeof(configs) / sizeof(configs[0]) ? FE_SPLIT : FE_PACKED;
+                if (c.packed_only && c.layout != FE_PACKED)
+                        continue;
+                r = run_config(v, &c, &total);
                 if (r == 0 && !vhostd_alive(v)) {
                         printf("  FAIL: vhostd died\n");
                         r = -1;
                 }
-                printf("%s %s (%u-queue port): %llu frames in %lld ms\n", r == 0 ? "PASS" : "FAIL", c->name,
-                       v == &v1 ? 1 : 2, (unsigned long long)(total - before), (long long)(fe_now_ms() - t));
+                printf("%s %s %s (%u-queue port): %llu frames in %lld ms\n", r == 0 ? "PASS" : "FAIL",
+                       c.layout == FE_PACKED ? "packed" : "split", c.name, v == &v1 ? 1 : 2,
+                       (unsigned long long)(total - before), (long long)(fe_now_ms() - t));
                 if (r == 0) {
                         pass++;
                 } else {
@@ -261,10 +309,10 @@ int main(void)
                                 break;
                 }
         }
-        if (vhostd_alive(&v1)) {
-                int r = test_too_big(&v1);
-                printf("%s frames larger than the guest's buffers: dropped, counted, never truncated\n",
-                       r == 0 ? "PASS" : "FAIL");
+        for (unsigned layout = FE_SPLIT; layout <= FE_PACKED && vhostd_alive(&v1); layout++) {
+                int r = test_too_big(&v1, layout);
+                printf("%s %s frames larger than the guest's buffers: dropped, counted, never truncated\n",
+                       r == 0 ? "PASS" : "FAIL", layout == FE_PACKED ? "packed" : "split");
                 r == 0 ? pass++ : fail++;
         }
         if (total < 200000 && !fail) {

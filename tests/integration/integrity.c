@@ -6,7 +6,10 @@
  * interface the port is attached to (the tap itself, or the far end of a veth), or nothing with --loopback.
  * A window of frames in flight keeps kernel queues from overflowing, so any loss is a real one.
  *
- *   integrity --socket SOCK (--loopback | --ifname IF) [--frames N] [--max-size B]
+ *   integrity --socket SOCK (--loopback | --ifname IF) [--frames N] [--max-size B] [--packed] [--ring N]
+ *
+ * --packed drives packed rings (VIRTIO_F_RING_PACKED, which must then be negotiated); --ring sets the ring size
+ * (default 256; packed rings take any size from 1 to 32768).
  *
  * Prints per direction: sent, received, corrupted, duplicated, lost; exit 0 only when all are perfect.
  */
@@ -191,9 +194,11 @@ int main(int argc, char **argv)
         static const struct option opts[] = {
                 {"socket", required_argument, NULL, 's'},   {"ifname", required_argument, NULL, 'i'},
                 {"loopback", no_argument, NULL, 'l'},       {"frames", required_argument, NULL, 'n'},
-                {"max-size", required_argument, NULL, 'm'}, {0}};
+                {"max-size", required_argument, NULL, 'm'}, {"packed", no_argument, NULL, 'p'},
+                {"ring", required_argument, NULL, 'r'},     {0}};
         const char *sock = NULL, *ifname = NULL;
-        bool loopback = false;
+        bool loopback = false, packed = false;
+        unsigned ring = 256;
         struct fe *fe;
         int c, r, pkt = -1, rc = 0;
 
@@ -211,6 +216,12 @@ int main(int argc, char **argv)
                 case 'n':
                         nframes = strtoul(optarg, NULL, 10);
                         break;
+                case 'p':
+                        packed = true;
+                        break;
+                case 'r':
+                        ring = (unsigned)strtoul(optarg, NULL, 10);
+                        break;
                 case 'm':
                         max_size = (unsigned)strtoul(optarg, NULL, 10);
                         break;
@@ -218,9 +229,10 @@ int main(int argc, char **argv)
                         return 2;
                 }
         }
-        if (!sock || (!loopback && !ifname) || nframes == 0 || max_size < 60 || max_size > 9000) {
+        if (!sock || (!loopback && !ifname) || nframes == 0 || max_size < 60 || max_size > 9000 || ring == 0 ||
+            ring > 32768) {
                 fprintf(stderr, "usage: integrity --socket SOCK (--loopback | --ifname IF) [--frames N] "
-                                "[--max-size 60..9000]\n");
+                                "[--max-size 60..9000] [--packed] [--ring 1..32768]\n");
                 return 2;
         }
         if (!loopback) {
@@ -230,7 +242,9 @@ int main(int argc, char **argv)
         }
         r = fe_connect(sock, 5000, &fe);
         if (r == 0)
-                r = fe_setup(fe, 1, 256, 0);
+                r = fe_setup(fe, 1, ring, FE_FEATURES_DEFAULT | (packed ? BIT_ULL(VIRTIO_F_RING_PACKED) : 0));
+        if (r == 0 && fe_tx(fe, 0)->packed != packed)
+                r = -EPROTO; /* the layout asked for was not negotiated */
         if (r < 0)
                 return fprintf(stderr, "front-end setup on %s: %s\n", sock, strerror(-r)), 1;
 

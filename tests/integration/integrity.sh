@@ -1,8 +1,8 @@
 #!/bin/bash
 # Integrity through every port kind, both directions: FRAMES (default 10^6) frames of 60..1514 bytes,
 # each with a sequence number and a payload checksum; none may be corrupted, duplicated or lost.
-# loopback (guest -> vhostd -> guest), tap, rawsock and afxdp (skb mode) on a veth pair in a namespace
-# this test creates. Exit 0 pass, 1 fail, 77 skip.
+# loopback (guest -> vhostd -> guest; split rings, then packed rings of 200), tap, rawsock and afxdp (skb mode)
+# on a veth pair in a namespace this test creates. Exit 0 pass, 1 fail, 77 skip.
 set -u
 cd "$(dirname "$0")/../.."
 O=${O:-build}
@@ -52,6 +52,7 @@ run_case() { # name vhostd-args... -- integrity-args...
 }
 
 run_case loopback -b loopback -- --loopback
+run_case loopback-packed -b loopback -- --loopback --packed --ring 200
 run_case tap -b tap -i vtap0 -- --ifname vtap0
 ip -n "$NS" link add ia type veth peer name ib
 run_case rawsock -b rawsock -i ia -- --ifname ib
