@@ -19,10 +19,10 @@
 #include "backends/iov.h"
 #include "backends/virtio_net.h"
 
-#define NULL_TICK_MIN_NS 50000ll     /* the timer never fires more often than this */
-#define NULL_TICK_MAX_NS 10000000ll  /* nor less often */
-#define NULL_FRAMES_PER_TICK 32      /* what one tick should allow at the configured rate */
-#define NULL_BACKLOG 1024             /* frames due and not taken beyond this are dropped (a NIC's ring) */
+#define NULL_TICK_MIN_NS 50000ll    /* the timer never fires more often than this */
+#define NULL_TICK_MAX_NS 10000000ll /* nor less often */
+#define NULL_FRAMES_PER_TICK 32     /* what one tick should allow at the configured rate */
+#define NULL_BACKLOG 1024           /* frames due and not taken beyond this are dropped (a NIC's ring) */
 
 struct null_queue {
         int fd; /* timerfd (paced), or an eventfd kept readable (rate 0: as fast as the guest takes them) */

@@ -102,6 +102,7 @@ int vu_handle_get_vring_base(struct vu_dev *dev, struct vu_msg *msg)
         worker_return_chains(vu_vring_worker(dev, vr));
         vu_vring_stop(dev, vr);
         msg->payload.state.num = vr->vq.packed ? vq_packed_get_base(&vr->vq) : vr->vq.last_avail_idx;
+        vr->vq.base_exact = true;
         msg->hdr.size = sizeof(msg->payload.state);
         return 1;
 }

@@ -200,8 +200,12 @@ int vq_packed_find_position(struct vq *vq)
         uint16_t slot;
         bool wrap;
 
-        /* Only the base a front-end sends when it knows nothing (a fresh ring, or its back-end died). */
-        if (vq->last_avail_idx || !vq->avail_wrap || vq->used_idx || !vq->used_wrap || !vq->pdesc)
+        /*
+         * Only the base a front-end sends when it knows nothing (a fresh ring, or its back-end died); not after a
+         * stop on this connection, where 0/wrap 1 is a real position (an even number of laps) and the scan could
+         * stop inside a chain.
+         */
+        if (vq->base_exact || vq->last_avail_idx || !vq->avail_wrap || vq->used_idx || !vq->used_wrap || !vq->pdesc)
                 return -1;
         scan_position(vq, &slot, &wrap);
         if (slot == 0 && wrap)

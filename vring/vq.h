@@ -76,7 +76,8 @@ struct vq {
          * Packed ring only (vring/packed.c). Reuses num, last_avail_idx, used_idx, signalled_used_valid,
          * event_idx, notify_enabled, broken, indirect_scratch and the log fields; desc, avail and used stay NULL.
          */
-        bool packed; /* set before vq_alloc() */
+        bool packed;     /* set before vq_alloc() */
+        bool base_exact; /* the ring was stopped by GET_VRING_BASE on this connection: its base is never a guess */
         bool avail_wrap, used_wrap;
         unsigned used_since_call; /* used slots written since the last vq_should_call() */
         struct vring_packed_desc *pdesc;

@@ -32,8 +32,8 @@ static int check_frame(const uint8_t *f, size_t len, size_t want_len)
         CHECK(len == want_len, "frame of %zu bytes, expected %zu", len, want_len);
         CHECK(f[12] == 0x08 && f[13] == 0x00, "ethertype %02x%02x, expected IPv4", f[12], f[13]);
         CHECK(f[14] == 0x45 && f[23] == 17, "not a UDP/IPv4 header (%02x, proto %u)", f[14], f[23]);
-        CHECK((size_t)(f[16] << 8 | f[17]) == len - 14, "IPv4 total length %u for a %zu-byte frame",
-              f[16] << 8 | f[17], len);
+        CHECK((size_t)(f[16] << 8 | f[17]) == len - 14, "IPv4 total length %u for a %zu-byte frame", f[16] << 8 | f[17],
+              len);
         for (unsigned i = 14; i < 34; i += 2)
                 sum += (uint32_t)(f[i] << 8 | f[i + 1]);
         while (sum >> 16)
@@ -99,8 +99,8 @@ static int test_as_fast_as_taken(void)
         }
         if (s[1].frames != 1000 || s[1].drops || s[0].drops || s[1].broken || s[0].broken) {
                 printf("  FAIL: tx vring %llu frames (expected 1000), drops %llu/%llu, broken %d/%d\n",
-                       (unsigned long long)s[1].frames, (unsigned long long)s[0].drops,
-                       (unsigned long long)s[1].drops, s[0].broken, s[1].broken);
+                       (unsigned long long)s[1].frames, (unsigned long long)s[0].drops, (unsigned long long)s[1].drops,
+                       s[0].broken, s[1].broken);
                 goto out;
         }
         printf("  5000 generated frames received intact, 1000 sent frames taken\n");
@@ -156,8 +156,8 @@ out:
 static int test_frame_too_long(void)
 {
         char log[256];
-        char *argv[] = {(char *)fe_vhostd_path(), "-s", "/nonexistent/x.sock", "-b", "null", "-o", "frame_len=2000",
-                        NULL};
+        char *argv[] = {(char *)fe_vhostd_path(), "-s", "/nonexistent/x.sock", "-b", "null", "-o",
+                        "frame_len=2000",         NULL};
         int status;
         pid_t pid;
 

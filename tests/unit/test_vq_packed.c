@@ -1269,6 +1269,21 @@ static void test_resume_after_crash(void **state)
         assert_int_equal(vq_resume(&f->vq), -1);
         assert_int_equal(f->vq.last_avail_idx, 2);
         assert_true(f->vq.avail_wrap);
+
+        /*
+         * 0/wrap 1 after a stop on this connection (an even number of laps of 2-slot chains): slot 0 used in lap 0,
+         * slot 1 still the driver's lap-0 tail (AVAIL 0, USED 1). The scan would stop at slot 1; the base is kept.
+         */
+        reset(f, NUM);
+        for (unsigned k = 0; k < NUM; k++)
+                put_desc(f, DESC_GPA, k, DATA_GPA, 1, (uint16_t)k, k % 2 ? U : 0);
+        f->vq.base_exact = true;
+        assert_int_equal(vq_packed_set_base(&f->vq, 0x80008000, &why), 0);
+        assert_int_equal(vq_resume(&f->vq), -1);
+        assert_int_equal(f->vq.last_avail_idx, 0);
+        assert_true(f->vq.avail_wrap);
+        assert_int_equal(f->vq.used_idx, 0);
+        assert_true(f->vq.used_wrap);
 }
 
 static void test_base_round_trip(void **state)
