@@ -65,7 +65,11 @@ struct backend_ops {
         int (*configure)(struct backend *be, unsigned q, uint64_t acked_features, unsigned hdr_len);
         /* The fd the worker waits on for queue q (readable: frames to receive; writable: room to send). */
         int (*queue_fd)(const struct backend *be, unsigned q);
-        /* Sends up to n frames; returns how many were taken, or -errno when none was (-EAGAIN: wait for room). */
+        /*
+         * Sends up to n frames; returns how many were taken, or -errno when none was: -EAGAIN: wait for room (the
+         * fd turns writable); -ENOSPC: full until this queue's receive side gives frames up (the loopback's FIFO:
+         * the worker tries again after rx_burst, no timer); -ENOBUFS/-ENOMEM: no notification, retried on a timer.
+         */
         int (*tx_burst)(struct backend *be, unsigned q, const struct frame *frames, unsigned n);
         /* Takes up to budget frames from the port into sink (dropped ones count); returns how many, or -errno. */
         int (*rx_burst)(struct backend *be, unsigned q, struct rx_sink *sink, unsigned budget);

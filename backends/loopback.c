@@ -128,7 +128,7 @@ static int lo_tx_burst(struct backend *be, unsigned qi, const struct frame *fram
         }
         if (i && was_empty)
                 (void)eventfd_write(q->efd, 1);
-        return i ? (int)i : -ENOBUFS;
+        return i ? (int)i : -ENOSPC; /* room comes back when lo_rx_burst() takes frames out */
 }
 
 static int lo_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, unsigned budget)

@@ -7,10 +7,14 @@
 #                    (port->guest) or "io" + "start tx_first" (loop); "show port stats" at the window's edges
 #   back-end         vhostd -b KIND, or dpdk-testpmd --forward-mode=io between net_vhost and the matching PMD:
 #                    tap: net_tap; rawsock: net_af_packet; afxdp: net_af_xdp; loopback: net_vhost alone
-#                    (--port-topology=loop sends every frame back where it came from)
+#                    (--port-topology=loop sends every frame back where it came from); null: net_null (discards
+#                    what it is sent, makes frames of the cell's size as fast as they are taken), vhostd's null
+#                    port (the same, frame_len = the cell's size): the vhost-user path alone, one way at a time
 #   port side        veth pair pp0 (back-end namespace) / pf0 (far namespace); tap ports are bridged to pp0.
 #                    guest->port counts pf0's rx_packets over the window; port->guest frames come from
 #                    build/tests/pktsend (tests/integration/pktsend.c) on pf0 and are counted by the front-end.
+#                    null has no port side: guest->port counts the frames the front-end got onto its tx ring
+#                    (TX-packets: no more than the back-end takes off), port->guest what it received.
 #
 # CPU budget (2 cores): core 1 = the guest (front-end testpmd: main lcore and forwarding lcore both mapped
 # to CPU 1). Core 0 = the host: the back-end under test (vhostd: taskset + cpus=0 for its workers; testpmd:
@@ -47,12 +51,16 @@ RATE=${PPS_RATE:-0}
 #           (it has separate rx/tx channels), so it refuses queue_count=2 here: afxdp with 2 queue pairs is
 #           vhostd alone;
 #   busy:   vhostd busy-polls its rings for 1 ms after the last frame (-o busy_poll_us=1000), as the peer
-#           always does; the groups without it show vhostd in its default, interrupt-driven mode.
+#           always does; the groups without it show vhostd in its default mode (interrupt-driven, polling
+#           adaptively for up to 100 us while work comes back at once);
+#   interrupt: vhostd with adaptive polling off (-o adaptive_poll=no): sleeps at once after the last frame.
 #   packed, inorder: the ring layout the front-end asks for (virtio-user packed_vq=1, in_order=1; both: packed
 #           and in order). Without them it asks for split rings without IN_ORDER (packed_vq=0,in_order=0:
 #           virtio-user's own default is in_order=1). What each back-end negotiated is read from it (vhostctl;
 #           testpmd's vhost log), saved in the CSV, and a cell that got another layout is flagged.
 ALL_GROUPS="loopback:1::loop/64,loop/1500 \
+null:1::g2p/64,p2g/64 \
+null:1::g2p/1500,p2g/1500 \
 loopback:1::loop/64,loop/1500:inorder \
 loopback:1::loop/64,loop/1500:packed \
 loopback:1::loop/64,loop/1500:packed,inorder \
@@ -203,10 +211,12 @@ be_start_once() {
     if [ "$who" = vhostd ]; then
         local args=(-s "$sock" -C "$E2E_TMP/ctl" -b "$kind" -q "$q" -o cpus=0)
         [ -n "$BUSY" ] && args+=(-o busy_poll_us=1000)
+        [ -n "$INTR" ] && args+=(-o adaptive_poll=no)
         case $kind in
             tap) args+=(-i ptap0) ;;
             rawsock) args+=(-i pp0) ;;
             afxdp) args+=(-i pp0 -o "xdp_mode=$xm") ;;
+            null) args+=(-o "frame_len=$NULL_SIZE") ;;
         esac
         rm -f "$E2E_TMP/ctl"
         spawn BE_PID "$BE_LOG" taskset -c 0 ip netns exec "$NSB" "$VHOSTD_BIN" "${args[@]}"
@@ -214,6 +224,7 @@ be_start_once() {
         local vdev=()
         case $kind in
             loopback) ;;
+            null) vdev=(--vdev "net_null0,size=$NULL_SIZE") ;;
             tap) vdev=(--vdev "net_tap0,iface=ptap0") ;;
             rawsock) vdev=(--vdev "net_af_packet0,iface=pp0,qpairs=$q,framecnt=2048") ;;
             afxdp)
@@ -323,7 +334,7 @@ fe_close() {
     FE_PID=
 }
 
-# fe_rx: FE_RX = the front-end's RX-packets (port 0, all queues) now; FE_T = when it was read.
+# fe_rx: FE_RX, FE_TX = the front-end's RX-packets and TX-packets (port 0, all queues) now; FE_T = when read.
 FE_RE='RX-packets: +[0-9]+ +RX-missed'
 fe_rx() {
     local n0 i t
@@ -336,7 +347,19 @@ fe_rx() {
     done
     FE_T=$(awk -v a="$t" -v b="$(now)" 'BEGIN{printf "%.6f", (a + b) / 2}')
     FE_RX=$(grep -aoE "$FE_RE" "$FE_LOG" | tail -1 | awk '{print $2}') || true
+    FE_TX=$(grep -aoE 'TX-packets: +[0-9]+ +TX-errors' "$FE_LOG" | tail -1 | awk '{print $2}') || true
     [ -n "$FE_RX" ] || { tail -5 "$FE_LOG" >&2; e2e_fail "front-end (pid $FE_PID$(_e2e_alive "$FE_PID" || echo ', gone')) gave no port stats"; }
+}
+
+# count_frames: COUNT = the frames the cell counts now (see the header), COUNT_T = when they were counted.
+count_frames() {
+    if [ "$dir" = g2p ] && [ "$KIND" != null ]; then
+        COUNT=$(far_rx) COUNT_T=$(now)
+    else
+        fe_rx
+        COUNT=$FE_RX COUNT_T=$FE_T
+        if [ "$dir" = g2p ]; then COUNT=$FE_TX; fi
+    fi
 }
 
 # measure DIR SIZE Q WHO: one figure; sets MPPS, OFFERED, CPUPM (back-end CPU s per million frames).
@@ -358,9 +381,11 @@ measure() {
     fi
     proc_snap "$E2E_TMP/snap0"
     c0=$(cpu_ticks "$BE_PID")
-    if [ "$dir" = g2p ]; then r0=$(far_rx) t0=$(now); else fe_rx; r0=$FE_RX t0=$FE_T; fi
+    count_frames
+    r0=$COUNT t0=$COUNT_T
     sleep "$SECS"
-    if [ "$dir" = g2p ]; then r1=$(far_rx) t1=$(now); else fe_rx; r1=$FE_RX t1=$FE_T; fi
+    count_frames
+    r1=$COUNT t1=$COUNT_T
     c1=$(cpu_ticks "$BE_PID")
     proc_snap "$E2E_TMP/snap1"
     others_pct "$E2E_TMP/snap0" "$E2E_TMP/snap1" "$(awk -v x="$t0" -v y="$t1" 'BEGIN{print y - x}')" \
@@ -447,13 +472,16 @@ ping_50() {
 parse_group() {
     local flags
     IFS=: read -r KIND Q XM CELLSPEC flags <<<"$1"
-    NOPEER='' BUSY='' PACKED=0 INORDER=0
+    NOPEER='' BUSY='' INTR='' PACKED=0 INORDER=0
+    NULL_SIZE=${CELLSPEC%%,*}
+    NULL_SIZE=${NULL_SIZE#*/} # null: the port makes frames of one size, the first cell's
     [[ ,$flags, == *,nopeer,* ]] && NOPEER=1
     [[ ,$flags, == *,busy,* ]] && BUSY=1
+    [[ ,$flags, == *,interrupt,* ]] && INTR=1
     [[ ,$flags, == *,packed,* ]] && PACKED=1
     [[ ,$flags, == *,inorder,* ]] && INORDER=1
     LAYOUT=$(layout_name "$PACKED" "$INORDER")
-    GNAME=$KIND${XM:+-$XM}-q$Q${BUSY:+-busy}
+    GNAME=$KIND${XM:+-$XM}-q$Q${BUSY:+-busy}${INTR:+-interrupt}
     [ "$LAYOUT" = split ] || GNAME+=-$LAYOUT
 }
 

@@ -37,14 +37,15 @@ pair() { # path dir size: "v vs p = r x", or "v Mpps (vhostd alone)", or empty
 label() {
     local l="$1 ${2/g2p/guest->port}"
     l=${l/p2g/port->guest}
-    echo "${l/loopback loop/vhost-user loop (no port)}"
+    l=${l/loopback loop/vhost-user loop (no port)}
+    echo "${l/null /vhost-user (null port) }"
 }
 
 pps_table() {
     echo "| path | 64 B, 1 queue pair | 1500 B | 64 B, vhostd busy-polling | 64 B, 2 queue pairs | 1500 B, 2 queue pairs |"
     echo "|---|---|---|---|---|---|"
     local kind dir
-    for kind in tap rawsock afxdp-skb afxdp-native loopback; do
+    for kind in tap rawsock afxdp-skb afxdp-native loopback null; do
         for dir in g2p p2g loop; do
             [ -n "$(cell "$kind-q1" "$dir" 64 vhostd)" ] || continue
             echo "| $(label "$kind" "$dir") | $(pair "$kind-q1" "$dir" 64) | $(pair "$kind-q1" "$dir" 1500) | $(pair "$kind-q1-busy" "$dir" 64) | $(pair "$kind-q2" "$dir" 64) | $(pair "$kind-q2" "$dir" 1500) |"

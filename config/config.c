@@ -222,6 +222,7 @@ void config_port_defaults(struct port_cfg *port)
         port->queues = 1;
         port->burst = 32;
         port->busy_poll_us = 0;
+        port->adaptive_poll = true;
         port->packed_ring = true;
         port->in_order = true;
         snprintf(port->backend.kind, sizeof(port->backend.kind), "%s", key_kind_names[BACKEND_KIND_LOOPBACK]);

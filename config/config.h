@@ -24,7 +24,8 @@ struct port_cfg {
         char fd_name[64];             /* socket activation: FileDescriptorName= that maps to this port */
         unsigned queues;              /* queue pairs, 1..CONFIG_MAX_QUEUES */
         unsigned burst;               /* frames per burst, 1..256 */
-        unsigned busy_poll_us;        /* 0: interrupt mode */
+        unsigned busy_poll_us;        /* 0: interrupt mode, polling adaptively unless adaptive_poll is off */
+        bool adaptive_poll;           /* poll briefly while work keeps coming back soon after sleeping */
         bool packed_ring;             /* offer VIRTIO_F_RING_PACKED */
         bool in_order;                /* offer VIRTIO_F_IN_ORDER */
         int cpus[CONFIG_MAX_CPUS];    /* worker i is pinned to cpus[i % ncpus] */

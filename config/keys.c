@@ -135,6 +135,7 @@ static const struct key_desc port_keys[] = {
          .max = CONFIG_MAX_QUEUES},
         {.name = "burst", .type = VAL_UINT, .kinds = KIND_ANY, UINT_FIELD(P, burst), .min = 1, .max = 256},
         {.name = "busy_poll_us", .type = VAL_UINT, .kinds = KIND_ANY, UINT_FIELD(P, busy_poll_us), .max = 1000000},
+        {.name = "adaptive_poll", .type = VAL_BOOL, .kinds = KIND_ANY, BOOL_FIELD(P, adaptive_poll)},
         {.name = "packed_ring", .type = VAL_BOOL, .kinds = KIND_ANY, BOOL_FIELD(P, packed_ring)},
         {.name = "in_order", .type = VAL_BOOL, .kinds = KIND_ANY, BOOL_FIELD(P, in_order)},
         {.name = "cpus", .type = VAL_FUNC, .kinds = KIND_ANY, FIELD(P, cpus), .parse = value_parse_cpus},

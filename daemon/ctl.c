@@ -136,7 +136,7 @@ struct vring_snap {
         bool started, enabled, broken;
         unsigned num, avail, used;
         char reason[sizeof(((struct vq *)0)->broken_reason)];
-        unsigned long frames, bytes, drops, drop_too_big, drop_port, kicks, calls, wait_guest, wait_port;
+        unsigned long frames, bytes, drops, drop_too_big, drop_port, kicks, calls, wait_guest, wait_port, retry_wakeups;
 };
 
 struct port_snap {
@@ -197,6 +197,7 @@ static void vring_copy(struct vring_snap *s, const struct vu_vring *vr)
         s->calls = LOAD(st->calls);
         s->wait_guest = LOAD(st->wait_guest);
         s->wait_port = LOAD(st->wait_port);
+        s->retry_wakeups = LOAD(st->retry_wakeups);
 }
 
 /* Copies a port's state; each queue pair's two vrings under that worker's lock, held only for the copy. */
@@ -278,9 +279,9 @@ static void render_port_json(struct out *o, const struct port_snap *s)
                 out_json_str(o, v->broken ? v->reason : "");
                 outf(o,
                      ",\"frames\":%lu,\"bytes\":%lu,\"drops\":%lu,\"drop_too_big\":%lu,\"drop_port\":%lu,"
-                     "\"kicks\":%lu,\"calls\":%lu,\"wait_guest\":%lu,\"wait_port\":%lu}",
+                     "\"kicks\":%lu,\"calls\":%lu,\"wait_guest\":%lu,\"wait_port\":%lu,\"retry_wakeups\":%lu}",
                      v->frames, v->bytes, v->drops, v->drop_too_big, v->drop_port, v->kicks, v->calls, v->wait_guest,
-                     v->wait_port);
+                     v->wait_port, v->retry_wakeups);
         }
         outf(o, "]}");
 }
@@ -403,6 +404,7 @@ VRING_GETTER(get_kicks, kicks)
 VRING_GETTER(get_calls, calls)
 VRING_GETTER(get_wait_guest, wait_guest)
 VRING_GETTER(get_wait_port, wait_port)
+VRING_GETTER(get_retry_wakeups, retry_wakeups)
 
 static const struct vring_metric vring_metrics[] = {
         {"vhostd_vring_started", "1 while the ring runs (kicked since it was set up).", PROM_GAUGE, get_started},
@@ -424,6 +426,9 @@ static const struct vring_metric vring_metrics[] = {
          get_wait_guest},
         {"vhostd_vring_wait_port_total", "Times the worker had to wait for room in the port (tx).", PROM_COUNTER,
          get_wait_port},
+        {"vhostd_vring_retry_wakeups_total",
+         "Times the worker woke on its retry timer for a full port that gives no notification (tx).", PROM_COUNTER,
+         get_retry_wakeups},
 };
 
 static void out_prom_family(struct out *o, const char *name, const char *help, enum prom_type type)

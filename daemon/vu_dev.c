@@ -160,6 +160,7 @@ int vu_dev_new(const struct vu_dev_params *params, int fd, struct vu_dev **ret)
                         .log_fd = -1,
                         .burst = cfg->burst,
                         .busy_poll_us = cfg->busy_poll_us,
+                        .adaptive_poll = cfg->adaptive_poll,
                         .cpu = cfg->ncpus ? cfg->cpus[q % cfg->ncpus] : -1,
                         .port_faults = params->port_faults,
                         .port_recoveries = params->port_recoveries,

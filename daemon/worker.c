@@ -28,6 +28,12 @@
 #define ROUNDS_MAX 16  /* bursts per wakeup before yielding (fairness, CVE-2019-3900) */
 #define RETRY_MS 50    /* port full without a wakeup fd */
 #define RECOVER_MS 200 /* port down or gone: how often to look again */
+/*
+ * Adaptive polling (busy_poll_us = 0, adaptive_poll = yes): when work comes back within ADAPT_MAX_NS of going to
+ * sleep, the sleep and the kick that ended it cost more than polling that long would have; the worker then polls
+ * for about twice the gap it saw before sleeping, and stops again when windows pass empty or sleeps grow long.
+ */
+#define ADAPT_MAX_NS 100000LL
 
 enum { TAG_WAKE = 1, TAG_RX_KICK, TAG_TX_KICK, TAG_PORT };
 
@@ -61,10 +67,14 @@ struct worker_data {
         unsigned rx_frames, rx_pushed;
 
         bool tx_ready, port_readable, rx_wait_guest, tx_wait_port, tx_retry;
-        bool port_down; /* out of epoll until recover() says it works again */
-        bool lost;      /* the device cannot be served any more: touch nothing of it, wait to be stopped */
+        bool tx_wait_rx; /* the port is full until its receive side gives frames up (-ENOSPC) */
+        bool port_down;  /* out of epoll until recover() says it works again */
+        bool lost;       /* the device cannot be served any more: touch nothing of it, wait to be stopped */
         long long next_recover_ns;
         long long last_work_ns;
+        long long poll_window_ns; /* adaptive polling: how long to poll after the last work */
+        long long sleep_start_ns; /* when the current blocking wait began, 0 when not sleeping */
+        bool idle_poll;           /* the next epoll_wait(0) polls for work that is not there yet */
 };
 
 static long long now_ns(void)
@@ -206,7 +216,7 @@ static void port_check(struct worker_data *d)
         d->port_watched = true;
         d->port_events = EPOLLIN;
         d->tx_ready = d->port_readable = true;
-        d->rx_wait_guest = d->tx_wait_port = false;
+        d->rx_wait_guest = d->tx_wait_port = d->tx_wait_rx = false;
         if (!d->port_down)
                 return; /* re-attached at start, to an interface re-created while no front-end was here */
         d->port_down = false;
@@ -215,12 +225,28 @@ static void port_check(struct worker_data *d)
         ev_async_send(w->ctx.loop, w->ctx.notify);
 }
 
-/* Within busy_poll_us of the last work: keep polling the rings instead of sleeping. */
+/* Within the polling window of the last work (busy_poll_us, or the adaptive one): poll instead of sleeping. */
 static bool busy_polling(const struct worker_data *d)
 {
-        long long window = (long long)d->w->ctx.busy_poll_us * 1000;
+        long long window = d->w->ctx.busy_poll_us ? (long long)d->w->ctx.busy_poll_us * 1000 : d->poll_window_ns;
 
         return window && now_ns() - d->last_work_ns < window;
+}
+
+/* A blocking wait ended after slept_ns with work: widen the adaptive window if polling would have caught it. */
+static void adapt_after_sleep(struct worker_data *d, long long slept_ns)
+{
+        if (!d->w->ctx.adaptive_poll || d->w->ctx.busy_poll_us)
+                return;
+        if (slept_ns < ADAPT_MAX_NS) {
+                long long want = 2 * slept_ns;
+
+                d->poll_window_ns = want > ADAPT_MAX_NS        ? ADAPT_MAX_NS
+                                    : want > d->poll_window_ns ? want
+                                                               : d->poll_window_ns;
+        } else {
+                d->poll_window_ns /= 2;
+        }
 }
 
 /* ---- guest -> port ---- */
@@ -309,6 +335,11 @@ static unsigned handle_tx(struct worker_data *d, struct vu_vring *vr)
                 }
                 if (r == -EAGAIN) {
                         d->tx_wait_port = true;
+                        atomic_fetch_add_explicit(&vr->stats.wait_port, 1, memory_order_relaxed);
+                        break;
+                }
+                if (r == -ENOSPC) {
+                        d->tx_wait_rx = true;
                         atomic_fetch_add_explicit(&vr->stats.wait_port, 1, memory_order_relaxed);
                         break;
                 }
@@ -530,18 +561,16 @@ static void run_queues(struct worker_data *d)
 
                 if (d->port_down)
                         break;
-                if (d->tx_ready && !d->tx_wait_port && vu_vring_ready(tx))
+                if (d->tx_ready && !d->tx_wait_port && !d->tx_wait_rx && vu_vring_ready(tx))
                         progress += handle_tx(d, tx);
                 if (d->port_readable && !d->rx_wait_guest && !d->port_down && vu_vring_ready(rx)) {
-                        unsigned got = handle_rx(d, rx);
-
-                        /* The port's receive side gave frames up: a port that was full for tx (the loopback's
-                         * one FIFO) may have room now. Retry at once rather than on the retry timer. */
-                        if (got && d->tx_retry) {
-                                d->tx_retry = false;
+                        progress += handle_rx(d, rx);
+                        /* Whatever the receive side took out (delivered or dropped) made room for tx. Its own
+                         * wake-ups (the port's fd, the guest's rx kick) bring us here: no timer is needed. */
+                        if (d->tx_wait_rx) {
+                                d->tx_wait_rx = false;
                                 d->tx_ready = true;
                         }
-                        progress += got;
                 }
                 if (!progress)
                         break;
@@ -556,10 +585,16 @@ static int poll_timeout(struct worker_data *d)
 
         if (d->port_down)
                 return RECOVER_MS;
+        d->idle_poll = false;
         if (d->tx_ready || (d->port_readable && !d->rx_wait_guest))
                 return 0; /* budget ran out: yield to the lock and to events, then continue */
-        if (busy_polling(d))
+        if (busy_polling(d)) {
+                d->idle_poll = true;
                 return 0;
+        }
+        /* An adaptive window that passed without work: narrower next time. */
+        if (!d->w->ctx.busy_poll_us && d->poll_window_ns && d->last_work_ns)
+                d->poll_window_ns /= 2;
         /* About to sleep: a tx ring left without kicks by busy polling must ask for them first. */
         if (!tx->vq.notify_enabled && !d->tx_pending && !d->tx_wait_port && vu_vring_ready(tx) &&
             vq_enable_notify(&tx->vq)) {
@@ -583,7 +618,9 @@ static int work(struct worker_data *d, const struct epoll_event *evs, int n)
         /* Kicks keep coming while the port is down: recover on a deadline, not on a quiet epoll. */
         if (d->port_down && ((link & WORKER_LINK_NEW) || now_ns() >= d->next_recover_ns))
                 port_check(d);
-        else if (n == 0 && (d->tx_retry || w->ctx.busy_poll_us)) {
+        else if (n == 0) { /* polling, or the retry timer */
+                if (d->tx_retry)
+                        atomic_fetch_add_explicit(&w->ctx.tx->stats.retry_wakeups, 1, memory_order_relaxed);
                 d->tx_retry = false;
                 d->tx_ready = true;
                 d->port_readable = true;
@@ -594,7 +631,7 @@ static int work(struct worker_data *d, const struct epoll_event *evs, int n)
                 case TAG_WAKE:
                         drain_eventfd(w->wake_fd);
                         d->tx_ready = d->port_readable = true;
-                        d->rx_wait_guest = false;
+                        d->rx_wait_guest = d->tx_wait_rx = false;
                         break;
                 case TAG_RX_KICK:
                         vr = w->ctx.rx;
@@ -664,13 +701,21 @@ static void *worker_main(void *arg)
         /* Checked before every wait too: the wake that worker_stop() sends may be drained by a TAG_WAKE. */
         while (!atomic_load(&w->stop)) {
                 /* The timeout was computed under the lock; a change made since then also wrote wake_fd. */
-                int n = epoll_wait(w->epoll_fd, evs, 8, timeout);
+                int n;
 
+                /* Polling for work that is not there yet: let whatever else wants this CPU (a port's source, the
+                 * kernel's softirq thread) run first, so polling never starves what it waits for. */
+                if (timeout == 0 && d->idle_poll)
+                        sched_yield();
+                d->sleep_start_ns = timeout != 0 ? now_ns() : 0;
+                n = epoll_wait(w->epoll_fd, evs, 8, timeout);
                 if (atomic_load(&w->stop))
                         break;
                 if (n < 0 && errno == EINTR)
                         continue;
                 pthread_mutex_lock(&w->lock);
+                if (n > 0 && d->sleep_start_ns)
+                        adapt_after_sleep(d, now_ns() - d->sleep_start_ns);
                 if (n < 0 && !d->lost)
                         device_lost(d, -errno, NULL); /* a bug of ours (a closed epoll fd?): this device only */
                 if (d->lost) {
@@ -828,7 +873,7 @@ void worker_return_chains(struct worker *w)
         d->rx_count = d->rx_head = 0;
         d->rx_cap = 0;
         d->tx_pending = d->tx_first = 0;
-        d->tx_wait_port = d->rx_wait_guest = false;
+        d->tx_wait_port = d->rx_wait_guest = d->tx_wait_rx = false;
 }
 
 int worker_configure_port(struct worker *w)

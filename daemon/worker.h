@@ -27,8 +27,9 @@ struct vring_stats {
         atomic_ulong drop_port;    /* tx: the port refused the frame for good */
         atomic_ulong kicks;
         atomic_ulong calls;
-        atomic_ulong wait_guest; /* rx: had to wait for guest buffers */
-        atomic_ulong wait_port;  /* tx: had to wait for room in the port */
+        atomic_ulong wait_guest;    /* rx: had to wait for guest buffers */
+        atomic_ulong wait_port;     /* tx: had to wait for room in the port */
+        atomic_ulong retry_wakeups; /* tx: woke on the retry timer (a port full without a notification) */
 };
 
 struct vu_vring {
@@ -66,8 +67,9 @@ struct worker_ctx {
         struct worker_net net;
         int log_fd; /* SET_LOG_FD eventfd, signalled after a burst the dirty log recorded; -1: none */
         unsigned burst;
-        unsigned busy_poll_us;
-        int cpu;                                     /* pin to this CPU, -1: not pinned */
+        unsigned busy_poll_us; /* poll this long after the last work; 0: adaptive_poll decides */
+        bool adaptive_poll;    /* with busy_poll_us 0: poll briefly while work keeps coming back soon */
+        int cpu;               /* pin to this CPU, -1: not pinned */
         atomic_ulong *port_faults, *port_recoveries; /* the port's, over all connections */
         struct ev_loop *loop;                        /* ev_async_send(loop, notify): the control thread looks */
         ev_async *notify;

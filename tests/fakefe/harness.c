@@ -397,7 +397,7 @@ int flow_pump(struct flow *f)
                 return flow_fail(f, "kick failed");
         progress += posted;
         posted = 0;
-        for (;;) {
+        for (unsigned taken = 0; !f->rx_per_pump || taken < f->rx_per_pump; taken++) {
                 struct fe_rx_info info;
                 uint32_t seq;
 

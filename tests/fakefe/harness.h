@@ -52,6 +52,7 @@ struct flow {
         bool rx_custom;                                /* rx posted here (rx->rx_buf_size == 0) */
         uint32_t rx_size;
         uint32_t rx_budget, rx_posted; /* rx buffers to post in all (0: keep the ring full) */
+        unsigned rx_per_pump;          /* frames flow_pump() takes off the rx ring at most (0: all there are) */
         unsigned rx_nseg;
         bool rx_indirect;
         char err[256];

@@ -55,6 +55,13 @@ static int connect_null(struct vhostd *v, const char *tag, const char *const *ex
         return 0;
 }
 
+/* Ends a test: the front-end goes, vhostd must stop cleanly. Returns rc, or -1 when vhostd did not. */
+static int disconnect_null(struct vhostd *v, struct fe *fe, int rc)
+{
+        fe_free(fe);
+        return vhostd_stop(v) != 0 ? -1 : rc;
+}
+
 static int test_as_fast_as_taken(void)
 {
         static const char *const extra[] = {"-b", "null", NULL};
@@ -106,10 +113,7 @@ static int test_as_fast_as_taken(void)
         printf("  5000 generated frames received intact, 1000 sent frames taken\n");
         rc = 0;
 out:
-        fe_free(fe);
-        if (vhostd_stop(&v) != 0)
-                rc = -1;
-        return rc;
+        return disconnect_null(&v, fe, rc);
 }
 
 static int test_paced(void)
@@ -147,10 +151,7 @@ static int test_paced(void)
         printf("  %llu frames of 1000 bytes in %lld ms at rate 2000/s\n", (unsigned long long)got, (long long)elapsed);
         rc = 0;
 out:
-        fe_free(fe);
-        if (vhostd_stop(&v) != 0)
-                rc = -1;
-        return rc;
+        return disconnect_null(&v, fe, rc);
 }
 
 static int test_frame_too_long(void)

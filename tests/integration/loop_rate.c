@@ -3,7 +3,10 @@
  * loop_rate: frames per second through a vhostd loopback port, driven by the test front-end (one process, both
  * queue pairs echoing checked frames), with or without live migration's dirty log on. For bench/dirty_log.sh:
  *
- *   loop_rate SOCKET SECONDS off|log [QUEUE_PAIRS]
+ *   loop_rate SOCKET SECONDS off|log [QUEUE_PAIRS [RX_PER_PUMP]]
+ *
+ * RX_PER_PUMP (default 0: all there are) limits the frames taken off each rx ring per round while up to 64 are
+ * sent: the front-end then takes frames back slower than it sends them, and the port backs up (backpressure).
  *
  * Prints "mpps N frames N seconds N marks N" (marks: pages in the log at the end). Exit 0 when every frame came
  * back intact.
@@ -21,6 +24,7 @@ int main(int argc, char **argv)
         static struct flow fl[2];
         struct flow *p[2] = {&fl[0], &fl[1]};
         unsigned qps = argc > 4 ? (unsigned)atoi(argv[4]) : 1;
+        unsigned rx_per_pump = argc > 5 ? (unsigned)atoi(argv[5]) : 0;
         bool log;
         struct fe *fe;
         int64_t t0, t1;
@@ -28,7 +32,7 @@ int main(int argc, char **argv)
         int r;
 
         if (argc < 4 || (strcmp(argv[3], "off") && strcmp(argv[3], "log")) || qps < 1 || qps > 2) {
-                fprintf(stderr, "usage: loop_rate SOCKET SECONDS off|log [1|2]\n");
+                fprintf(stderr, "usage: loop_rate SOCKET SECONDS off|log [1|2 [RX_PER_PUMP]]\n");
                 return 2;
         }
         log = !strcmp(argv[3], "log");
@@ -40,6 +44,7 @@ int main(int argc, char **argv)
         for (unsigned q = 0; q < qps; q++) {
                 flow_init(&fl[q], fe, q, 0x1a7e + q, UINT32_MAX);
                 fl[q].max_len = 60; /* 64-byte frames: the per-frame cost is what logging adds to */
+                fl[q].rx_per_pump = rx_per_pump;
         }
         t0 = fe_now_ms();
         t1 = t0 + atoi(argv[2]) * 1000LL;

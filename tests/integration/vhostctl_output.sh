@@ -105,7 +105,7 @@ json_lines() {
           ["size", $v.size], ["frames_total", $v.frames], ["bytes_total", $v.bytes], ["drops_total", $v.drops],
           ["drops_too_big_total", $v.drop_too_big], ["drops_port_total", $v.drop_port],
           ["kicks_total", $v.kicks], ["calls_total", $v.calls], ["wait_guest_total", $v.wait_guest],
-          ["wait_port_total", $v.wait_port]][]
+          ["wait_port_total", $v.wait_port], ["retry_wakeups_total", $v.retry_wakeups]][]
          | "vhostd_vring_\(.[0])|\($p.name)|\($v.index) \(.[1])")'
 }
 
