@@ -336,18 +336,20 @@ fe_close() {
 
 # fe_rx: FE_RX, FE_TX = the front-end's RX-packets and TX-packets (port 0, all queues) now; FE_T = when read.
 FE_RE='RX-packets: +[0-9]+ +RX-missed'
+FE_TX_RE='TX-packets: +[0-9]+ +TX-errors'
 fe_rx() {
     local n0 i t
-    n0=$(grep -acE "$FE_RE" "$FE_LOG" || true)
+    # The TX line comes after the RX line: wait for both of this answer, not a half-written one.
+    n0=$(grep -acE "$FE_TX_RE" "$FE_LOG" || true)
     t=$(now)
     fe_cmd "show port stats 0"
     for ((i = 0; i < 500; i++)); do
-        (($(grep -acE "$FE_RE" "$FE_LOG" || true) > n0)) && break
+        (($(grep -acE "$FE_TX_RE" "$FE_LOG" || true) > n0)) && break
         sleep 0.01
     done
     FE_T=$(awk -v a="$t" -v b="$(now)" 'BEGIN{printf "%.6f", (a + b) / 2}')
     FE_RX=$(grep -aoE "$FE_RE" "$FE_LOG" | tail -1 | awk '{print $2}') || true
-    FE_TX=$(grep -aoE 'TX-packets: +[0-9]+ +TX-errors' "$FE_LOG" | tail -1 | awk '{print $2}') || true
+    FE_TX=$(grep -aoE "$FE_TX_RE" "$FE_LOG" | tail -1 | awk '{print $2}') || true
     [ -n "$FE_RX" ] || { tail -5 "$FE_LOG" >&2; e2e_fail "front-end (pid $FE_PID$(_e2e_alive "$FE_PID" || echo ', gone')) gave no port stats"; }
 }
 
@@ -369,9 +371,11 @@ measure() {
     case $dir in
         g2p) fe_cmd "set txpkts $size" "set fwd txonly" start ;;
         p2g) fe_cmd "set fwd rxonly" start
-             slog=$E2E_TMP/pktsend.$RANDOM.log
-             spawn spid "$slog" taskset -c 0 ip netns exec "$NSF" "${PKTSEND[@]}" -i pf0 -s "$size" \
-                 -T "$(awk -v a="$WARM" -v b="$SECS" 'BEGIN{print a + b + 1}')" -r "$RATE" -d "$FAR_MAC" -f 64 ;;
+             if [ "$KIND" != null ]; then # the null port is its own source
+                 slog=$E2E_TMP/pktsend.$RANDOM.log
+                 spawn spid "$slog" taskset -c 0 ip netns exec "$NSF" "${PKTSEND[@]}" -i pf0 -s "$size" \
+                     -T "$(awk -v a="$WARM" -v b="$SECS" 'BEGIN{print a + b + 1}')" -r "$RATE" -d "$FAR_MAC" -f 64
+             fi ;;
         loop) fe_cmd "set txpkts $size" "set fwd io" "start tx_first" ;;
     esac
     sleep "$WARM"

@@ -84,6 +84,16 @@ static long long now_ns(void)
         return ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/*
+ * A counter of this worker's vrings: it is their only writer, so a plain add, not a locked one. A locked add waits
+ * for every store before it to drain, and those are into guest memory the front-end's core owns: it cost 80 % of
+ * the null port's receive path. Readers (vhostctl) load it atomically.
+ */
+static inline void stat_add(atomic_ulong *c, unsigned long n)
+{
+        atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
+}
+
 static void drain_eventfd(int fd)
 {
         uint64_t v;
@@ -109,7 +119,7 @@ static void call_guest(struct vu_vring *vr)
 {
         if (vr->call_fd >= 0 && vq_should_call(&vr->vq)) {
                 (void)eventfd_write(vr->call_fd, 1);
-                atomic_fetch_add_explicit(&vr->stats.calls, 1, memory_order_relaxed);
+                stat_add(&vr->stats.calls, 1);
         }
 }
 
@@ -284,7 +294,7 @@ static bool tx_pop_batch(struct worker_data *d, struct vu_vring *vr)
                                 break;
                         }
                         vq_push(&vr->vq, e->head, 0);
-                        atomic_fetch_add_explicit(&vr->stats.drops, 1, memory_order_relaxed);
+                        stat_add(&vr->stats.drops, 1);
                         continue;
                 }
                 d->tx_frames[n].iov = e->iov;
@@ -321,13 +331,15 @@ static unsigned handle_tx(struct worker_data *d, struct vu_vring *vr)
                 }
                 r = be->ops->tx_burst(be, qp, d->tx_frames + d->tx_first, d->tx_pending);
                 if (r > 0) {
+                        unsigned long bytes = 0;
+
                         for (int i = 0; i < r; i++) {
                                 const struct vq_elem *e = &d->tx_elems[d->tx_first + i];
                                 vq_push(&vr->vq, e->head, 0);
-                                atomic_fetch_add_explicit(&vr->stats.bytes, e->out_len - net->hdr_len,
-                                                          memory_order_relaxed);
+                                bytes += e->out_len - net->hdr_len;
                         }
-                        atomic_fetch_add_explicit(&vr->stats.frames, (unsigned long)r, memory_order_relaxed);
+                        stat_add(&vr->stats.bytes, bytes);
+                        stat_add(&vr->stats.frames, (unsigned long)r);
                         d->tx_first += (unsigned)r;
                         d->tx_pending -= (unsigned)r;
                         sent_total += (unsigned)r;
@@ -335,29 +347,29 @@ static unsigned handle_tx(struct worker_data *d, struct vu_vring *vr)
                 }
                 if (r == -EAGAIN) {
                         d->tx_wait_port = true;
-                        atomic_fetch_add_explicit(&vr->stats.wait_port, 1, memory_order_relaxed);
+                        stat_add(&vr->stats.wait_port, 1);
                         break;
                 }
                 if (r == -ENOSPC) {
                         d->tx_wait_rx = true;
-                        atomic_fetch_add_explicit(&vr->stats.wait_port, 1, memory_order_relaxed);
+                        stat_add(&vr->stats.wait_port, 1);
                         break;
                 }
                 if (r == -ENOBUFS || r == -ENOMEM) {
                         d->tx_retry = true;
-                        atomic_fetch_add_explicit(&vr->stats.wait_port, 1, memory_order_relaxed);
+                        stat_add(&vr->stats.wait_port, 1);
                         break;
                 }
                 if (r == -ENETDOWN || r == -ENODEV || r == -ENXIO || r == -EIO || r == -EBADFD) {
                         /* Hold the frames: the guest's queue waits until the port is back. */
                         port_fault(d, r);
-                        atomic_fetch_add_explicit(&vr->stats.wait_port, 1, memory_order_relaxed);
+                        stat_add(&vr->stats.wait_port, 1);
                         break;
                 }
                 /* The port refuses this frame for good: drop it, count it, go on. */
                 vq_push(&vr->vq, d->tx_elems[d->tx_first].head, 0);
-                atomic_fetch_add_explicit(&vr->stats.drops, 1, memory_order_relaxed);
-                atomic_fetch_add_explicit(&vr->stats.drop_port, 1, memory_order_relaxed);
+                stat_add(&vr->stats.drops, 1);
+                stat_add(&vr->stats.drop_port, 1);
                 d->tx_first++;
                 d->tx_pending--;
         }
@@ -384,8 +396,8 @@ static void rx_dropped(struct rx_sink *sink)
         struct worker_data *d = (struct worker_data *)((char *)sink - offsetof(struct worker_data, sink));
         struct vu_vring *vr = rx_vring(d);
 
-        atomic_fetch_add_explicit(&vr->stats.drops, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&vr->stats.drop_too_big, 1, memory_order_relaxed);
+        stat_add(&vr->stats.drops, 1);
+        stat_add(&vr->stats.drop_too_big, 1);
 }
 
 /* The largest frame the guest may be sent, header included: its MTU, or 64 KiB when it takes GSO frames. */
@@ -503,8 +515,8 @@ static void rx_commit(struct rx_sink *sink, size_t len)
         }
         d->rx_pushed += nbufs;
         d->rx_frames++;
-        atomic_fetch_add_explicit(&vr->stats.frames, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&vr->stats.bytes, len - net->hdr_len, memory_order_relaxed);
+        stat_add(&vr->stats.frames, 1);
+        stat_add(&vr->stats.bytes, len - net->hdr_len);
 }
 
 static unsigned handle_rx(struct worker_data *d, struct vu_vring *vr)
@@ -529,7 +541,7 @@ static unsigned handle_rx(struct worker_data *d, struct vu_vring *vr)
         }
         if (d->rx_no_room) {
                 /* Stop watching the port until the guest posts buffers (its kick wakes us). */
-                atomic_fetch_add_explicit(&vr->stats.wait_guest, 1, memory_order_relaxed);
+                stat_add(&vr->stats.wait_guest, 1);
                 if (vq_enable_notify(&vr->vq)) {
                         vq_disable_notify(&vr->vq);
                 } else {
@@ -620,7 +632,7 @@ static int work(struct worker_data *d, const struct epoll_event *evs, int n)
                 port_check(d);
         else if (n == 0) { /* polling, or the retry timer */
                 if (d->tx_retry)
-                        atomic_fetch_add_explicit(&w->ctx.tx->stats.retry_wakeups, 1, memory_order_relaxed);
+                        stat_add(&w->ctx.tx->stats.retry_wakeups, 1);
                 d->tx_retry = false;
                 d->tx_ready = true;
                 d->port_readable = true;
@@ -636,14 +648,14 @@ static int work(struct worker_data *d, const struct epoll_event *evs, int n)
                 case TAG_RX_KICK:
                         vr = w->ctx.rx;
                         drain_eventfd(vr->kick_fd);
-                        atomic_fetch_add_explicit(&vr->stats.kicks, 1, memory_order_relaxed);
+                        stat_add(&vr->stats.kicks, 1);
                         d->rx_wait_guest = false;
                         d->port_readable = true;
                         break;
                 case TAG_TX_KICK:
                         vr = w->ctx.tx;
                         drain_eventfd(vr->kick_fd);
-                        atomic_fetch_add_explicit(&vr->stats.kicks, 1, memory_order_relaxed);
+                        stat_add(&vr->stats.kicks, 1);
                         d->tx_ready = true;
                         break;
                 case TAG_PORT:
