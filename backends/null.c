@@ -35,7 +35,9 @@ struct null_backend {
         struct backend base;
         unsigned rate, frame_len;
         int64_t tick_ns;
-        uint8_t frame[NULL_FRAME_MAX];
+        /* What every queue copies into the guest: a zeroed virtio-net header of the longest kind, then the
+         * frame; a queue with the shorter header starts its copy a little later. */
+        uint8_t wire[sizeof(struct virtio_net_hdr_mrg) + NULL_FRAME_MAX];
         struct null_queue q[];
 };
 
@@ -137,7 +139,7 @@ static int null_open(const struct backend_cfg *cfg, unsigned nqueues, struct bac
                 if (nb->tick_ns > NULL_TICK_MAX_NS)
                         nb->tick_ns = NULL_TICK_MAX_NS;
         }
-        build_frame(nb->frame, nb->frame_len);
+        build_frame(nb->wire + sizeof(struct virtio_net_hdr_mrg), nb->frame_len);
         for (unsigned i = 0; i < nqueues; i++)
                 nb->q[i].fd = -1;
         for (unsigned i = 0; i < nqueues && !r; i++)
@@ -201,7 +203,8 @@ static int null_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, 
 {
         struct null_backend *nb = (struct null_backend *)be;
         struct null_queue *q = &nb->q[qi];
-        struct virtio_net_hdr hdr = {0};
+        const uint8_t *wire = nb->wire + sizeof(struct virtio_net_hdr_mrg) - q->hdr_len;
+        size_t wire_len = q->hdr_len + nb->frame_len;
         uint64_t due = budget;
         unsigned done = 0;
 
@@ -216,14 +219,13 @@ static int null_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, 
         while (done < due) {
                 const struct iovec *iov;
                 unsigned iovcnt;
-                int r = sink->reserve(sink, q->hdr_len + nb->frame_len, &iov, &iovcnt);
+                int r = sink->reserve(sink, wire_len, &iov, &iovcnt);
 
                 if (r == -ENOBUFS || r == -EIO)
                         break;
                 if (r == 0) { /* else -EMSGSIZE: too big for the guest, dropped and counted by the sink */
-                        iov_from_buf(iov, iovcnt, 0, &hdr, sizeof(hdr));
-                        iov_from_buf(iov, iovcnt, q->hdr_len, nb->frame, nb->frame_len);
-                        sink->commit(sink, q->hdr_len + nb->frame_len);
+                        iov_from_buf(iov, iovcnt, 0, wire, wire_len);
+                        sink->commit(sink, wire_len);
                 }
                 q->generated++;
                 done++;

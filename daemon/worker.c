@@ -65,6 +65,7 @@ struct worker_data {
         unsigned rx_gather_n, rx_gather_chains;
         bool rx_no_room; /* the last reserve failed: wait for the guest */
         unsigned rx_frames, rx_pushed;
+        unsigned long rx_bytes; /* payload of this burst's frames, counted once per burst */
 
         bool tx_ready, port_readable, rx_wait_guest, tx_wait_port, tx_retry;
         bool tx_wait_rx; /* the port is full until its receive side gives frames up (-ENOSPC) */
@@ -251,9 +252,10 @@ static void adapt_after_sleep(struct worker_data *d, long long slept_ns)
         if (slept_ns < ADAPT_MAX_NS) {
                 long long want = 2 * slept_ns;
 
-                d->poll_window_ns = want > ADAPT_MAX_NS        ? ADAPT_MAX_NS
-                                    : want > d->poll_window_ns ? want
-                                                               : d->poll_window_ns;
+                if (want > ADAPT_MAX_NS)
+                        want = ADAPT_MAX_NS;
+                if (want > d->poll_window_ns)
+                        d->poll_window_ns = want;
         } else {
                 d->poll_window_ns /= 2;
         }
@@ -515,8 +517,7 @@ static void rx_commit(struct rx_sink *sink, size_t len)
         }
         d->rx_pushed += nbufs;
         d->rx_frames++;
-        stat_add(&vr->stats.frames, 1);
-        stat_add(&vr->stats.bytes, len - net->hdr_len);
+        d->rx_bytes += len - net->hdr_len;
 }
 
 static unsigned handle_rx(struct worker_data *d, struct vu_vring *vr)
@@ -526,6 +527,7 @@ static unsigned handle_rx(struct worker_data *d, struct vu_vring *vr)
 
         d->rx_no_room = false;
         d->rx_frames = d->rx_pushed = 0;
+        d->rx_bytes = 0;
         d->sink.frame_max = rx_frame_max(&d->w->ctx.net);
         /* While we have buffers the guest need not kick us for more; asked for again when we run out. */
         vq_disable_notify(&vr->vq);
@@ -533,6 +535,8 @@ static unsigned handle_rx(struct worker_data *d, struct vu_vring *vr)
         if (d->rx_pushed) {
                 publish(d, vr);
                 call_guest(vr);
+                stat_add(&vr->stats.frames, d->rx_frames);
+                stat_add(&vr->stats.bytes, d->rx_bytes);
         }
         if (vr->vq.broken) {
                 if (!vr->broken_reported)

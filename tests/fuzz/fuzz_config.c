@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * libFuzzer target for the vhostd.conf(5) parser:
- *   clang -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE tests/fuzz/fuzz_config.c config/*.c
+ *   clang -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE tests/fuzz/fuzz_config.c config/[a-z]*.c
  *   ./a.out tests/fuzz/corpus/config
  * Besides "no crash, no UB, no leak" it checks the parser's promises: a failure fills a terminated error and
  * leaves the result untouched, a success gives ports that pass config_port_check() and an error with line 0.
