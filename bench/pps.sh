@@ -26,6 +26,12 @@
 # and testpmd's io forwarding drops what it cannot place (vhostd waits instead), so the peer lost ~40% at
 # 0.1 Mpps. Everything else is each program's default.
 #
+# Port ceiling (guest->port cells of the plain 1-queue-pair tap, rawsock and afxdp groups): in every run, before
+# the back-ends, pktsend alone on CPU 0 writes the cell's frames straight into the port the way that back-end
+# does (tap: one write per frame into the tap, bridged to pp0 (-u); rawsock: sendmmsg on pp0 with qdisc
+# bypass (-B); afxdp: an AF_XDP socket on pp0 in the group's XDP mode, copy, need_wakeup (-X)), counted at
+# pf0 as the cells are. Each back-end's figure is then also shown as a share of that ceiling.
+#
 # Output: a table (median [min..max] Mpps of RUNS runs, ratio vhostd/peer), bench/results/pps.csv (one row per
 # run, appended), bench/results/pps.png (gnuplot), each ring layout against split (per back-end, same run),
 # per-instance resources (RSS, CPU s per Mframe, idle CPU), ping RTT through the tap port (front-end in
@@ -144,6 +150,33 @@ kill_live() { local p; for p in "${!LIVE[@]}"; do e2e_kill "$p"; done; }
 e2e_on_exit kill_live
 
 # ------------------------------------------------------------------ helpers
+# ceiling SIZE: MPPS = what pktsend alone on CPU 0 puts through the group's port into pf0 (see the header).
+ceiling() {
+    local size=$1 args=(-i pp0) spid slog=$E2E_TMP/ceiling.log r0 r1 t0 t1
+    case $KIND in
+        rawsock) args+=(-B) ;;
+        afxdp) args+=(-X "$XM") ;;
+        tap)
+            ip -n "$NSB" tuntap add dev ptap0 mode tap
+            ip -n "$NSB" link set ptap0 master pbr0 up
+            ip -n "$NSB" link set pp0 master pbr0 up
+            args=(-i ptap0 -u) ;;
+    esac
+    spawn spid "$slog" taskset -c 0 ip netns exec "$NSB" "${PKTSEND[@]}" "${args[@]}" -s "$size" \
+        -T "$(awk -v a="$WARM" -v b="$SECS" 'BEGIN{print a + b + 1}')" -d "$FAR_MAC" -f 64
+    sleep "$WARM"
+    r0=$(far_rx) t0=$(now)
+    sleep "$SECS"
+    r1=$(far_rx) t1=$(now)
+    _e2e_alive "$spid" || e2e_fail "ceiling $KIND $size B: pktsend ended early: $(tail -3 "$slog")"
+    stop_pid "$spid"
+    if [ "$KIND" = tap ]; then
+        ip -n "$NSB" link del ptap0
+        ip -n "$NSB" link set pp0 nomaster
+    fi
+    MPPS=$(awk -v f="$((r1 - r0))" -v x="$t0" -v y="$t1" 'BEGIN{printf "%.4f", f / (y - x) / 1e6}')
+}
+
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
 # proc_snap FILE: "pid ticks ppid comm" of every process, to see how much CPU other processes took.
@@ -476,6 +509,7 @@ ping_50() {
 parse_group() {
     local flags
     IFS=: read -r KIND Q XM CELLSPEC flags <<<"$1"
+    GFLAGS=$flags
     NOPEER='' BUSY='' INTR='' PACKED=0 INORDER=0
     NULL_SIZE=${CELLSPEC%%,*}
     NULL_SIZE=${NULL_SIZE#*/} # null: the port makes frames of one size, the first cell's
@@ -504,6 +538,15 @@ for g in $GROUPS_SEL; do
         order="vhostd peer"
         ((RUN % 2 == 0)) && order="peer vhostd"
         [ -n "$NOPEER" ] && order=vhostd
+        if [ -z "$GFLAGS" ] && [ "$Q" = 1 ] && [[ " tap rawsock afxdp " == *" $KIND "* ]]; then
+            for c in "${GCELLS[@]}"; do
+                [ "${c%/*}" = g2p ] || continue
+                ceiling "${c#*/}"
+                VAL[$GNAME/$c,ceiling]+="$MPPS "
+                echo "$STAMP,$GNAME,g2p,${c#*/},$Q,ceiling,$RUN,$MPPS,,,$(cut -d' ' -f1 /proc/loadavg),,$LAYOUT," >>"$CSV"
+                e2e_log "run $RUN ceiling $GNAME g2p ${c#*/} B: $MPPS Mpps (pktsend alone into the port)"
+            done
+        fi
         for who in $order; do
             SOCK=$E2E_TMP/$who.sock
             be_start "$KIND" "$Q" "$XM" "$who" "$SOCK"
@@ -581,6 +624,23 @@ for cell in "${CELLS[@]}"; do
 done
 echo "(v-cpu/M, p-cpu/M: back-end CPU seconds per million frames; offered: pktsend Mpps, port->guest only;"
 echo " negotiated: the ring layout each back-end negotiated, '!' when not the one the front-end asked for)"
+# The port's ceiling, and each back-end's share of it.
+CROWS=()
+for cell in "${CELLS[@]}"; do
+    [ -n "${VAL[$cell,ceiling]:-}" ] || continue
+    read -r cm cmin cmax < <(stats3 "${VAL[$cell,ceiling]}")
+    vm=$(median "${VAL[$cell,vhostd]}") pm=$(median "${VAL[$cell,peer]:-}")
+    CROWS+=("$(printf '%-36s %-24s %-10s %-10s' "$cell" "$cm [$cmin..$cmax]" \
+        "$(awk -v v="$vm" -v c="$cm" 'BEGIN{printf "%.0f%%", 100 * v / c}')" \
+        "$(awk -v v="${pm:-0}" -v c="$cm" 'BEGIN{ if (v > 0) printf "%.0f%%", 100 * v / c; else print "-" }')")")
+done
+if [ "${#CROWS[@]}" -gt 0 ]; then
+    echo
+    echo "Port ceiling: pktsend alone on CPU 0 writing into the port as the back-end does (Mpps), and each back-end's"
+    echo "median as a share of the ceiling's median:"
+    printf '%-36s %-24s %-10s %-10s\n' path ceiling vhostd peer
+    printf '%s\n' "${CROWS[@]}"
+fi
 # Each layout against split on the same path, per back-end: only where that back-end negotiated both as asked.
 LROWS=()
 for cell in "${CELLS[@]}"; do

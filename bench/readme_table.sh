@@ -32,6 +32,10 @@ pair() { # path dir size: "v vs p = r x", or "v Mpps (vhostd alone)", or empty
     else
         printf '%s (vhostd alone)' "$(shown "$v" "$vn")"
     fi
+    # The port's ceiling (pps.sh measures it for the 1-queue-pair guest->port cells): vhostd's share of it.
+    local c=''
+    case $1 in *-q1 | *-q1-*) read -r c _ < <(cell "${1%%-q1*}-q1" "$2" "$3" ceiling) || true ;; esac
+    [ -z "$c" ] || awk -v v="$v" -v c="$c" 'BEGIN { printf " (%.0f %% of the port ceiling, %.3f)", 100 * v / c, c }'
 }
 # label KIND DIR: the README's name for a path.
 label() {
@@ -53,6 +57,8 @@ pps_table() {
     done
     layout_table
     echo
+    echo "Port ceiling: pktsend alone on the back-end's CPU writing the same frames straight into the port the way the"
+    echo "back-end does (tap writes, AF_PACKET sendmmsg with qdisc bypass, an AF_XDP socket in the same mode)."
     echo "Mpps, median of $(awk -F, -v st="$pstamp" '$1 == st { print $7 }' "$PPS" | sort -n | tail -1) runs, all from the run of $pstamp (\`$PPS\`); the"
     echo "other processes on the machine took a median $(awk -F, -v st="$pstamp" '$1 == st { print $12 }' "$PPS" | sort -g |
         awk '{ v[NR] = $1 } END { print (NR ? v[int((NR + 1) / 2)] : "?") }') % of a CPU during the windows."

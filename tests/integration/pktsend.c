@@ -5,7 +5,7 @@
  * sendmmsg, spread over FLOWS source ports so that a hash (multi-queue veth, packet fanout) sees several.
  *
  *   pktsend -i IF (-n COUNT | -T SECONDS) [-r PPS] [-s FRAME_BYTES] [-f FLOWS] [-b BATCH] [-B] [-P]
- *           [-t] [-c] [-g MSS] [-x] [-d DST_MAC] [-S SRC_IP] [-D DST_IP]
+ *           [-t] [-c] [-g MSS] [-x] [-u | -X skb|native] [-d DST_MAC] [-S SRC_IP] [-D DST_IP]
  *
  * -n sends COUNT frames, -T sends for SECONDS (or until SIGTERM). -P builds one batch of frames up front and
  * sends it over and over: the fastest source, for benchmarks (frames repeat); otherwise every frame is built
@@ -13,12 +13,18 @@
  * port: no connection is needed). -c leaves the L4 checksum to the receiver (virtio-net header NEEDS_CSUM:
  * the frame travels as CHECKSUM_PARTIAL). -g MSS sends each frame as one GSO super-frame whose payload is
  * FRAME_BYTES (TCPv4 or UDP_L4 GSO; implies -c). Without -c the checksums are complete; -x makes every L4
- * checksum wrong (a control: the receiver must notice). Prints "sent=N secs=T pps=R errors=E" (errors: sends
+ * checksum wrong (a control: the receiver must notice). -u: IF is an existing tap device and the frames are
+ * written into it, one write each, as a tap back-end does (they enter the host as if a guest sent them).
+ * -X MODE sends through an AF_XDP socket on queue 0 of IF in that XDP mode (copy, need_wakeup), as the
+ * afxdp back-end does: one kick per batch (-P only: the batch is copied into the UMEM once).
+ * Prints "sent=N secs=T pps=R errors=E" (errors: sends
  * refused for lack of buffer space, retried); exits 0 when every frame asked for with -n went.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <linux/if_tun.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
@@ -30,8 +36,13 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <linux/if_link.h>
+#include <sys/mman.h>
+#include <xdp/xsk.h>
 
 #include "backends/virtio_net.h"
 #include "tests/integration/inet_csum.h"
@@ -48,7 +59,8 @@ struct opts {
         unsigned long count; /* 0: until secs have passed */
         double secs, pps;
         unsigned size, flows, batch;
-        bool bypass, prebuilt, tcp, partial, corrupt;
+        bool bypass, prebuilt, tcp, partial, corrupt, tap;
+        const char *xdp_mode; /* NULL: AF_PACKET */
         unsigned mss;
         uint8_t dst_mac[6];
         struct in_addr src_ip, dst_ip;
@@ -168,6 +180,117 @@ static bool vnet_hdr(const struct opts *o)
         return o->partial || o->mss;
 }
 
+/* Attaches to the tap device o->ifname; frames come from a made-up guest MAC. */
+static int open_tap(const struct opts *o, uint8_t *src_mac)
+{
+        static const uint8_t guest_mac[6] = {0x02, 0, 0, 0, 0, 0x02};
+        struct ifreq ifr = {.ifr_flags = IFF_TAP | IFF_NO_PI};
+        int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+
+        if (fd < 0) {
+                perror("pktsend: /dev/net/tun");
+                return -1;
+        }
+        if (vnet_hdr(o))
+                ifr.ifr_flags |= IFF_VNET_HDR;
+        snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", o->ifname);
+        if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+                perror(o->ifname);
+                close(fd);
+                return -1;
+        }
+        memcpy(src_mac, guest_mac, 6);
+        return fd;
+}
+
+/* A tap takes one frame per write: the batch goes out as that many writes. */
+static int tap_send(int fd, struct mmsghdr *msgs, unsigned n)
+{
+        unsigned k;
+
+        for (k = 0; k < n; k++)
+                if (writev(fd, msgs[k].msg_hdr.msg_iov, (int)msgs[k].msg_hdr.msg_iovlen) < 0)
+                        break;
+        return k ? (int)k : -1;
+}
+
+static int open_socket(const struct opts *o, uint8_t *src_mac);
+
+/* AF_XDP: a UMEM holding the prebuilt batch once (frame k at k * XSK_FRAME), and a tx-only socket. */
+#define XSK_FRAME 4096u
+#define XSK_RING 2048u
+struct xsk_tx {
+        struct xsk_umem *umem;
+        struct xsk_socket *xsk;
+        struct xsk_ring_prod fill, tx;
+        struct xsk_ring_cons comp, rx;
+        void *area;
+        unsigned batch, in_flight;
+        uint32_t len[BATCH_MAX];
+};
+
+static int open_xsk(const struct opts *o, struct xsk_tx *x, uint8_t *src_mac)
+{
+        struct xsk_umem_config ucfg = {.fill_size = XSK_RING, .comp_size = XSK_RING, .frame_size = XSK_FRAME};
+        struct xsk_socket_config scfg = {
+                .tx_size = XSK_RING,
+                .libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD, /* sending needs no XDP program */
+                .xdp_flags = strcmp(o->xdp_mode, "skb") ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE,
+                .bind_flags = XDP_USE_NEED_WAKEUP | XDP_COPY,
+        };
+        size_t len = (size_t)XSK_RING * XSK_FRAME;
+        int r;
+
+        x->area = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+        if (x->area == MAP_FAILED) {
+                perror("pktsend: mmap");
+                return -1;
+        }
+        if ((r = xsk_umem__create(&x->umem, x->area, len, &x->fill, &x->comp, &ucfg)) < 0 ||
+            (r = xsk_socket__create(&x->xsk, o->ifname, 0, x->umem, NULL, &x->tx, &scfg)) < 0) {
+                fprintf(stderr, "pktsend: AF_XDP socket on %s (%s mode): %s\n", o->ifname, o->xdp_mode, strerror(-r));
+                return -1;
+        }
+        int mac_fd = open_socket(&(struct opts){.ifname = o->ifname}, src_mac); /* for the MAC only */
+        if (mac_fd < 0)
+                return -1;
+        close(mac_fd);
+        return xsk_socket__fd(x->xsk);
+}
+
+/* Puts batch frames on the tx ring (as many as are free) and kicks the kernel when it asks. */
+static int xsk_send(struct xsk_tx *x, unsigned n)
+{
+        uint32_t idx, done;
+        unsigned k;
+
+        done = xsk_ring_cons__peek(&x->comp, XSK_RING, &idx);
+        if (done) {
+                xsk_ring_cons__release(&x->comp, done);
+                x->in_flight -= done;
+        }
+        if (n > XSK_RING - x->in_flight)
+                n = XSK_RING - x->in_flight;
+        if (n && xsk_ring_prod__reserve(&x->tx, n, &idx) == n) {
+                for (k = 0; k < n; k++) {
+                        struct xdp_desc *d = xsk_ring_prod__tx_desc(&x->tx, idx + k);
+                        d->addr = (uint64_t)(k % x->batch) * XSK_FRAME;
+                        d->len = x->len[k % x->batch];
+                        d->options = 0;
+                }
+                xsk_ring_prod__submit(&x->tx, n);
+                x->in_flight += n;
+        } else {
+                n = 0;
+        }
+        if (xsk_ring_prod__needs_wakeup(&x->tx) && sendto(xsk_socket__fd(x->xsk), NULL, 0, MSG_DONTWAIT, NULL, 0) < 0 &&
+            errno != EAGAIN && errno != EBUSY && errno != ENOBUFS)
+                return -1;
+        if (!n)
+                errno = ENOBUFS;
+        return n ? (int)n : -1;
+}
+
 static int open_socket(const struct opts *o, uint8_t *src_mac)
 {
         struct ifreq ifr = {0};
@@ -213,7 +336,7 @@ int main(int argc, char **argv)
         memset(o.dst_mac, 0xff, 6);
         inet_pton(AF_INET, "10.199.0.1", &o.src_ip);
         inet_pton(AF_INET, "10.199.0.2", &o.dst_ip);
-        while ((c = getopt(argc, argv, "i:n:T:r:s:f:b:BPtcg:xd:S:D:")) != -1) {
+        while ((c = getopt(argc, argv, "i:n:T:r:s:f:b:BPtcg:xuX:d:S:D:")) != -1) {
                 switch (c) {
                 case 'i':
                         o.ifname = optarg;
@@ -254,6 +377,12 @@ int main(int argc, char **argv)
                 case 'x':
                         o.corrupt = true;
                         break;
+                case 'u':
+                        o.tap = true;
+                        break;
+                case 'X':
+                        o.xdp_mode = optarg;
+                        break;
                 case 'd':
                         if (parse_mac(optarg, o.dst_mac) < 0)
                                 goto usage;
@@ -271,10 +400,16 @@ int main(int argc, char **argv)
                 }
         }
         if (!o.ifname || !o.flows || o.size + 64 > MAX_FRAME || !o.batch || o.batch > BATCH_MAX ||
-            !o.count == !(o.secs > 0))
+            !o.count == !(o.secs > 0) || (o.xdp_mode && (!o.prebuilt || o.tap || vnet_hdr(&o))))
                 goto usage;
 
-        fd = open_socket(&o, src_mac);
+        static struct xsk_tx xsk;
+        if (o.xdp_mode) {
+                fd = open_xsk(&o, &xsk, src_mac);
+                xsk.batch = o.batch;
+        } else {
+                fd = o.tap ? open_tap(&o, src_mac) : open_socket(&o, src_mac);
+        }
         if (fd < 0)
                 return 1;
         bufs = malloc((size_t)o.batch * MAX_FRAME);
@@ -289,6 +424,10 @@ int main(int argc, char **argv)
                                                : (struct msghdr){.msg_iov = &iov[k][1], .msg_iovlen = 1};
                 if (o.prebuilt)
                         iov[k][1].iov_len = build(&o, src_mac, k, &hdrs[k], iov[k][1].iov_base);
+                if (o.xdp_mode) {
+                        memcpy((uint8_t *)xsk.area + (size_t)k * XSK_FRAME, iov[k][1].iov_base, iov[k][1].iov_len);
+                        xsk.len[k] = (uint32_t)iov[k][1].iov_len;
+                }
         }
         signal(SIGTERM, on_signal);
         signal(SIGINT, on_signal);
@@ -299,7 +438,7 @@ int main(int argc, char **argv)
 
                 for (unsigned k = 0; k < n && !o.prebuilt; k++)
                         iov[k][1].iov_len = build(&o, src_mac, sent + k, &hdrs[k], iov[k][1].iov_base);
-                r = sendmmsg(fd, msgs, n, 0);
+                r = o.xdp_mode ? xsk_send(&xsk, n) : o.tap ? tap_send(fd, msgs, n) : sendmmsg(fd, msgs, n, 0);
                 if (r < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -316,12 +455,15 @@ int main(int argc, char **argv)
         t = now_s() - start;
         printf("sent=%lu secs=%.3f pps=%.0f errors=%lu\n", sent, t, t > 0 ? (double)sent / t : 0.0, errors);
         free(bufs);
-        close(fd);
+        if (o.xdp_mode)
+                xsk_socket__delete(xsk.xsk); /* closes fd */
+        else
+                close(fd);
         return !o.count || sent == o.count ? 0 : 1;
 usage:
         fprintf(stderr,
                 "usage: %s -i IF (-n COUNT | -T SECONDS) [-r PPS] [-s BYTES] [-f FLOWS] [-b BATCH] [-B] [-P] [-t] "
-                "[-c] [-g MSS] [-x] [-d MAC] [-S IP] [-D IP]\n",
+                "[-c] [-g MSS] [-x] [-u | -X skb|native] [-d MAC] [-S IP] [-D IP]\n",
                 argv[0]);
         return 2;
 }
