@@ -51,7 +51,9 @@ RUNS=${1:-3}
 SECS=${2:-2}
 WARM=${PPS_WARM:-1}
 RATE=${PPS_RATE:-0}
-# group = kind:queues:xdp_mode:cells[:flags], cell = dir/size (dir: g2p guest->port, p2g port->guest, loop),
+# group = kind:queues:xdp_mode:cells[:flags], cell = dir/size[@rate] (dir: g2p guest->port, p2g port->guest,
+# loop). @rate paces a port->guest cell's source: frames/s, or "half": half the peer's median on the same
+# unpaced cell of the plain group (kind, queues, mode, no flags), which must come earlier in the list.
 # flags (comma-separated):
 #   nopeer: DPDK 22.11 net_af_xdp sizes itself from the "combined" channel count, which veth does not report
 #           (it has separate rx/tx channels), so it refuses queue_count=2 here: afxdp with 2 queue pairs is
@@ -60,6 +62,10 @@ RATE=${PPS_RATE:-0}
 #           always does; the groups without it show vhostd in its default mode (interrupt-driven, polling
 #           adaptively for up to 100 us while work comes back at once);
 #   interrupt: vhostd with adaptive polling off (-o adaptive_poll=no): sleeps at once after the last frame.
+#   sweep:  the group offers port->guest load in steps (@rate cells): delivered and loss per step, a chart
+#           (pps-sweep.png); does the delivered rate level off, or fall, as the offered load grows?
+#   half:   the group's cells run at half the peer's maximum (@half): CPU seconds per million frames below
+#           saturation, where a busy-polling peer spins anyway.
 #   packed, inorder: the ring layout the front-end asks for (virtio-user packed_vq=1, in_order=1; both: packed
 #           and in order). Without them it asks for split rings without IN_ORDER (packed_vq=0,in_order=0:
 #           virtio-user's own default is in_order=1). What each back-end negotiated is read from it (vhostctl;
@@ -71,8 +77,13 @@ loopback:1::loop/64,loop/1500:inorder \
 loopback:1::loop/64,loop/1500:packed \
 loopback:1::loop/64,loop/1500:packed,inorder \
 tap:1::g2p/64,g2p/1500,p2g/64,p2g/1500 \
+tap:1::p2g/64@half:half \
 rawsock:1::g2p/64,g2p/1500,p2g/64,p2g/1500 \
+rawsock:1::p2g/64@250000,p2g/64@500000,p2g/64@1000000,p2g/64@2000000:sweep \
+rawsock:1::p2g/64@half,p2g/1500@half:half \
 afxdp:1:skb:g2p/64,g2p/1500,p2g/64,p2g/1500 \
+afxdp:1:skb:p2g/64@250000,p2g/64@500000,p2g/64@1000000,p2g/64@2000000:sweep \
+afxdp:1:skb:p2g/64@half:half \
 afxdp:1:skb:g2p/64,p2g/64:inorder \
 afxdp:1:skb:g2p/64,p2g/64:packed \
 afxdp:1:skb:g2p/64,p2g/64:packed,inorder \
@@ -89,6 +100,7 @@ GROUPS_SEL=${PPS_GROUPS:-$ALL_GROUPS}
 
 . tests/e2e/lib.sh
 . bench/stats.sh
+median() { stats "$1" | cut -d' ' -f1; }
 
 # ------------------------------------------------------------------ set-up (no guest image needed)
 e2e_require_root
@@ -150,6 +162,12 @@ kill_live() { local p; for p in "${!LIVE[@]}"; do e2e_kill "$p"; done; }
 e2e_on_exit kill_live
 
 # ------------------------------------------------------------------ helpers
+# half_rate CELL: half the peer's median so far on CELL, in frames/s.
+half_rate() {
+    [ -n "${VAL[$1,peer]:-}" ] || e2e_fail "@half: no peer figure for $1 yet (its plain group must come first)"
+    awk -v m="$(median "${VAL[$1,peer]}")" 'BEGIN { printf "%.0f", m * 1e6 / 2 }'
+}
+
 # ceiling SIZE: MPPS = what pktsend alone on CPU 0 puts through the group's port into pf0 (see the header).
 ceiling() {
     local size=$1 args=(-i pp0) spid slog=$E2E_TMP/ceiling.log r0 r1 t0 t1
@@ -407,7 +425,7 @@ measure() {
              if [ "$KIND" != null ]; then # the null port is its own source
                  slog=$E2E_TMP/pktsend.$RANDOM.log
                  spawn spid "$slog" taskset -c 0 ip netns exec "$NSF" "${PKTSEND[@]}" -i pf0 -s "$size" \
-                     -T "$(awk -v a="$WARM" -v b="$SECS" 'BEGIN{print a + b + 1}')" -r "$RATE" -d "$FAR_MAC" -f 64
+                     -T "$(awk -v a="$WARM" -v b="$SECS" 'BEGIN{print a + b + 1}')" -r "$CELL_RATE" -d "$FAR_MAC" -f 64
              fi ;;
         loop) fe_cmd "set txpkts $size" "set fwd io" "start tx_first" ;;
     esac
@@ -519,7 +537,10 @@ parse_group() {
     [[ ,$flags, == *,packed,* ]] && PACKED=1
     [[ ,$flags, == *,inorder,* ]] && INORDER=1
     LAYOUT=$(layout_name "$PACKED" "$INORDER")
-    GNAME=$KIND${XM:+-$XM}-q$Q${BUSY:+-busy}${INTR:+-interrupt}
+    PLAIN=$KIND${XM:+-$XM}-q$Q # the plain group's name: where @half finds the peer's maximum
+    GNAME=$PLAIN${BUSY:+-busy}${INTR:+-interrupt}
+    [[ ,$flags, == *,sweep,* ]] && GNAME+=-sweep
+    [[ ,$flags, == *,half,* ]] && GNAME+=-half
     [ "$LAYOUT" = split ] || GNAME+=-$LAYOUT
 }
 
@@ -559,8 +580,12 @@ for g in $GROUPS_SEL; do
                 IDLE[$GNAME,$who]=$IDLE_PCT
             fi
             for c in "${GCELLS[@]}"; do
-                dir=${c%/*} size=${c#*/}
-                CELL=$GNAME-$dir-$size
+                dir=${c%/*} size=${c#*/} CELL_RATE=$RATE
+                if [[ $size == *@* ]]; then
+                    CELL_RATE=${size#*@} size=${size%@*}
+                    [ "$CELL_RATE" != half ] || CELL_RATE=$(half_rate "$PLAIN/$dir/$size")
+                fi
+                CELL=$GNAME-$dir-${c#*/}
                 measure "$dir" "$size" "$Q" "$who"
                 key=$GNAME/$c,$who
                 VAL[$key]+="$MPPS " CPU[$key]+="$CPUPM " OFF[$key]+="${OFFERED:-} "
@@ -583,7 +608,6 @@ for g in $GROUPS_SEL; do
 done
 
 # ------------------------------------------------------------------ report
-median() { stats "$1" | cut -d' ' -f1; }
 imedian() { stats "$1" | awk '{printf "%.0f", $1}'; }
 # stats3 "v1 v2 ...": median min max with 3 decimals
 stats3() {
@@ -640,6 +664,44 @@ if [ "${#CROWS[@]}" -gt 0 ]; then
     echo "median as a share of the ceiling's median:"
     printf '%-36s %-24s %-10s %-10s\n' path ceiling vhostd peer
     printf '%s\n' "${CROWS[@]}"
+fi
+# Offered load in steps (sweep groups): delivered and loss, per back-end; and a chart of delivered against offered.
+SWEEP=$E2E_TMP/sweep.dat
+: >"$SWEEP"
+SROWS=()
+for cell in "${CELLS[@]}"; do
+    [[ ${cell%%/*} == *-sweep && $cell == *@* ]] || continue
+    row=$(printf '%-40s' "$cell")
+    line="${cell%%/*} ${cell##*@}"
+    for who in vhostd peer; do
+        d=$(median "${VAL[$cell,$who]:-}") o=$(median "${OFF[$cell,$who]:-}")
+        if [ -z "${VAL[$cell,$who]:-}" ]; then row+=$(printf ' %-26s' n/a); line+=" nan"; continue; fi
+        row+=$(printf ' %-26s' "$(awk -v d="$d" -v o="$o" 'BEGIN { printf "%.3f of %.3f (loss %.1f%%)", d, o, (o > 0 ? 100 * (1 - d / o) : 0) }')")
+        line+=" $d"
+    done
+    SROWS+=("$row")
+    echo "$line" >>"$SWEEP"
+done
+if [ "${#SROWS[@]}" -gt 0 ]; then
+    echo
+    echo "Offered load in steps, port->guest (source on CPU 0 with the back-end): Mpps delivered of Mpps offered"
+    echo "(the source's own measured rate), median of the runs; loss = 1 - delivered/offered:"
+    printf '%-40s %-26s %-26s\n' 'path@offered frames/s' vhostd peer
+    printf '%s\n' "${SROWS[@]}"
+fi
+# CPU below saturation (half groups): CPU seconds per million frames at the same offered load.
+HROWS=()
+for cell in "${CELLS[@]}"; do
+    [[ ${cell%%/*} == *-half ]] || continue
+    vc=$(median "${CPU[$cell,vhostd]:-}") pc=$(median "${CPU[$cell,peer]:-}")
+    HROWS+=("$(printf '%-36s %-12s %-10s %-10s %-10s %s' "$cell" "$(stats3 "${OFF[$cell,vhostd]:-}" | cut -d' ' -f1)" \
+        "$(stats3 "${VAL[$cell,vhostd]:-}" | cut -d' ' -f1)" "$vc" "$pc" "$(ratio "$vc" "$pc")")")
+done
+if [ "${#HROWS[@]}" -gt 0 ]; then
+    echo
+    echo "At half the peer's maximum (the peer's median on the unpaced cell, halved): CPU s per million frames"
+    printf '%-36s %-12s %-10s %-10s %-10s %s\n' path offered delivered v-cpu/M p-cpu/M vhostd/peer
+    printf '%s\n' "${HROWS[@]}"
 fi
 # Each layout against split on the same path, per back-end: only where that back-end negotiated both as asked.
 LROWS=()
@@ -713,5 +775,23 @@ set grid ytics
 plot "$PLOT" using 2:3:4:xtic(1) title "vhostd", "" using 5:6:7 title "dpdk-testpmd"
 EOF
     [ -f "$RES/pps.png" ] && e2e_log "chart: $RES/pps.png"
+    if [ -s "$SWEEP" ]; then
+        plots=()
+        for g in $(awk '{ print $1 }' "$SWEEP" | sort -u); do
+            plots+=("\"< grep '^$g ' $SWEEP\" using (\$2/1e6):3 with linespoints lw 2 title \"vhostd $g\"")
+            plots+=("\"< grep '^$g ' $SWEEP\" using (\$2/1e6):4 with linespoints lw 2 dt 2 title \"dpdk-testpmd $g\"")
+        done
+        gnuplot <<EOF || e2e_log "gnuplot (sweep) failed"
+set terminal pngcairo size 1000,600 noenhanced
+set output "$RES/pps-sweep.png"
+set title "port->guest under growing offered load, median of $RUNS runs, $STAMP"
+set xlabel "offered Mpps (the source's target)"
+set ylabel "delivered Mpps"
+set grid
+set key top left
+plot $(IFS=,; echo "${plots[*]}")
+EOF
+        [ -f "$RES/pps-sweep.png" ] && e2e_log "chart: $RES/pps-sweep.png"
+    fi
 fi
 e2e_pass "pps bench done; CSV in $CSV"
