@@ -35,6 +35,7 @@
 
 #include "backends/backend.h"
 #include "backends/iov.h"
+#include "backends/offload.h"
 #include "backends/virtio_net.h"
 
 #define RS_BLOCK_SIZE (1u << 18) /* holds a 64 KiB GSO frame with its headers */
@@ -47,9 +48,6 @@
 
 #ifndef PACKET_FANOUT_FLAG_IGNORE_OUTGOING
 #define PACKET_FANOUT_FLAG_IGNORE_OUTGOING 0x4000
-#endif
-#ifndef VIRTIO_NET_HDR_GSO_UDP_L4
-#define VIRTIO_NET_HDR_GSO_UDP_L4 5
 #endif
 
 #define VNET_HDR_LEN sizeof(struct virtio_net_hdr)
@@ -97,54 +95,10 @@ struct rs_backend {
         struct rs_queue q[];
 };
 
-/* ---- checksums (sums of 16-bit words in memory order: valid on either endianness, RFC 1071) ---- */
-
-static uint64_t csum_add(uint64_t sum, uint64_t v)
-{
-        sum += v;
-        return sum + (sum < v);
-}
-
-static uint64_t csum_part(const void *data, size_t len, uint64_t sum)
-{
-        const uint8_t *p = data;
-
-        for (; len >= 8; p += 8, len -= 8) {
-                uint64_t v;
-                memcpy(&v, p, 8);
-                sum = csum_add(sum, v);
-        }
-        for (; len >= 2; p += 2, len -= 2) {
-                uint16_t v;
-                memcpy(&v, p, 2);
-                sum = csum_add(sum, v);
-        }
-        if (len) {
-                uint16_t v = 0;
-                memcpy(&v, p, 1); /* the odd byte is the high-order byte of a zero-padded word */
-                sum = csum_add(sum, v);
-        }
-        return sum;
-}
-
-static uint16_t csum_fold(uint64_t sum)
-{
-        while (sum >> 16)
-                sum = (sum & 0xffff) + (sum >> 16);
-        return (uint16_t)sum;
-}
-
 static void put16(uint8_t *p, uint16_t host)
 {
         uint16_t be = htons(host);
         memcpy(p, &be, 2);
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-        uint16_t be;
-        memcpy(&be, p, 2);
-        return ntohs(be);
 }
 
 /* ---- open / close ---- */
@@ -439,15 +393,8 @@ static void copy_frame(const struct rs_frame *f, const struct iovec *iov, unsign
 /* Finishes a partial checksum in place (the ring block is ours until we hand it back). */
 static bool finish_csum(struct rs_frame *f)
 {
-        unsigned start = le16toh(f->vh.csum_start), off = le16toh(f->vh.csum_offset);
-        uint16_t sum;
-
-        if (start >= f->len || off + 2 > f->len - start)
+        if (!csum_complete(f->mac, f->len, &f->vh))
                 return false;
-        sum = (uint16_t)~csum_fold(csum_part(f->mac + start, f->len - start, 0));
-        if (!sum)
-                sum = 0xffff; /* as the kernel does (CSUM_MANGLED_0): 0 means "no checksum" to UDP */
-        memcpy(f->mac + start + off, &sum, 2);
         f->vh.flags &= (uint8_t)~VIRTIO_NET_HDR_F_NEEDS_CSUM;
         return true;
 }
@@ -481,56 +428,6 @@ static int deliver_whole(struct rs_queue *q, struct rx_sink *sink, struct rs_fra
         return 1;
 }
 
-/* Where the headers of a GSO frame end; 0 when it cannot be cut here. */
-struct gso_info {
-        unsigned l3, l4, hdrs, mss, nseg;
-        bool v4, tcp;
-};
-
-static bool gso_parse(const struct rs_frame *f, struct gso_info *g)
-{
-        const uint8_t *m = f->mac;
-        unsigned type = f->vh.gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN, off = 14, et;
-
-        if (f->len < 14)
-                return false;
-        et = get16(m + 12);
-        while ((et == ETH_P_8021Q || et == ETH_P_8021AD) && off + 4 <= f->len) {
-                et = get16(m + off + 2);
-                off += 4;
-        }
-        g->l3 = off;
-        g->tcp = type == VIRTIO_NET_HDR_GSO_TCPV4 || type == VIRTIO_NET_HDR_GSO_TCPV6;
-        if (!g->tcp && type != VIRTIO_NET_HDR_GSO_UDP_L4)
-                return false; /* UFO would need IP fragmentation */
-        if (et == ETH_P_IP) {
-                if (off + 20 > f->len || (m[off] >> 4) != 4)
-                        return false;
-                g->v4 = true;
-                g->l4 = off + (m[off] & 0xfu) * 4;
-                if (m[off + 9] != (g->tcp ? IPPROTO_TCP : IPPROTO_UDP))
-                        return false;
-        } else if (et == ETH_P_IPV6) {
-                if (off + 40 > f->len)
-                        return false;
-                g->v4 = false;
-                /* Extension headers: the kernel's csum_start says where L4 begins. */
-                g->l4 = (f->vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) ? le16toh(f->vh.csum_start) : off + 40;
-                if (g->l4 < off + 40)
-                        return false;
-        } else {
-                return false;
-        }
-        if (g->l4 + (g->tcp ? 20u : 8u) > f->len)
-                return false;
-        g->hdrs = g->l4 + (g->tcp ? (m[g->l4 + 12] >> 4) * 4u : 8u);
-        g->mss = le16toh(f->vh.gso_size);
-        if (g->hdrs > f->len || g->hdrs + f->vt > RS_HDR_MAX || (g->tcp && g->hdrs < g->l4 + 20) || !g->mss)
-                return false;
-        g->nseg = (f->len - g->hdrs + g->mss - 1) / g->mss;
-        return g->nseg > 0;
-}
-
 /*
  * Cuts a GSO frame into segments from q->seg on, each with full checksums, as the kernel's software GSO would;
  * returns the segments delivered. *finished says whether all went.
@@ -544,57 +441,26 @@ static int deliver_segments(struct rs_queue *q, struct rx_sink *sink, struct rs_
         unsigned done = 0, vt = f->vt;
 
         *finished = true;
-        if (!gso_parse(f, &g))
+        if (!gso_parse(f->mac, f->len, &f->vh, &g) || g.hdrs + vt > RS_HDR_MAX)
                 return 0;
+        /* The segments carry the VLAN tag the kernel took out: every offset moves by its length. */
+        struct gso_info gt = g;
+        gt.l3 += vt;
+        gt.l4 += vt;
+        gt.hdrs += vt;
         while (q->seg < g.nseg && done < budget) {
-                unsigned i = q->seg, l3 = g.l3 + vt, l4 = g.l4 + vt, hl = g.hdrs + vt;
+                unsigned i = q->seg, hl = gt.hdrs;
                 unsigned pay_off = g.hdrs + i * g.mss;
                 unsigned seglen = f->len - pay_off < g.mss ? f->len - pay_off : g.mss;
-                unsigned l4len = g.hdrs - g.l4 + seglen;
                 size_t total = q->hdr_len + hl + seglen;
                 const struct iovec *iov;
                 unsigned iovcnt;
-                uint64_t sum;
-                uint16_t cs;
                 int r;
 
                 memcpy(hb, f->mac, 12);
                 memcpy(hb + 12, f->tag, vt);
                 memcpy(hb + 12 + vt, f->mac + 12, g.hdrs - 12);
-                if (g.v4) {
-                        unsigned ihl = (hb[l3] & 0xfu) * 4;
-                        put16(hb + l3 + 2, (uint16_t)(g.hdrs - g.l3 + seglen));
-                        put16(hb + l3 + 4, (uint16_t)(get16(hb + l3 + 4) + i));
-                        memset(hb + l3 + 10, 0, 2);
-                        cs = (uint16_t)~csum_fold(csum_part(hb + l3, ihl, 0));
-                        memcpy(hb + l3 + 10, &cs, 2);
-                        sum = csum_part(hb + l3 + 12, 8, 0);
-                } else {
-                        put16(hb + l3 + 4, (uint16_t)(g.hdrs - g.l3 - 40 + seglen));
-                        sum = csum_part(hb + l3 + 8, 32, 0);
-                }
-                sum = csum_add(sum, htons(g.tcp ? IPPROTO_TCP : IPPROTO_UDP));
-                sum = csum_add(sum, htons((uint16_t)l4len));
-                if (g.tcp) {
-                        uint32_t seq;
-                        memcpy(&seq, hb + l4 + 4, 4);
-                        seq = htonl(ntohl(seq) + i * g.mss);
-                        memcpy(hb + l4 + 4, &seq, 4);
-                        if (i + 1 < g.nseg)
-                                hb[l4 + 13] &= (uint8_t)~0x09; /* FIN, PSH: last segment only */
-                        if (i)
-                                hb[l4 + 13] &= (uint8_t)~0x80; /* CWR: first segment only */
-                        memset(hb + l4 + 16, 0, 2);
-                } else {
-                        put16(hb + l4 + 4, (uint16_t)l4len);
-                        memset(hb + l4 + 6, 0, 2);
-                }
-                sum = csum_part(hb + l4, hl - l4, sum);
-                sum = csum_part(f->mac + pay_off, seglen, sum);
-                cs = (uint16_t)~csum_fold(sum);
-                if (!g.tcp && !cs)
-                        cs = 0xffff;
-                memcpy(hb + l4 + (g.tcp ? 16 : 6), &cs, 2);
+                gso_segment_headers(hb, &gt, i, f->mac + pay_off, seglen);
 
                 r = sink->reserve(sink, total, &iov, &iovcnt);
                 if (r == -ENOBUFS || r == -EIO) {
