@@ -87,7 +87,7 @@ tsan:
 	O=build-tsan VHOSTD_TSAN=1 TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 exitcode=66" \
 		tests/run-tests.sh unit integration
 
-# libFuzzer targets in build-fuzz/: fuzz_config, fuzz_vq, fuzz_vu_msg (clang).
+# libFuzzer targets in build-fuzz/: one per tests/fuzz/fuzz_*.c (clang).
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 fuzz:

@@ -85,8 +85,8 @@ bool gso_parse(const uint8_t *m, size_t len, const struct virtio_net_hdr *vh, st
         if (!g->tcp && type != VIRTIO_NET_HDR_GSO_UDP_L4)
                 return false; /* UFO would need IP fragmentation */
         if (et == ETH_P_IP) {
-                if (off + 20 > len || (m[off] >> 4) != 4)
-                        return false;
+                if (off + 20 > len || (m[off] >> 4) != 4 || (m[off] & 0xfu) < 5)
+                        return false; /* an IHL under 5 would put L4 inside the fields we rewrite */
                 g->v4 = true;
                 g->l4 = off + (m[off] & 0xfu) * 4;
                 if (m[off + 9] != (g->tcp ? IPPROTO_TCP : IPPROTO_UDP))

@@ -231,6 +231,9 @@ static void test_gso_parse_refuses(void **state)
         f.b[14 + 20 + 12] = 4 << 4; /* shorter than a TCP header */
         assert_false(gso_parse(f.b, f.len, &f.vh, &g));
         build(&f, false, true, 3000, 1000);
+        f.b[14] = 0x44; /* IHL 4: L4 would start inside the IP fields a segment rewrites (found by fuzz_offload) */
+        assert_false(gso_parse(f.b, f.len, &f.vh, &g));
+        build(&f, false, true, 3000, 1000);
         put16(f.b + 12, 0x0806); /* ARP */
         assert_false(gso_parse(f.b, f.len, &f.vh, &g));
         build(&f, true, true, 3000, 1000);
