@@ -2,7 +2,9 @@
 /*
  * loopback: what the guest sends on queue pair i comes back on its receive queue i. No host port;
  * kept for tests and for measuring the vhost-user side alone. One byte FIFO per queue pair, touched only
- * by that pair's worker; an eventfd is readable while the FIFO holds frames.
+ * by that pair's worker; an eventfd is readable while the FIFO holds frames. A record is [length u32]
+ * [a zeroed virtio-net header slot][the frame], so a frame goes back into the guest with one copy, header
+ * included; the FIFO is small enough to stay in the worker's cache while frames go round.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -15,7 +17,9 @@
 #include "backends/iov.h"
 #include "backends/virtio_net.h"
 
-#define LO_FIFO_SIZE (1u << 20)
+#define LO_FIFO_SIZE (1u << 18) /* a few of the largest frames; bursts of small ones stay cache-hot */
+#define LO_HDR_SLOT 12          /* sizeof(struct virtio_net_hdr_mrg): room for either header */
+#define LO_REC_HDR (4 + LO_HDR_SLOT)
 #define LO_WRAP 0xffffffffu
 #define LO_MAX_FRAME (65535 + BACKEND_ETH_OVERHEAD)
 
@@ -33,7 +37,7 @@ struct lo_backend {
 
 static size_t rec_size(size_t len)
 {
-        return (4 + len + 7) & ~(size_t)7;
+        return (LO_REC_HDR + len + 7) & ~(size_t)7;
 }
 
 static void lo_close(struct backend *be)
@@ -86,6 +90,8 @@ static unsigned lo_max_mtu(const struct backend *be)
 
 static int lo_configure(struct backend *be, unsigned q, uint64_t acked, unsigned hdr_len)
 {
+        if (hdr_len > LO_HDR_SLOT)
+                return -EINVAL;
         ((struct lo_backend *)be)->q[q].hdr_len = hdr_len;
         return 0;
 }
@@ -123,7 +129,8 @@ static int lo_tx_burst(struct backend *be, unsigned qi, const struct frame *fram
                         break;
                 }
                 memcpy(q->buf + pos, &len32, 4);
-                iov_to_buf(frames[i].iov, frames[i].iovcnt, q->hdr_len, q->buf + pos + 4, len);
+                memset(q->buf + pos + 4, 0, LO_HDR_SLOT);
+                iov_to_buf(frames[i].iov, frames[i].iovcnt, q->hdr_len, q->buf + pos + LO_REC_HDR, len);
                 q->tail += need;
         }
         if (i && was_empty)
@@ -134,7 +141,6 @@ static int lo_tx_burst(struct backend *be, unsigned qi, const struct frame *fram
 static int lo_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, unsigned budget)
 {
         struct lo_queue *q = &((struct lo_backend *)be)->q[qi];
-        struct virtio_net_hdr hdr = {0};
         unsigned done = 0;
 
         while (done < budget && q->head != q->tail) {
@@ -157,8 +163,7 @@ static int lo_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, un
                 if (r == -ENOBUFS || r == -EIO)
                         break;
                 if (r == 0) { /* else -EMSGSIZE: too big for the guest, dropped and counted by the sink */
-                        iov_from_buf(iov, iovcnt, 0, &hdr, sizeof(hdr));
-                        iov_from_buf(iov, iovcnt, q->hdr_len, q->buf + pos + 4, len);
+                        iov_from_buf(iov, iovcnt, 0, q->buf + pos + LO_REC_HDR - q->hdr_len, q->hdr_len + len);
                         sink->commit(sink, q->hdr_len + len);
                         done++;
                 }
