@@ -13,11 +13,12 @@
 #      inactive and no vhostd process runs in the container.
 #   2. A front-end on the host (build/tests/integrity --loopback) connects, negotiates and moves frames through
 #      the loopback port: the connection starts vhostd@vm1.service, which reaches active/running with Type=notify
-#      (READY=1 and its STATUS= seen by systemd).
-#   3. Watchdog: the shipped unit has WatchdogSec=30s. A test drop-in shortens it to 2s (the only change to the
-#      units, so that a few periods fit in seconds): systemd passes it (WatchdogUSec), vhostd's pings arrive
-#      (WatchdogTimestamp moves) and the service is not killed over 4 periods. Then the main process is stopped
-#      with SIGSTOP: systemd must report a watchdog timeout and restart it (so the watchdog is really armed).
+#      (READY=1 and its STATUS= seen by systemd); vhostctl on the host reads its control socket.
+#   3. Watchdog: a test drop-in shortens WatchdogSec=30s to 2s (the only change to the units, so that a few
+#      periods fit in seconds): systemd passes it (WatchdogUSec), vhostd's pings arrive (WatchdogTimestamp
+#      moves) and the service is not killed over 4 periods. After check 5 the main process is stopped with
+#      SIGSTOP: systemd must report a watchdog timeout and restart it (so the watchdog is really armed). At the
+#      end, without the drop-in, the running service has the shipped WatchdogUSec=30s.
 #   4. Hardening in the running process (/proc/MAINPID/status): NoNewPrivs 1, Seccomp 2, CapEff/CapPrm/CapAmb
 #      empty (vhostd drops every capability), CapBnd exactly the unit's CapabilityBoundingSet, Uid/Gid all the
 #      vhostd user's, no supplementary groups; and "systemd-analyze security" at most the 3.2 that
@@ -45,8 +46,10 @@ e2e_require_cmd systemd-nspawn nsenter debootstrap flock ldd dpkg-query
 O_DIR=${O:-build}
 [[ $O_DIR = /* ]] || O_DIR=$(cd "$E2E_DIR/../.." && pwd)/$O_DIR
 VHOSTD=${VHOSTD_BIN:-$O_DIR/vhostd}
+VHOSTCTL=${VHOSTCTL_BIN:-$O_DIR/vhostctl}
 INTEGRITY=$O_DIR/tests/integrity
 [[ -x $VHOSTD ]] || e2e_skip "$VHOSTD not built (make)"
+[[ -x $VHOSTCTL ]] || e2e_skip "$VHOSTCTL not built (make)"
 [[ -x $INTEGRITY ]] || e2e_skip "$INTEGRITY not built (make tests)"
 T0=$SECONDS
 
@@ -231,7 +234,9 @@ PID1=$(show vhostd@vm1.service MainPID)
 s=$(show vhostd@vm1.socket ActiveState)
 [[ $s = active ]] || fail "vhostd@vm1.socket is $s once the service runs"
 [[ -S $RUNDIR/vm1.ctl ]] || fail "no control socket /run/vhostd/vm1.ctl"
-e2e_log "2. ok: first connection started vhostd@vm1.service: active/running, MainPID $PID1, StatusText '$st'; front-end: $res"
+ctl=$("$VHOSTCTL" -s "$RUNDIR/vm1.ctl" 2>&1) || fail "vhostctl on /run/vhostd/vm1.ctl failed: $ctl"
+grep -q '^port net0: loopback' <<<"$ctl" || fail "vhostctl does not show the loopback port net0: $ctl"
+e2e_log "2. ok: first connection started vhostd@vm1.service: active/running, MainPID $PID1, StatusText '$st', vhostctl shows port net0; front-end: $res"
 
 # --- 3. watchdog ---------------------------------------------------------------------------------------------------
 # (WatchdogUSec is the running service's value: "infinity" while inactive.)
