@@ -1,11 +1,13 @@
 #!/bin/bash
 # Installs what vhostd needs to build and to run every test and benchmark, on Debian 12. Idempotent; needs root.
 # xdp-tools: xdp-loader, for the AF_XDP peer of bench/pps.sh.
+# debootstrap, systemd-container: tests/e2e/systemd_units.sh builds a Debian root and boots systemd in it with
+# systemd-nspawn.
 set -eu
 PKGS=(build-essential clang pkg-config bc libev-dev libcmocka-dev libbpf-dev libxdp-dev
       libclang-rt-14-dev clang-format
       iproute2 ethtool iperf3 jq busybox-static cpio kmod
-      qemu-system-x86 dpdk-dev systemd xdp-tools
+      qemu-system-x86 dpdk-dev systemd systemd-container debootstrap xdp-tools
       libvirt-daemon-system libvirt-clients
       debhelper dpkg-dev lintian fakeroot man-db)
 missing=()
