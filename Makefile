@@ -22,7 +22,7 @@ ALL_CFLAGS := -std=gnu11 $(WARN) $(HARDEN) -I. -D_GNU_SOURCE -pthread $(CFLAGS) 
 LDFLAGS ?=
 ALL_LDFLAGS := -pie -Wl,-z,relro,-z,now -pthread $(LDFLAGS) $(EXTRA_LDFLAGS)
 XDP_LIBS := $(shell pkg-config --libs libxdp libbpf 2>/dev/null || echo -lxdp -lbpf)
-LIBS := -lev $(XDP_LIBS)
+LIBS := -lev $(XDP_LIBS) -luring
 
 VRING_SRC := $(wildcard vring/*.c)
 BACKEND_SRC := $(wildcard backends/*.c)

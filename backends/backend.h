@@ -92,6 +92,9 @@ struct backend_ops {
 struct backend {
         const struct backend_ops *ops;
         unsigned nqueues;
+        /* Set by open() when the port works, but without something it would use where it can (a static string
+         * naming what and why); the daemon logs it. NULL: nothing to say. */
+        const char *degraded;
 };
 
 /* backend_loopback_ops, backend_tap_ops...: one per kind in BACKEND_KINDS, defined in backends/<name>.c. */

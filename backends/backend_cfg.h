@@ -38,6 +38,7 @@ struct backend_cfg {
         bool offloads;            /* tap/rawsock: offer checksum/TSO offloads */
         bool promisc;             /* rawsock */
         bool qdisc_bypass;        /* rawsock */
+        bool io_uring;            /* tap: send a burst with one io_uring submission */
         /* null: the frames it generates for the guest, Ethernet header included (no FCS). */
 #define NULL_FRAME_MIN 60
 #define NULL_FRAME_MAX 65535

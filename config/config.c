@@ -228,6 +228,7 @@ void config_port_defaults(struct port_cfg *port)
         snprintf(port->backend.kind, sizeof(port->backend.kind), "%s", key_kind_names[BACKEND_KIND_LOOPBACK]);
         port->backend.set_up = true;
         port->backend.offloads = true;
+        port->backend.io_uring = true;
         port->backend.xdp_mode = BACKEND_XDP_AUTO;
         port->backend.frame_size = 0; /* auto */
         port->backend.rate = 0;

@@ -157,6 +157,7 @@ static const struct key_desc port_keys[] = {
         {.name = "offloads", .type = VAL_BOOL, .kinds = KIND_TAP | KIND_RAWSOCK, BOOL_FIELD(P, backend.offloads)},
         {.name = "promisc", .type = VAL_BOOL, .kinds = KIND_RAWSOCK, BOOL_FIELD(P, backend.promisc)},
         {.name = "qdisc_bypass", .type = VAL_BOOL, .kinds = KIND_RAWSOCK, BOOL_FIELD(P, backend.qdisc_bypass)},
+        {.name = "io_uring", .type = VAL_BOOL, .kinds = KIND_TAP, BOOL_FIELD(P, backend.io_uring)},
         {.name = "xdp_mode",
          .type = VAL_CHOICE,
          .kinds = KIND_AFXDP,

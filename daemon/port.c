@@ -45,6 +45,8 @@ int port_open_backend(struct port *p)
         }
         log_info("%s: %s port%s%s open with %u queue pair%s", p->name, bc->kind, bc->ifname[0] ? " " : "", bc->ifname,
                  p->cfg->queues, p->cfg->queues > 1 ? "s" : "");
+        if (p->be->degraded)
+                log_warn("%s: %s", p->name, p->be->degraded);
         return 0;
 }
 

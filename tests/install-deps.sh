@@ -4,7 +4,7 @@
 # debootstrap, systemd-container: tests/e2e/systemd_units.sh builds a Debian root and boots systemd in it with
 # systemd-nspawn.
 set -eu
-PKGS=(build-essential clang pkg-config bc libev-dev libcmocka-dev libbpf-dev libxdp-dev
+PKGS=(build-essential clang pkg-config bc libev-dev libcmocka-dev libbpf-dev libxdp-dev liburing-dev
       libclang-rt-14-dev clang-format
       iproute2 ethtool iperf3 jq busybox-static cpio kmod
       qemu-system-x86 dpdk-dev systemd systemd-container debootstrap xdp-tools
