@@ -654,7 +654,8 @@ static int ax_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, un
 /*
  * Link down and up: the socket stays bound; frames flow again by themselves. Interface deleted: the kernel
  * unbinds the socket for good (and the XDP program goes with the device). Once an interface of that name
- * exists again, the queue gets a new UMEM and socket there, in the XDP mode open() settled on: libxdp loads
+ * exists again, the queue gets a new socket there (on the registration of the area a queue that recovered
+ * before made, or on a new one, see struct ax_umem), in the XDP mode open() settled on: libxdp loads
  * its program again, or the socket goes into the pinned xsks_map, which the operator's loader must have
  * attached again. Needs CAP_NET_RAW (and CAP_BPF, CAP_NET_ADMIN without xsks_map).
  */
