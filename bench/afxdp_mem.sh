@@ -7,7 +7,8 @@
 # "vhostd-afxdp-umem") and the guest's RAM (fakefe's memfd "fakefe-ram"); Pss; and vhostd's own memory, RssAnon +
 # RssShmem - guest RAM (what it costs beside the guest's memory, whichever counter the UMEM lands in).
 # Target (issue #15): own memory under 8 MiB with 2 queue pairs.
-# Usage: bench/afxdp_mem.sh [QUEUE_PAIRS...] (default 1 2 4); VHOSTD_BIN=... measures another build.
+# Usage: bench/afxdp_mem.sh [QUEUE_PAIRS...] (default 1 2 4); VHOSTD_BIN=... measures another build;
+# AFXDP_MEM_ARGS="-o frame_size=4096" adds options to vhostd's command line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 O=${O:-build}
@@ -41,7 +42,7 @@ map_rss() {
 }
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 
-echo "afxdp memory, vhostd $("$VHOSTD" --version 2>/dev/null | head -n1) ($VHOSTD), $(uname -r):"
+echo "afxdp memory, vhostd $("$VHOSTD" --version 2>/dev/null | head -n1) ($VHOSTD${AFXDP_MEM_ARGS:+ $AFXDP_MEM_ARGS}), $(uname -r):"
 printf '%-3s %9s %9s %9s %9s %9s %9s %9s %9s %9s\n' qp RssAnon RssShmem UMEM guestRAM Pss Pss_Anon Pss_Shm own guest_rx
 for q in "${QPS[@]}"; do
     # A veth with as many queues as queue pairs: every flow the far end sends lands on a queue vhostd serves.
@@ -50,7 +51,7 @@ for q in "${QPS[@]}"; do
     ip -n "$NS" link set am0 up
     ip -n "$NS" link set am1 up
     rm -f "$T/v.sock" "$T/v.ctl"
-    ip netns exec "$NS" "$VHOSTD" -s "$T/v.sock" -C "$T/v.ctl" -b afxdp -i am0 -q "$q" >"$T/vhostd.log" 2>&1 </dev/null &
+    ip netns exec "$NS" "$VHOSTD" -s "$T/v.sock" -C "$T/v.ctl" -b afxdp -i am0 -q "$q" ${AFXDP_MEM_ARGS:-} >"$T/vhostd.log" 2>&1 </dev/null &
     VPID=$!
     for _ in $(seq 100); do "$O/vhostctl" -s "$T/v.ctl" >/dev/null 2>&1 && break; sleep 0.1; done
     ip netns exec "$NS" "$O/tests/fe_hold" "$T/v.sock" "$q" 256 >"$T/fe.log" 2>&1 &
@@ -61,7 +62,7 @@ for q in "${QPS[@]}"; do
         cat "$T/fe.log" "$T/vhostd.log"
         exit 1
     fi
-    ip netns exec "$NS" "$O/tests/pktsend" -i am1 -n 5000 -r 50000 -f 16 >/dev/null
+    ip netns exec "$NS" "$O/tests/pktsend" -i am1 -n 5000 -r 20000 -f 16 >/dev/null
     sleep 1
     st=/proc/$VPID/status roll=/proc/$VPID/smaps_rollup
     anon=$(kb "$st" RssAnon) shm=$(kb "$st" RssShmem) umem=$(map_rss "$VPID" vhostd-afxdp-umem)
