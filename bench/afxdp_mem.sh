@@ -21,7 +21,7 @@ QPS=("$@")
 [ -x "$VHOSTD" ] || make -s "$O/vhostd"
 T=$(mktemp -d)
 NS=amem$$
-VPID= FPID=
+VPID='' FPID=''
 cleanup() {
     local p
     for p in $FPID $VPID; do
@@ -51,6 +51,7 @@ for q in "${QPS[@]}"; do
     ip -n "$NS" link set am0 up
     ip -n "$NS" link set am1 up
     rm -f "$T/v.sock" "$T/v.ctl"
+    # shellcheck disable=SC2086 # AFXDP_MEM_ARGS is split into options on purpose
     ip netns exec "$NS" "$VHOSTD" -s "$T/v.sock" -C "$T/v.ctl" -b afxdp -i am0 -q "$q" ${AFXDP_MEM_ARGS:-} >"$T/vhostd.log" 2>&1 </dev/null &
     VPID=$!
     for _ in $(seq 100); do "$O/vhostctl" -s "$T/v.ctl" >/dev/null 2>&1 && break; sleep 0.1; done
