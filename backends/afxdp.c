@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
- * afxdp: one AF_XDP socket per queue pair, on NIC queue start_queue + q of ifname, each with its own UMEM
- * of AX_FRAMES frames: most are lent to the kernel through the fill ring for receiving, the rest are a free
- * list for sending. One copy per frame and direction: guest buffers -> UMEM frame on tx,
+ * afxdp: one AF_XDP socket per queue pair, on NIC queue start_queue + q of ifname, all of a port's sockets on
+ * one UMEM (XDP_SHARED_UMEM; each socket has its own fill and completion rings). Queue pair q owns a fixed
+ * slice of it, AX_FRAMES frames: AX_RX_FRAMES are lent to the kernel through its fill ring for receiving, the
+ * rest are its free list for sending. One copy per frame and direction: guest buffers -> UMEM frame on tx,
  * UMEM frame -> guest buffers on rx.
+ *
+ * The UMEM area is a memfd (MAP_SHARED), kept open in the backend, so that the pages can be handed to another
+ * process (upgrade, issue #16). Its pages count as the process's RssShmem, not RssAnon.
  *
  * The XDP program is libxdp's default (it redirects each queue to the socket registered for it), loaded in
  * native (driver) or skb (generic) mode, or in auto mode native first and skb if the driver refuses. With
@@ -24,6 +28,7 @@
  * answers EAGAIN. Completions are reclaimed at every tx burst.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/if_link.h>
 #include <linux/if_xdp.h>
 #include <net/if.h>
@@ -47,16 +52,17 @@
 #include "backends/virtio_net.h"
 
 /*
- * UMEM frames per queue pair: most are lent to the kernel for receiving, as they are all the buffering between
- * the NIC and a worker that is late (2560 frames: 50 ms at 50 kpps); sending needs few, as completions come
- * back at every burst. 6 MiB per queue pair with 2 KiB frames, 12 MiB with 4 KiB (the kernel pins it all). The fill and
- * rx rings hold every rx frame, tx and completion rings every tx frame.
+ * UMEM frames per queue pair, sized from its rings: the fill and rx rings hold every rx frame, the tx and
+ * completion rings every tx frame, and no ring has a slot no frame can use. The rx frames are all the buffering
+ * between the NIC and a worker that is late (1024 frames: 100 ms at 10 kpps, 20 ms at 50 kpps; the kernel counts
+ * what it drops beyond that, see kernel_drops); sending needs few, as completions come back at every burst and a
+ * burst is at most 256 frames. 2.5 MiB per queue pair with 2 KiB frames, 5 MiB with 4 KiB (the kernel pins it all).
  */
-#define AX_FRAMES 3072
-#define AX_RX_FRAMES 2560
-#define AX_TX_FRAMES (AX_FRAMES - AX_RX_FRAMES)
-#define AX_RX_RING 4096
-#define AX_TX_RING 1024
+#define AX_RX_RING 1024
+#define AX_TX_RING 256
+#define AX_RX_FRAMES AX_RX_RING
+#define AX_TX_FRAMES AX_TX_RING
+#define AX_FRAMES (AX_RX_FRAMES + AX_TX_FRAMES)
 #define AX_HEADROOM 256     /* XDP_PACKET_HEADROOM: where the kernel puts received frames in a UMEM frame */
 #define AX_KICKS_MAX 64     /* sendto() calls per burst in copy mode (each moves up to 32 frames) */
 #define AX_BUSY_RETRIES 100 /* of 20 ms: a queue still held by sockets being released */
@@ -68,19 +74,29 @@
 #define SO_BUSY_POLL_BUDGET 70
 #endif
 
-struct ax_queue {
+/*
+ * One registration of the area with the kernel (XDP_UMEM_REG). Sockets can share a registration only through a
+ * socket bound with it (its first one, whose fd libxdp keeps as the UMEM's), so when the interface is deleted and
+ * every socket unbound, the queues that recover register the same area again: the same pages, no new memory.
+ */
+struct ax_umem {
         struct xsk_umem *umem;
+        int ifindex;    /* the interface its first socket was bound to */
+        unsigned users; /* queue pairs whose socket uses it */
+};
+
+struct ax_queue {
+        struct ax_umem *um; /* the registration its socket uses; NULL without a socket */
         struct xsk_socket *xsk;
         struct xsk_ring_prod fill;
         struct xsk_ring_cons comp;
         struct xsk_ring_cons rx;
         struct xsk_ring_prod tx;
-        uint8_t *area;
         int fd;
         int ifindex;  /* the interface the socket is bound to */
         int kick_err; /* the last tx kick failed (link down): frames wait in the tx ring */
         unsigned hdr_len;
-        uint64_t free[AX_TX_FRAMES]; /* tx frames not in flight */
+        uint64_t free[AX_TX_FRAMES]; /* tx frames of its slice not in flight */
         unsigned nfree;
         uint64_t gone_kernel_drops; /* counted by sockets recover() replaced */
 };
@@ -95,8 +111,12 @@ struct ax_backend {
         int map_fd;                   /* its XSKMAP, owned by prog */
         pthread_mutex_t recover_lock; /* one queue at a time loads or finds the XDP program */
         unsigned frame_size;
+        int area_fd;   /* the memfd behind area, kept for a handover to a new process */
+        uint8_t *area; /* the UMEM: nqueues slices of AX_FRAMES frames, queue pair q's at q * slice_len */
         size_t area_len;
-        unsigned max_frame; /* largest Ethernet frame we send: the MTU, an Ethernet header and a VLAN tag */
+        size_t slice_len;
+        struct ax_umem *umems; /* nqueues slots: every registration in use (each has a socket) */
+        unsigned max_frame;    /* largest Ethernet frame we send: the MTU, an Ethernet header and a VLAN tag */
         struct ax_queue q[];
 };
 
@@ -126,11 +146,12 @@ static void close_queue(struct ax_backend *ax, struct ax_queue *q)
         unsigned hdr_len = q->hdr_len;
         uint64_t kernel_drops = q->gone_kernel_drops + socket_kernel_drops(q);
 
-        xsk_socket__delete(q->xsk); /* NULL-safe; detaches the default program with the last socket */
-        if (q->umem)
-                (void)xsk_umem__delete(q->umem);
-        if (q->area)
-                munmap(q->area, ax->area_len);
+        xsk_socket__delete(q->xsk); /* NULL-safe */
+        /* The registration goes with its last socket (libxdp closes the first socket's fd only then). */
+        if (q->um && --q->um->users == 0) {
+                (void)xsk_umem__delete(q->um->umem);
+                memset(q->um, 0, sizeof(*q->um));
+        }
         memset(q, 0, sizeof(*q));
         q->fd = -1;
         q->hdr_len = hdr_len;
@@ -202,6 +223,11 @@ static void ax_close(struct backend *be)
         for (unsigned i = 0; i < be->nqueues; i++)
                 close_queue(ax, &ax->q[i]);
         release_prog(ax, ax->prog_ifindex && ax->prog_ifindex == (int)if_nametoindex(ax->cfg.ifname));
+        if (ax->area)
+                munmap(ax->area, ax->area_len);
+        if (ax->area_fd >= 0)
+                close(ax->area_fd);
+        free(ax->umems);
         pthread_mutex_destroy(&ax->recover_lock);
         free(ax);
 }
@@ -223,7 +249,19 @@ static void kick_fill(struct ax_queue *q)
                 (void)recvfrom(q->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
 }
 
-/* Opens queue qi's UMEM and socket and puts the socket into the XSKMAP map_fd. */
+/*
+ * Opens queue qi's socket and puts it into the XSKMAP map_fd. It shares the UMEM registration that already has
+ * a socket on this interface, or registers the area anew (the first queue to open, or to recover after the
+ * interface was re-created).
+ *
+ * Why sharing one UMEM between workers is safe without a lock: queue pair qi only ever lends, sends or takes
+ * back frames of its own slice [qi * slice_len, (qi + 1) * slice_len). Its fill ring gets only addresses of that
+ * slice, so the kernel fills only those frames for its rx ring (each socket takes rx frames from its own fill
+ * ring); its tx ring carries only addresses of its free list, which the kernel returns on its own completion
+ * ring. So no frame is ever written by one worker and read by another, and each ring has one worker on our
+ * side. The shared state (the registration table and libxdp's UMEM object) changes only in open, close and
+ * recover, the last under recover_lock.
+ */
 static int open_queue(struct ax_backend *ax, const struct backend_cfg *cfg, unsigned qi, int map_fd)
 {
         struct ax_queue *q = &ax->q[qi];
@@ -233,6 +271,7 @@ static int open_queue(struct ax_backend *ax, const struct backend_cfg *cfg, unsi
                 .frame_size = ax->frame_size,
                 .frame_headroom = 0,
         };
+        /* With XDP_SHARED_UMEM the kernel takes copy/zero-copy and need_wakeup from the first socket. */
         struct xsk_socket_config scfg = {
                 .rx_size = AX_RX_RING,
                 .tx_size = AX_TX_RING,
@@ -241,36 +280,52 @@ static int open_queue(struct ax_backend *ax, const struct backend_cfg *cfg, unsi
                 .bind_flags =
                         XDP_USE_NEED_WAKEUP | (cfg->force_copy ? XDP_COPY : 0) | (cfg->zero_copy ? XDP_ZEROCOPY : 0),
         };
+        uint64_t base = (uint64_t)qi * ax->slice_len;
+        struct ax_umem *um = NULL, *slot = NULL;
         __u32 idx;
         int r;
 
         q->ifindex = (int)if_nametoindex(cfg->ifname);
-        q->area = mmap(NULL, ax->area_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-        if (q->area == MAP_FAILED) {
-                q->area = NULL;
-                return -errno;
+        for (unsigned i = 0; i < ax->base.nqueues && !um; i++) {
+                if (ax->umems[i].users && ax->umems[i].ifindex == q->ifindex)
+                        um = &ax->umems[i];
+                else if (!ax->umems[i].umem && !slot)
+                        slot = &ax->umems[i];
         }
-        r = xsk_umem__create(&q->umem, q->area, ax->area_len, &q->fill, &q->comp, &ucfg);
+        if (!um) {
+                /* A slot is free: each registration in use has a socket, and queue qi has none. */
+                r = xsk_umem__create(&slot->umem, ax->area, ax->area_len, &q->fill, &q->comp, &ucfg);
+                if (r < 0) {
+                        slot->umem = NULL;
+                        return r;
+                }
+                slot->ifindex = q->ifindex;
+        }
+        /* The first socket of a registration gets the fill and completion rings made with it (the same structs). */
+        r = xsk_socket__create_shared(&q->xsk, cfg->ifname, cfg->start_queue + qi, um ? um->umem : slot->umem, &q->rx,
+                                      &q->tx, &q->fill, &q->comp, &scfg);
         if (r < 0) {
-                q->umem = NULL;
+                q->xsk = NULL;
+                if (!um) {
+                        (void)xsk_umem__delete(slot->umem);
+                        memset(slot, 0, sizeof(*slot));
+                }
                 return r;
         }
-        /* Lend the rx frames to the kernel before the socket is bound, so none arrives to an empty fill ring. */
+        q->um = um ? um : slot;
+        q->um->users++;
+        q->fd = xsk_socket__fd(q->xsk);
+
+        /* Lend the rx frames to the kernel before the socket is in the map, so none arrives to an empty fill ring. */
         if (xsk_ring_prod__reserve(&q->fill, AX_RX_FRAMES, &idx) != AX_RX_FRAMES)
                 return -ENOMEM;
         for (unsigned i = 0; i < AX_RX_FRAMES; i++)
-                *xsk_ring_prod__fill_addr(&q->fill, idx + i) = (uint64_t)i * ax->frame_size;
+                *xsk_ring_prod__fill_addr(&q->fill, idx + i) = base + (uint64_t)i * ax->frame_size;
         xsk_ring_prod__submit(&q->fill, AX_RX_FRAMES);
         for (unsigned i = 0; i < AX_TX_FRAMES; i++)
-                q->free[i] = (uint64_t)(AX_RX_FRAMES + i) * ax->frame_size;
+                q->free[i] = base + (uint64_t)(AX_RX_FRAMES + i) * ax->frame_size;
         q->nfree = AX_TX_FRAMES;
 
-        r = xsk_socket__create(&q->xsk, cfg->ifname, cfg->start_queue + qi, q->umem, &q->rx, &q->tx, &scfg);
-        if (r < 0) {
-                q->xsk = NULL;
-                return r;
-        }
-        q->fd = xsk_socket__fd(q->xsk);
         if ((r = xsk_socket__update_xskmap(q->xsk, map_fd)) < 0)
                 return r;
         if (cfg->busy_poll && (r = set_busy_poll(q->fd)) < 0)
@@ -321,6 +376,27 @@ static int open_queues(struct ax_backend *ax, __u32 xdp_flags)
         return r;
 }
 
+/*
+ * The UMEM area: a memfd of area_len bytes, sealed at that size, mapped shared and populated (the kernel pins
+ * every page at XDP_UMEM_REG anyway).
+ */
+static int alloc_area(struct ax_backend *ax)
+{
+        void *p;
+
+        ax->area_fd = memfd_create("vhostd-afxdp-umem", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (ax->area_fd < 0)
+                return -errno;
+        if (ftruncate(ax->area_fd, (off_t)ax->area_len) < 0 ||
+            fcntl(ax->area_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
+                return -errno;
+        p = mmap(NULL, ax->area_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ax->area_fd, 0);
+        if (p == MAP_FAILED)
+                return -errno;
+        ax->area = p;
+        return 0;
+}
+
 static int ax_open(const struct backend_cfg *cfg, unsigned nqueues, struct backend **ret)
 {
         unsigned frame_size = cfg->frame_size, max_mtu, if_mtu = 0;
@@ -350,7 +426,9 @@ static int ax_open(const struct backend_cfg *cfg, unsigned nqueues, struct backe
         ax->map_fd = -1;
         pthread_mutex_init(&ax->recover_lock, NULL);
         ax->frame_size = frame_size;
-        ax->area_len = (size_t)AX_FRAMES * frame_size;
+        ax->slice_len = (size_t)AX_FRAMES * frame_size;
+        ax->area_len = nqueues * ax->slice_len;
+        ax->area_fd = -1;
         ax->max_frame = max_mtu + BACKEND_ETH_OVERHEAD;
         for (unsigned i = 0; i < nqueues; i++) {
                 ax->q[i].fd = -1;
@@ -358,6 +436,13 @@ static int ax_open(const struct backend_cfg *cfg, unsigned nqueues, struct backe
         }
         libxdp_set_print(silent_print);
         libbpf_set_print(silent_bpf_print);
+        ax->umems = calloc(nqueues, sizeof(*ax->umems));
+        if (!ax->umems) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        if ((r = alloc_area(ax)) < 0)
+                goto fail;
 
         if (cfg->xsks_map[0]) {
                 r = open_queues(ax, 0);
@@ -496,7 +581,7 @@ static int ax_tx_burst(struct backend *be, unsigned qi, const struct frame *fram
                 struct xdp_desc *d = xsk_ring_prod__tx_desc(&q->tx, idx + i);
                 uint64_t addr = q->free[--q->nfree];
 
-                iov_to_buf(f->iov, f->iovcnt, q->hdr_len, q->area + addr, len);
+                iov_to_buf(f->iov, f->iovcnt, q->hdr_len, ax->area + addr, len);
                 d->addr = addr;
                 d->len = (__u32)len;
                 d->options = 0;
@@ -532,7 +617,7 @@ static int ax_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, un
         }
         for (; used < n; used++) {
                 const struct xdp_desc *d = xsk_ring_cons__rx_desc(&q->rx, idx + used);
-                const uint8_t *data = xsk_umem__get_data(q->area, d->addr);
+                const uint8_t *data = xsk_umem__get_data(ax->area, d->addr);
                 size_t total = q->hdr_len + d->len;
                 const struct iovec *iov;
                 unsigned iovcnt;
@@ -569,7 +654,8 @@ static int ax_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, un
 /*
  * Link down and up: the socket stays bound; frames flow again by themselves. Interface deleted: the kernel
  * unbinds the socket for good (and the XDP program goes with the device). Once an interface of that name
- * exists again, the queue gets a new UMEM and socket there, in the XDP mode open() settled on: libxdp loads
+ * exists again, the queue gets a new socket there (on the registration of the area a queue that recovered
+ * before made, or on a new one, see struct ax_umem), in the XDP mode open() settled on: libxdp loads
  * its program again, or the socket goes into the pinned xsks_map, which the operator's loader must have
  * attached again. Needs CAP_NET_RAW (and CAP_BPF, CAP_NET_ADMIN without xsks_map).
  */

@@ -737,8 +737,8 @@ for g in $GROUPS_SEL; do
             "$(imedian "${ANON[$GNAME,$who]}")" "$(imedian "${SHM[$GNAME,$who]}")" "${IDLE[$GNAME,$who]:--}"
     done
 done
-echo "(vhostd RssShmem = the front-end's guest memory, a shared memfd it maps, counted in VmRSS; its own memory is"
-echo " RssAnon. testpmd's RssShmem is mostly its own 256 MB --no-huge memfd plus the guest's pages it touched.)"
+echo "(vhostd RssShmem = the front-end's guest memory, a shared memfd it maps, counted in VmRSS, and for afxdp also"
+echo " its UMEM, a memfd too (bench/afxdp_mem.sh tells them apart); its other memory is RssAnon. testpmd's RssShmem is mostly its own 256 MB --no-huge memfd plus the guest's pages it touched.)"
 if [ -n "${RTTS[vhostd,avg]:-}" ]; then
     echo
     echo "ping RTT through the tap port (bridge -> tap -> back-end -> testpmd icmpecho), 50 pings 10 ms apart,"

@@ -16,6 +16,7 @@ run() {
 run bench/iperf_tap.sh "$RUNS" 5   # TCP through a QEMU guest: vhostd tap vs QEMU's tap
 run bench/pps.sh "$RUNS" 2         # frames/s per port kind: vhostd vs dpdk-testpmd, testpmd as the guest
 run bench/dirty_log.sh "$RUNS" 3   # the loop with live migration's dirty log on vs off
+run bench/afxdp_mem.sh             # afxdp memory (RssAnon, RssShmem, UMEM, Pss) with 1, 2 and 4 queue pairs
 # The README's tables from this run only (the chart, bench/results/pps.png, is pps.sh's of this run too).
 [ "$rc" -ne 0 ] || run bench/readme_table.sh
 exit "$rc"

@@ -39,6 +39,8 @@ int port_open_backend(struct port *p)
                         hint = " (not permitted: see the privileges each port kind needs in vhostd(8))";
                 else if (r == -EMSGSIZE)
                         hint = " (the MTU is larger than this port can carry)";
+                else if (!strcmp(bc->kind, "afxdp") && r == -ENOMEM)
+                        hint = " (memory for its UMEM could not be allocated or pinned)";
                 log_msg(3, r, "%s: cannot open %s port%s%s%s", p->name, bc->kind, bc->ifname[0] ? " " : "", bc->ifname,
                         hint);
                 return r;

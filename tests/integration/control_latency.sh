@@ -3,7 +3,7 @@
 # AF_XDP port (skb mode, 2 queue pairs) on a veth in a private namespace with dpdk-testpmd (virtio-user) sending
 # on it, net1 a loopback port. While GET_FEATURES round trips on net1 are timed for 8 s:
 #   - net0's veth pair is deleted and created again 4 times: each time both queue pairs of net0 recover (a new
-#     UMEM and socket, the XDP program attached again);
+#     socket on the UMEM registered again, the XDP program attached again);
 #   - vhostctl queries run back to back (each one quiesces net0's workers for a snapshot).
 # No reply on net1 may take 250 ms or more: a liveness bound, well above this machine's noise (tens of ms).
 # net0 must recover every time. Honest limit: an AF_XDP recovery on a veth takes only milliseconds here, so this

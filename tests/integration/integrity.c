@@ -7,11 +7,19 @@
  * A window of frames in flight keeps kernel queues from overflowing, so any loss is a real one.
  *
  *   integrity --socket SOCK (--loopback | --ifname IF) [--frames N] [--max-size B] [--packed] [--ring N]
+ *             [--queues N [--every-queue]]
  *
  * --packed drives packed rings (VIRTIO_F_RING_PACKED, which must then be negotiated); --ring sets the ring size
  * (default 256; packed rings take any size from 1 to 32768).
  *
- * Prints per direction: sent, received, corrupted, duplicated, lost; exit 0 only when all are perfect.
+ * --queues N (1..8) uses N queue pairs: frame s goes out on tx ring s % N (its lane). Towards the guest, the
+ * host sends lane l's frames from CPU l (modulo the CPUs we may run on) with PACKET_QDISC_BYPASS, which makes
+ * the kernel pick tx queue (CPU % tx queues) of IF: on a veth with N queues, lane l then arrives on the peer's rx
+ * queue l, the one vhostd's queue pair l serves. --every-queue fails the run unless every queue pair carried
+ * frames in both directions (a port that steers by queue, with at least N CPUs).
+ *
+ * Prints per direction: sent, received, corrupted, duplicated, lost, and with N > 1 per queue pair; exit 0 only
+ * when all are perfect.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,6 +28,7 @@
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,15 +41,19 @@
 #define WINDOW 128
 #define ETHERTYPE_TEST 0x88b5
 #define STALL_MS 3000
+#define QUEUES_MAX 8
 
 struct tally {
         const char *name;
         unsigned long sent, received, corrupted, duplicated;
         uint8_t *seen; /* one byte per sequence number */
+        /* per queue pair: frames of lane q sent and received, and frames that came out of queue pair q's rx ring */
+        unsigned long lane_sent[QUEUES_MAX], lane_received[QUEUES_MAX], ring_received[QUEUES_MAX];
 };
 
 static unsigned long nframes = 1000000;
 static unsigned max_size = 1514;
+static unsigned nq = 1;
 static const uint8_t dst_mac[6] = {0x02, 0, 0, 0, 0, 0x02}, src_mac[6] = {0x02, 0, 0, 0, 0, 0x01};
 
 static long long now_ms(void)
@@ -60,7 +73,8 @@ static bool is_test_frame(const uint8_t *f, size_t len)
         return len >= 14 && f[12] == (ETHERTYPE_TEST >> 8) && f[13] == (ETHERTYPE_TEST & 0xff);
 }
 
-static void account(struct tally *t, const uint8_t *f, size_t len)
+/* ring: the guest rx ring (queue pair) the frame came out of, or -1 (the host side). */
+static void account(struct tally *t, const uint8_t *f, size_t len, int ring)
 {
         uint32_t seq;
 
@@ -70,59 +84,98 @@ static void account(struct tally *t, const uint8_t *f, size_t len)
                 t->corrupted++;
                 return;
         }
-        if (t->seen[seq]++)
+        if (t->seen[seq]++) {
                 t->duplicated++;
-        else
-                t->received++;
+                return;
+        }
+        t->received++;
+        t->lane_received[seq % nq]++;
+        if (ring >= 0)
+                t->ring_received[ring]++;
 }
 
-static int report(const struct tally *t)
+/* every_queue: each queue pair must have carried frames (sent on its tx ring, or received on its rx ring). */
+static int report(const struct tally *t, bool every_queue, bool by_ring)
 {
         unsigned long lost = t->sent - t->received;
         bool ok = t->received == t->sent && !t->corrupted && !t->duplicated;
 
         printf("%-12s sent %lu received %lu corrupted %lu duplicated %lu lost %lu: %s\n", t->name, t->sent, t->received,
                t->corrupted, t->duplicated, lost, ok ? "ok" : "FAILED");
+        for (unsigned q = 0; nq > 1 && q < nq; q++) {
+                unsigned long carried = by_ring ? t->ring_received[q] : t->lane_received[q];
+                bool q_ok = !every_queue || carried > 0;
+
+                printf("%-12s   queue pair %u: lane sent %lu received %lu; %s %lu%s\n", "", q, t->lane_sent[q],
+                       t->lane_received[q], by_ring ? "came out of its rx ring" : "went out of its tx ring", carried,
+                       q_ok ? "" : ": FAILED (nothing on this queue pair)");
+                ok = ok && q_ok;
+        }
         return ok ? 0 : 1;
+}
+
+/* Runs the caller on the lane-th CPU it may use (with PACKET_QDISC_BYPASS the kernel picks tx queue CPU % n). */
+static void run_on_lane_cpu(const cpu_set_t *allowed, unsigned lane)
+{
+        unsigned n = (unsigned)CPU_COUNT(allowed), k = lane % n;
+        cpu_set_t one;
+
+        for (int c = 0; c < CPU_SETSIZE; c++) {
+                if (!CPU_ISSET(c, allowed) || k--)
+                        continue;
+                CPU_ZERO(&one);
+                CPU_SET(c, &one);
+                (void)sched_setaffinity(0, sizeof(one), &one);
+                return;
+        }
 }
 
 /* Guest -> port (or -> guest again with loopback): post on tx, count wherever the frames come out. */
 static int guest_to_port(struct fe *fe, int pkt, struct tally *t)
 {
-        struct fe_ring *tx = fe_tx(fe, 0), *rx = fe_rx(fe, 0);
         static uint8_t buf[65536];
         long long last_progress = now_ms();
 
         while (t->received + t->corrupted < nframes) {
                 unsigned long before = t->received + t->corrupted;
-                bool posted = false;
+                bool posted[QUEUES_MAX] = {false};
 
+                /* Frame s on tx ring s % nq: a full ring stops the posting, so every ring's frames stay in order. */
                 while (t->sent < nframes && t->sent - t->received < WINDOW) {
                         size_t len = frame_size(t->sent);
+                        unsigned q = t->sent % nq;
                         fe_frame_build(buf, len, (uint32_t)t->sent, dst_mac, src_mac);
-                        if (fe_ring_post_tx(tx, buf, len, NULL, NULL) < 0)
+                        int r = fe_ring_post_tx(fe_tx(fe, q), buf, len, NULL, NULL);
+                        if (r == -ENOSPC)
                                 break;
-                        t->sent++;
-                        posted = true;
-                }
-                if (posted)
-                        fe_ring_notify(tx);
-                (void)fe_ring_reap(tx);
-                if (pkt < 0) {
-                        struct fe_rx_info info;
-                        int r;
-                        while ((r = fe_ring_recv(rx, buf, sizeof(buf), &info)) == 1)
-                                account(t, buf, info.len);
                         if (r < 0)
-                                return fprintf(stderr, "rx ring: %s\n", strerror(-r)), -1;
+                                return fprintf(stderr, "tx ring %u: %zu-byte frame: %s\n", q, len, strerror(-r)), -1;
+                        t->lane_sent[q]++;
+                        t->sent++;
+                        posted[q] = true;
+                }
+                for (unsigned q = 0; q < nq; q++) {
+                        if (posted[q])
+                                fe_ring_notify(fe_tx(fe, q));
+                        (void)fe_ring_reap(fe_tx(fe, q));
+                }
+                if (pkt < 0) {
+                        for (unsigned q = 0; q < nq; q++) {
+                                struct fe_rx_info info;
+                                int r;
+                                while ((r = fe_ring_recv(fe_rx(fe, q), buf, sizeof(buf), &info)) == 1)
+                                        account(t, buf, info.len, (int)q);
+                                if (r < 0)
+                                        return fprintf(stderr, "rx ring %u: %s\n", q, strerror(-r)), -1;
+                        }
                         if (t->received + t->corrupted == before)
-                                (void)fe_ring_wait(rx, 1, 10);
+                                (void)fe_ring_wait(fe_rx(fe, 0), 1, 10);
                 } else {
                         struct pollfd p = {.fd = pkt, .events = POLLIN};
                         ssize_t n;
                         (void)poll(&p, 1, 10);
                         while ((n = recv(pkt, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
-                                account(t, buf, (size_t)n);
+                                account(t, buf, (size_t)n, -1);
                 }
                 if (t->received + t->corrupted != before)
                         last_progress = now_ms();
@@ -132,44 +185,65 @@ static int guest_to_port(struct fe *fe, int pkt, struct tally *t)
         return 0;
 }
 
-/* Port -> guest: send from the host side, count on the guest's rx ring. */
+/*
+ * Port -> guest: send from the host side, count on the guest's rx rings. Lane l sends frames l, l + nq, ... from
+ * its CPU (see run_on_lane_cpu), at most WINDOW / nq in flight each.
+ */
 static int port_to_guest(struct fe *fe, int pkt, struct tally *t)
 {
-        struct fe_ring *rx = fe_rx(fe, 0);
         static uint8_t buf[65536];
         long long last_progress = now_ms();
+        unsigned long window = nq > 1 ? WINDOW / nq : WINDOW;
+        cpu_set_t allowed;
 
+        if (nq > 1 && sched_getaffinity(0, sizeof(allowed), &allowed) < 0)
+                return fprintf(stderr, "sched_getaffinity: %s\n", strerror(errno)), -1;
         while (t->received + t->corrupted < nframes) {
                 unsigned long before = t->received + t->corrupted;
                 struct fe_rx_info info;
                 int r;
 
-                while (t->sent < nframes && t->sent - t->received < WINDOW) {
-                        size_t len = frame_size(t->sent);
-                        fe_frame_build(buf, len, (uint32_t)t->sent, dst_mac, src_mac);
-                        if (send(pkt, buf, len, MSG_DONTWAIT) < 0) {
-                                if (errno == EAGAIN || errno == ENOBUFS)
-                                        break;
-                                return fprintf(stderr, "send: %s\n", strerror(errno)), -1;
+                for (unsigned l = 0; l < nq; l++) {
+                        unsigned long seq = l + (unsigned long)nq * t->lane_sent[l];
+                        bool moved = false;
+
+                        for (; seq < nframes && t->lane_sent[l] - t->lane_received[l] < window; seq += nq) {
+                                size_t len = frame_size(seq);
+                                if (nq > 1 && !moved) {
+                                        run_on_lane_cpu(&allowed, l);
+                                        moved = true;
+                                }
+                                fe_frame_build(buf, len, (uint32_t)seq, dst_mac, src_mac);
+                                if (send(pkt, buf, len, MSG_DONTWAIT) < 0) {
+                                        if (errno == EAGAIN || errno == ENOBUFS)
+                                                break;
+                                        return fprintf(stderr, "send: %s\n", strerror(errno)), -1;
+                                }
+                                t->lane_sent[l]++;
+                                t->sent++;
                         }
-                        t->sent++;
                 }
-                while ((r = fe_ring_recv(rx, buf, sizeof(buf), &info)) == 1)
-                        account(t, buf, info.len);
-                if (r < 0)
-                        return fprintf(stderr, "rx ring: %s\n", strerror(-r)), -1;
+                for (unsigned q = 0; q < nq; q++) {
+                        while ((r = fe_ring_recv(fe_rx(fe, q), buf, sizeof(buf), &info)) == 1)
+                                account(t, buf, info.len, (int)q);
+                        if (r < 0)
+                                return fprintf(stderr, "rx ring %u: %s\n", q, strerror(-r)), -1;
+                }
                 if (t->received + t->corrupted != before)
                         last_progress = now_ms();
                 else {
-                        (void)fe_ring_wait(rx, 1, 10);
+                        (void)fe_ring_wait(fe_rx(fe, 0), 1, nq > 1 ? 1 : 10);
                         if (now_ms() - last_progress > STALL_MS)
                                 break;
                 }
         }
+        if (nq > 1)
+                (void)sched_setaffinity(0, sizeof(allowed), &allowed);
         return 0;
 }
 
-static int open_packet(const char *ifname)
+/* bypass: PACKET_QDISC_BYPASS, so that the tx queue is picked from the sending CPU. */
+static int open_packet(const char *ifname, bool bypass)
 {
         struct sockaddr_ll sll = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL)};
         int one = 1, size = 64 << 20;
@@ -184,6 +258,11 @@ static int open_packet(const char *ifname)
                 return r;
         }
         (void)setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(one));
+        if (bypass && setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one, sizeof(one)) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
         (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size));
         (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size));
         return fd;
@@ -195,9 +274,10 @@ int main(int argc, char **argv)
                 {"socket", required_argument, NULL, 's'},   {"ifname", required_argument, NULL, 'i'},
                 {"loopback", no_argument, NULL, 'l'},       {"frames", required_argument, NULL, 'n'},
                 {"max-size", required_argument, NULL, 'm'}, {"packed", no_argument, NULL, 'p'},
-                {"ring", required_argument, NULL, 'r'},     {0}};
+                {"ring", required_argument, NULL, 'r'},     {"queues", required_argument, NULL, 'q'},
+                {"every-queue", no_argument, NULL, 'e'},    {0}};
         const char *sock = NULL, *ifname = NULL;
-        bool loopback = false, packed = false;
+        bool loopback = false, packed = false, every_queue = false;
         unsigned ring = 256;
         struct fe *fe;
         int c, r, pkt = -1, rc = 0;
@@ -225,24 +305,39 @@ int main(int argc, char **argv)
                 case 'm':
                         max_size = (unsigned)strtoul(optarg, NULL, 10);
                         break;
+                case 'q':
+                        nq = (unsigned)strtoul(optarg, NULL, 10);
+                        break;
+                case 'e':
+                        every_queue = true;
+                        break;
                 default:
                         return 2;
                 }
         }
         if (!sock || (!loopback && !ifname) || nframes == 0 || max_size < 60 || max_size > 9000 || ring == 0 ||
-            ring > 32768) {
-                fprintf(stderr, "usage: integrity --socket SOCK (--loopback | --ifname IF) [--frames N] "
-                                "[--max-size 60..9000] [--packed] [--ring 1..32768]\n");
+            ring > 32768 || nq == 0 || nq > QUEUES_MAX) {
+                fprintf(stderr,
+                        "usage: integrity --socket SOCK (--loopback | --ifname IF) [--frames N] "
+                        "[--max-size 60..9000] [--packed] [--ring 1..32768] [--queues 1..%d [--every-queue]]\n",
+                        QUEUES_MAX);
                 return 2;
         }
         if (!loopback) {
-                pkt = open_packet(ifname);
+                pkt = open_packet(ifname, nq > 1);
                 if (pkt < 0)
                         return fprintf(stderr, "AF_PACKET on %s: %s\n", ifname, strerror(-pkt)), 1;
         }
         r = fe_connect(sock, 5000, &fe);
         if (r == 0)
-                r = fe_setup(fe, 1, ring, FE_FEATURES_DEFAULT | (packed ? BIT_ULL(VIRTIO_F_RING_PACKED) : 0));
+                r = fe_setup_ex(fe,
+                                &(struct fe_setup_opts){
+                                        .queue_pairs = nq,
+                                        .ring_size = ring,
+                                        .features = FE_FEATURES_DEFAULT | (packed ? BIT_ULL(VIRTIO_F_RING_PACKED) : 0),
+                                        /* a buffer per frame, header included: 2 KiB, or more for larger */
+                                        .buf_size = max_size + 12 <= 2048 ? 2048 : (max_size + 12 + 1023) & ~1023u,
+                                });
         if (r == 0 && fe_tx(fe, 0)->packed != packed)
                 r = -EPROTO; /* the layout asked for was not negotiated */
         if (r < 0)
@@ -251,12 +346,12 @@ int main(int argc, char **argv)
         struct tally out = {.name = loopback ? "loopback" : "guest->port", .seen = calloc(nframes, 1)};
         if (!out.seen || guest_to_port(fe, pkt, &out) < 0)
                 return 1;
-        rc |= report(&out);
+        rc |= report(&out, every_queue, loopback);
         if (!loopback) {
                 struct tally in = {.name = "port->guest", .seen = calloc(nframes, 1)};
                 if (!in.seen || port_to_guest(fe, pkt, &in) < 0)
                         return 1;
-                rc |= report(&in);
+                rc |= report(&in, every_queue, true);
                 free(in.seen);
         }
         free(out.seen);

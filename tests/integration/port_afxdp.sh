@@ -1,7 +1,7 @@
 #!/bin/bash
-# port_afxdp.sh - the afxdp port (one AF_XDP socket and UMEM per queue pair, copy mode) on a veth created with
-# 2 rx and 2 tx queues in a private network namespace (see port_lib.sh), with dpdk-testpmd (virtio-user, 2 queue
-# pairs) as the guest. For each of skb (generic) mode, native (driver) mode, auto mode, and a pinned XSKMAP of
+# port_afxdp.sh - the afxdp port (one AF_XDP socket per queue pair, all on one shared UMEM, copy mode) on a veth
+# created with 2 rx and 2 tx queues in a private network namespace (see port_lib.sh), with dpdk-testpmd
+# (virtio-user, 2 queue pairs) as the guest. For each of skb (generic) mode, native (driver) mode, auto mode, and a pinned XSKMAP of
 # our own program (xsks_map: vhostd runs without CAP_BPF, CAP_SYS_ADMIN and CAP_NET_ADMIN, and under --seccomp):
 #   - guest -> port: testpmd txonly on both queue pairs; the far end receives every frame testpmd sent
 #     (64-byte frames; 1514 bytes too in native mode, with busy_poll);
@@ -9,6 +9,10 @@
 #     both queue pairs carry some. In skb mode a veth hands every frame to generic XDP as rx queue 0, so only
 #     queue pair 0 receives there (a property of veth, not of vhostd).
 #   - the XDP program is attached in the mode asked for while vhostd runs, and gone after it exits.
+# Integrity on the shared UMEM (build/tests/integrity --queues 2, 60..1514-byte frames with a sequence number and
+# a checksum): in native mode every queue pair carries frames both ways (the host sends each lane from its own
+# CPU, so it reaches the veth queue of that queue pair), in skb mode both tx queues (rx is queue 0 only there);
+# none is lost, duplicated or corrupted. The UMEM is one memfd mapping of 2 x 1280 frames of 2 KiB, all resident.
 # Bad configuration: no such interface, MTU above the interface's or above what a UMEM frame holds (4096- and
 # 2048-byte frames; the largest that fits does open), a NIC queue the veth does not have, zero-copy on a veth,
 # no permission: vhostd exits 1 naming the reason.
@@ -44,7 +48,51 @@ run_mode() {
     if [ "$own_prog" = 1 ] || [ "$got" = none ]; then ok "$what: XDP program after exit: $got"; else bad "$what: XDP program left attached ($got)"; fi
 }
 
+# umem_check WHAT QUEUE_PAIRS FRAME_SIZE: vhostd maps one UMEM memfd of QUEUE_PAIRS slices of 1280 frames.
+umem_check() {
+    local what=$1 want=$(($2 * 1280 * $3 / 1024)) n rss
+    n=$(grep -c 'vhostd-afxdp-umem' "/proc/$VPID/maps")
+    rss=$(awk '/^[0-9a-f]+-[0-9a-f]+ / {m = index($0, "vhostd-afxdp-umem") > 0} m && $1 == "Rss:" {s += $2} END {print s + 0}' "/proc/$VPID/smaps")
+    if [ "$n" = 1 ] && [ "$rss" = "$want" ]; then
+        ok "$what: one UMEM mapping, $rss kB resident"
+    else
+        bad "$what: UMEM mappings: $n, resident $rss kB, expected 1 and $want kB"
+    fi
+}
+
+# integrity_check WHAT FRAMES INTEGRITY_ARGS...: frames of 60..1514 bytes both ways through the running vhostd.
+integrity_check() {
+    local what=$1 frames=$2 out
+    shift 2
+    [ -n "${VHOSTD_TSAN:-}" ] && frames=$((frames / 10))
+    if out=$(nsx "$O/tests/integrity" --socket "$SOCK" --ifname "$VF" --frames "$frames" "$@" 2>&1); then
+        ok "$what: every frame intact"
+        sed 's/^/    /' <<<"$out"
+    else
+        bad "$what: $(tr '\n' ' ' <<<"$out")"
+    fi
+}
+
 own_prog=0
+# Two queue pairs on one UMEM, native mode: both directions on each queue pair, every frame checked.
+vhostd_start integrity_native -b afxdp -i "$VP" -q 2 -o xdp_mode=native || bad "integrity, native: vhostd did not start"
+umem_check "native, 2 queue pairs" 2 2048
+integrity_check "native, 2 queue pairs on one UMEM" 200000 --queues 2 --every-queue
+vhostd_stop
+vhostd_start integrity_skb -b afxdp -i "$VP" -q 2 -o xdp_mode=skb || bad "integrity, skb: vhostd did not start"
+integrity_check "skb, 2 queue pairs on one UMEM" 100000 --queues 2
+vhostd_stop
+# 4096-byte frames: a UMEM of twice the size, and frames of up to 3000 bytes intact.
+ip -n "$NS" link set "$VP" mtu 3000
+ip -n "$NS" link set "$VF" mtu 3000
+vhostd_start integrity_4k -b afxdp -i "$VP" -q 2 -o xdp_mode=native -o frame_size=4096 -o mtu=3000 ||
+    bad "integrity, 4096-byte frames: vhostd did not start"
+umem_check "native, 4096-byte frames" 2 4096
+integrity_check "native, 4096-byte frames" 50000 --queues 2 --every-queue --max-size 3014
+vhostd_stop
+ip -n "$NS" link set "$VP" mtu 1500
+ip -n "$NS" link set "$VF" mtu 1500
+
 run_mode skb generic 0 -o xdp_mode=skb
 run_mode native native 1 -o xdp_mode=native
 # Full-size frames, and busy polling asked of the kernel (SO_PREFER_BUSY_POLL).

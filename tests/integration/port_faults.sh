@@ -6,8 +6,8 @@
 #   - the link set down and up while the guest sends: logged, counted, traffic resumes;
 #   - the veth pair deleted while the guest sends (for AF_XDP the kernel unbinds the socket: ENXIO on the next
 #     kick, nothing on poll) and created again under the same names: vhostd notices at once (rtnetlink),
-#     holds the guest's frames, re-attaches every queue pair to the new interface (afxdp: a new UMEM and socket,
-#     the XDP program loaded again) and reports the port back;
+#     holds the guest's frames, re-attaches every queue pair to the new interface (afxdp: a new socket on the
+#     UMEM registered again, the XDP program loaded again) and reports the port back;
 #   - then every frame counts again in both directions, with no broken vring, and vhostd holds as many fds
 #     and threads as before the faults;
 #   - the pair deleted and created again while no front-end is connected: the next guest's traffic flows.

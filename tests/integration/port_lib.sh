@@ -59,8 +59,10 @@ port_init() {
     for c in ip ethtool jq setpriv stdbuf dpdk-testpmd; do
         command -v "$c" >/dev/null || skip "$c not installed"
     done
-    if [ ! -x "$PKTSEND" ] || [ ! -x "$O/tests/port_vnet_check" ] || [ ! -x "$O/tests/xskmap_pin" ]; then
-        make -s -C "$ROOT" O="$O" "$O/tests/pktsend" "$O/tests/port_vnet_check" "$O/tests/xskmap_pin" >/dev/null ||
+    if [ ! -x "$PKTSEND" ] || [ ! -x "$O/tests/port_vnet_check" ] || [ ! -x "$O/tests/xskmap_pin" ] ||
+        [ ! -x "$O/tests/integrity" ]; then
+        make -s -C "$ROOT" O="$O" "$O/tests/pktsend" "$O/tests/port_vnet_check" "$O/tests/xskmap_pin" \
+            "$O/tests/integrity" >/dev/null ||
             die "cannot build the test helpers"
     fi
     test_tmpdir "$1"
@@ -223,7 +225,7 @@ guest_to_port() {
 # 16 flows from the far end at PPS; testpmd rxonly must count them all. With BOTH_QUEUES=1 both queue pairs must
 # have carried some.
 # On a loaded 2-core host testpmd's polling thread can stall for half a second; the port's kernel ring (rawsock:
-# 4 MiB per queue; afxdp: 3072 UMEM frames) then overflows and the kernel drops what it cannot hold. Such a
+# 4 MiB per queue; afxdp: 1024 rx frames of the UMEM per queue) then overflows and the kernel drops what it cannot hold. Such a
 # shortfall is retried once at a quarter of the rate, and only a second one fails; a shortfall that the kernel's
 # and vhostd's drop counters do not account for fails at once.
 port_to_guest() {
