@@ -28,7 +28,7 @@
 #
 # Port ceiling (guest->port cells of the plain 1-queue-pair tap, rawsock and afxdp groups): in every run, before
 # the back-ends, pktsend alone on CPU 0 writes the cell's frames straight into the port the way that back-end
-# does (tap: one write per frame into the tap, bridged to pp0 (-u); rawsock: sendmmsg on pp0 with qdisc
+# does (tap: writes into the tap, bridged to pp0, a batch per io_uring submission (-u); rawsock: sendmmsg on pp0 with qdisc
 # bypass (-B); afxdp: an AF_XDP socket on pp0 in the group's XDP mode, copy, need_wakeup (-X)), counted at
 # pf0 as the cells are. Each back-end's figure is then also shown as a share of that ceiling.
 #
@@ -62,6 +62,7 @@ RATE=${PPS_RATE:-0}
 #           always does; the groups without it show vhostd in its default mode (interrupt-driven, polling
 #           adaptively for up to 100 us while work comes back at once);
 #   interrupt: vhostd with adaptive polling off (-o adaptive_poll=no): sleeps at once after the last frame.
+#   nouring: tap sends frame by frame (-o io_uring=no) instead of a burst per io_uring submission (the default).
 #   sweep:  the group offers port->guest load in steps (@rate cells): delivered and loss per step, a chart
 #           (pps-sweep.png); does the delivered rate level off, or fall, as the offered load grows?
 #   half:   the group's cells run at half the peer's maximum (@half): CPU seconds per million frames below
@@ -78,6 +79,7 @@ loopback:1::loop/64,loop/1500:packed \
 loopback:1::loop/64,loop/1500:packed,inorder \
 tap:1::g2p/64,g2p/1500,p2g/64,p2g/1500 \
 tap:1::p2g/64@half:half \
+tap:1::g2p/64,g2p/1500:nouring \
 rawsock:1::g2p/64,g2p/1500,p2g/64,p2g/1500 \
 rawsock:1::p2g/64@250000,p2g/64@500000,p2g/64@1000000,p2g/64@2000000:sweep \
 rawsock:1::p2g/64@half,p2g/1500@half:half \
@@ -263,6 +265,7 @@ be_start_once() {
         local args=(-s "$sock" -C "$E2E_TMP/ctl" -b "$kind" -q "$q" -o cpus=0)
         [ -n "$BUSY" ] && args+=(-o busy_poll_us=1000)
         [ -n "$INTR" ] && args+=(-o adaptive_poll=no)
+        [ -n "$NOURING" ] && args+=(-o io_uring=no)
         case $kind in
             tap) args+=(-i ptap0) ;;
             rawsock) args+=(-i pp0) ;;
@@ -528,17 +531,18 @@ parse_group() {
     local flags
     IFS=: read -r KIND Q XM CELLSPEC flags <<<"$1"
     GFLAGS=$flags
-    NOPEER='' BUSY='' INTR='' PACKED=0 INORDER=0
+    NOPEER='' BUSY='' INTR='' NOURING='' PACKED=0 INORDER=0
     NULL_SIZE=${CELLSPEC%%,*}
     NULL_SIZE=${NULL_SIZE#*/} # null: the port makes frames of one size, the first cell's
     [[ ,$flags, == *,nopeer,* ]] && NOPEER=1
     [[ ,$flags, == *,busy,* ]] && BUSY=1
     [[ ,$flags, == *,interrupt,* ]] && INTR=1
+    [[ ,$flags, == *,nouring,* ]] && NOURING=1
     [[ ,$flags, == *,packed,* ]] && PACKED=1
     [[ ,$flags, == *,inorder,* ]] && INORDER=1
     LAYOUT=$(layout_name "$PACKED" "$INORDER")
     PLAIN=$KIND${XM:+-$XM}-q$Q # the plain group's name: where @half finds the peer's maximum
-    GNAME=$PLAIN${BUSY:+-busy}${INTR:+-interrupt}
+    GNAME=$PLAIN${BUSY:+-busy}${INTR:+-interrupt}${NOURING:+-nouring}
     [[ ,$flags, == *,sweep,* ]] && GNAME+=-sweep
     [[ ,$flags, == *,half,* ]] && GNAME+=-half
     [ "$LAYOUT" = split ] || GNAME+=-$LAYOUT

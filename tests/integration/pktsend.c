@@ -14,7 +14,8 @@
  * the frame travels as CHECKSUM_PARTIAL). -g MSS sends each frame as one GSO super-frame whose payload is
  * FRAME_BYTES (TCPv4 or UDP_L4 GSO; implies -c). Without -c the checksums are complete; -x makes every L4
  * checksum wrong (a control: the receiver must notice). -u: IF is an existing tap device and the frames are
- * written into it, one write each, as a tap back-end does (they enter the host as if a guest sent them).
+ * written into it, a batch per io_uring submission as vhostd's tap port does (-u -u: one writev each), so
+ * they enter the host as if a guest sent them.
  * -X MODE sends through an AF_XDP socket on queue 0 of IF in that XDP mode (copy, need_wakeup), as the
  * afxdp back-end does: one kick per batch (-P only: the batch is copied into the UMEM once).
  * Prints "sent=N secs=T pps=R errors=E" (errors: sends
@@ -41,6 +42,7 @@
 #include <unistd.h>
 
 #include <linux/if_link.h>
+#include <liburing.h>
 #include <sys/mman.h>
 #include <xdp/xsk.h>
 
@@ -59,7 +61,8 @@ struct opts {
         unsigned long count; /* 0: until secs have passed */
         double secs, pps;
         unsigned size, flows, batch;
-        bool bypass, prebuilt, tcp, partial, corrupt, tap;
+        bool bypass, prebuilt, tcp, partial, corrupt;
+        unsigned tap;         /* 1: io_uring batches, 2: a writev per frame */
         const char *xdp_mode; /* NULL: AF_PACKET */
         unsigned mss;
         uint8_t dst_mac[6];
@@ -203,15 +206,38 @@ static int open_tap(const struct opts *o, uint8_t *src_mac)
         return fd;
 }
 
-/* A tap takes one frame per write: the batch goes out as that many writes. */
-static int tap_send(int fd, struct mmsghdr *msgs, unsigned n)
+/* A tap takes one frame per write: the batch goes out as that many writes, in one io_uring submission when
+ * ring is set up. */
+static int tap_send(int fd, struct io_uring *ring, struct mmsghdr *msgs, unsigned n)
 {
-        unsigned k;
+        unsigned k, went = 0, head, seen = 0;
+        struct io_uring_cqe *cqe;
 
+        if (!ring) {
+                for (k = 0; k < n; k++)
+                        if (writev(fd, msgs[k].msg_hdr.msg_iov, (int)msgs[k].msg_hdr.msg_iovlen) < 0)
+                                break;
+                return k ? (int)k : -1;
+        }
         for (k = 0; k < n; k++)
-                if (writev(fd, msgs[k].msg_hdr.msg_iov, (int)msgs[k].msg_hdr.msg_iovlen) < 0)
+                io_uring_prep_writev(io_uring_get_sqe(ring), fd, msgs[k].msg_hdr.msg_iov,
+                                     (unsigned)msgs[k].msg_hdr.msg_iovlen, 0);
+        if (io_uring_submit_and_wait(ring, n) < 0)
+                return -1;
+        while (seen < n) {
+                unsigned got = 0;
+                io_uring_for_each_cqe(ring, head, cqe)
+                {
+                        went += cqe->res > 0;
+                        got++;
+                }
+                io_uring_cq_advance(ring, got);
+                seen += got;
+                if (seen < n && io_uring_wait_cqe(ring, &cqe) < 0)
                         break;
-        return k ? (int)k : -1;
+        }
+        errno = ENOBUFS;
+        return went ? (int)went : -1;
 }
 
 static int open_socket(const struct opts *o, uint8_t *src_mac);
@@ -378,7 +404,7 @@ int main(int argc, char **argv)
                         o.corrupt = true;
                         break;
                 case 'u':
-                        o.tap = true;
+                        o.tap++;
                         break;
                 case 'X':
                         o.xdp_mode = optarg;
@@ -404,11 +430,21 @@ int main(int argc, char **argv)
                 goto usage;
 
         static struct xsk_tx xsk;
+        static struct io_uring ring;
+        struct io_uring *tap_ring = NULL;
         if (o.xdp_mode) {
                 fd = open_xsk(&o, &xsk, src_mac);
                 xsk.batch = o.batch;
         } else {
                 fd = o.tap ? open_tap(&o, src_mac) : open_socket(&o, src_mac);
+        }
+        if (fd >= 0 && o.tap == 1) {
+                int r = io_uring_queue_init(BATCH_MAX, &ring, 0);
+                if (r < 0) {
+                        fprintf(stderr, "pktsend: io_uring: %s\n", strerror(-r));
+                        return 1;
+                }
+                tap_ring = &ring;
         }
         if (fd < 0)
                 return 1;
@@ -438,7 +474,7 @@ int main(int argc, char **argv)
 
                 for (unsigned k = 0; k < n && !o.prebuilt; k++)
                         iov[k][1].iov_len = build(&o, src_mac, sent + k, &hdrs[k], iov[k][1].iov_base);
-                r = o.xdp_mode ? xsk_send(&xsk, n) : o.tap ? tap_send(fd, msgs, n) : sendmmsg(fd, msgs, n, 0);
+                r = o.xdp_mode ? xsk_send(&xsk, n) : o.tap ? tap_send(fd, tap_ring, msgs, n) : sendmmsg(fd, msgs, n, 0);
                 if (r < 0) {
                         if (errno == EINTR)
                                 continue;
