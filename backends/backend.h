@@ -55,6 +55,9 @@ struct backend_ops {
         /* The most this kind can do, for --print-capabilities; an open port may offer less (see features). */
         uint64_t max_features;
         unsigned mtu_ceiling;
+        /* What queue q sends comes back on queue q's receive side at once (the loopback): after a send the worker
+         * reads, as no fd would tell it. Such a port has no fd to wait on (queue_fd -1). */
+        bool tx_feeds_rx;
         /* Opens the port with nqueues queue pairs (privileged; done once at start-up). */
         int (*open)(const struct backend_cfg *cfg, unsigned nqueues, struct backend **ret);
         void (*close)(struct backend *be); /* NULL-safe */

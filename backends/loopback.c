@@ -2,7 +2,7 @@
 /*
  * loopback: what the guest sends on queue pair i comes back on its receive queue i. No host port;
  * kept for tests and for measuring the vhost-user side alone. One byte FIFO per queue pair, touched only
- * by that pair's worker; an eventfd is readable while the FIFO holds frames. A record is [length u32]
+ * by that pair's worker, which reads it after each send (tx_feeds_rx): no fd, no system call. A record is [length u32]
  * [a zeroed virtio-net header slot][the frame], so a frame goes back into the guest with one copy, header
  * included; the FIFO is small enough to stay in the worker's cache while frames go round.
  */
@@ -10,8 +10,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include "backends/backend.h"
 #include "backends/iov.h"
@@ -26,7 +24,6 @@
 struct lo_queue {
         uint8_t *buf;
         uint64_t head, tail; /* byte counters: tail - head bytes in use */
-        int efd;
         unsigned hdr_len;
 };
 
@@ -46,11 +43,8 @@ static void lo_close(struct backend *be)
 
         if (!lo)
                 return;
-        for (unsigned i = 0; i < be->nqueues; i++) {
+        for (unsigned i = 0; i < be->nqueues; i++)
                 free(lo->q[i].buf);
-                if (lo->q[i].efd >= 0)
-                        close(lo->q[i].efd);
-        }
         free(lo);
 }
 
@@ -62,16 +56,12 @@ static int lo_open(const struct backend_cfg *cfg, unsigned nqueues, struct backe
                 return -ENOMEM;
         lo->base.ops = &backend_loopback_ops;
         lo->base.nqueues = nqueues;
-        for (unsigned i = 0; i < nqueues; i++)
-                lo->q[i].efd = -1;
         for (unsigned i = 0; i < nqueues; i++) {
                 lo->q[i].buf = malloc(LO_FIFO_SIZE);
-                lo->q[i].efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
                 lo->q[i].hdr_len = sizeof(struct virtio_net_hdr_mrg);
-                if (!lo->q[i].buf || lo->q[i].efd < 0) {
-                        int r = lo->q[i].buf ? -errno : -ENOMEM;
+                if (!lo->q[i].buf) {
                         lo_close(&lo->base);
-                        return r;
+                        return -ENOMEM;
                 }
         }
         *ret = &lo->base;
@@ -98,13 +88,12 @@ static int lo_configure(struct backend *be, unsigned q, uint64_t acked, unsigned
 
 static int lo_queue_fd(const struct backend *be, unsigned q)
 {
-        return ((const struct lo_backend *)be)->q[q].efd;
+        return -1; /* tx_feeds_rx: the worker knows when there is something to read */
 }
 
 static int lo_tx_burst(struct backend *be, unsigned qi, const struct frame *frames, unsigned n)
 {
         struct lo_queue *q = &((struct lo_backend *)be)->q[qi];
-        bool was_empty = q->head == q->tail;
         unsigned i;
 
         for (i = 0; i < n; i++) {
@@ -133,8 +122,6 @@ static int lo_tx_burst(struct backend *be, unsigned qi, const struct frame *fram
                 iov_to_buf(frames[i].iov, frames[i].iovcnt, q->hdr_len, q->buf + pos + LO_REC_HDR, len);
                 q->tail += need;
         }
-        if (i && was_empty)
-                (void)eventfd_write(q->efd, 1);
         return i ? (int)i : -ENOSPC; /* room comes back when lo_rx_burst() takes frames out */
 }
 
@@ -169,10 +156,6 @@ static int lo_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, un
                 }
                 q->head += rec_size(len);
         }
-        if (q->head == q->tail) {
-                uint64_t v;
-                (void)!read(q->efd, &v, sizeof(v));
-        }
         return (int)done;
 }
 
@@ -180,6 +163,7 @@ const struct backend_ops backend_loopback_ops = {
         .name = "loopback",
         .max_features = 0,
         .mtu_ceiling = 65535,
+        .tx_feeds_rx = true,
         .open = lo_open,
         .close = lo_close,
         .features = lo_features,

@@ -220,13 +220,15 @@ static void port_check(struct worker_data *d)
                 port_fault(d, r);
                 return;
         }
-        d->port_fd = be->ops->queue_fd(be, w->ctx.qp); /* r == 1: a new fd */
-        if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, d->port_fd, &ev) < 0) {
-                port_fault(d, -errno);
-                return;
+        d->port_fd = be->ops->queue_fd(be, w->ctx.qp); /* r == 1: a new fd; -1: a port with none (tx_feeds_rx) */
+        if (d->port_fd >= 0) {
+                if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, d->port_fd, &ev) < 0) {
+                        port_fault(d, -errno);
+                        return;
+                }
+                d->port_watched = true;
+                d->port_events = EPOLLIN;
         }
-        d->port_watched = true;
-        d->port_events = EPOLLIN;
         d->tx_ready = d->port_readable = true;
         d->rx_wait_guest = d->tx_wait_port = d->tx_wait_rx = false;
         if (!d->port_down)
@@ -582,8 +584,13 @@ static void run_queues(struct worker_data *d)
 
                 if (d->port_down)
                         break;
-                if (d->tx_ready && !d->tx_wait_port && !d->tx_wait_rx && vu_vring_ready(tx))
-                        progress += handle_tx(d, tx);
+                if (d->tx_ready && !d->tx_wait_port && !d->tx_wait_rx && vu_vring_ready(tx)) {
+                        unsigned sent = handle_tx(d, tx);
+
+                        progress += sent;
+                        if (sent && d->w->ctx.be->ops->tx_feeds_rx)
+                                d->port_readable = true;
+                }
                 if (d->port_readable && !d->rx_wait_guest && !d->port_down && vu_vring_ready(rx)) {
                         progress += handle_rx(d, rx);
                         /* Whatever the receive side took out (delivered or dropped) made room for tx. Its own
