@@ -22,7 +22,8 @@
 
 #define BURST_MAX 256
 #define TX_IOV_POOL 2048
-#define RX_RES_MAX 128 /* reserved rx chains (mergeable buffers of one or more frames) */
+#define RX_RES_MAX 128      /* reserved rx chains (mergeable buffers of one or more frames) */
+#define POLL_EVENTS_EVERY 8 /* while polling, an epoll_wait(0) on this many turns */
 #define RX_POP_AHEAD 8 /* chains reserved at once when short: their buffers are fetched while earlier frames copy */
 #define RX_ELEM_IOV 32 /* segments of one rx chain */
 #define RX_GATHER_MAX 1024
@@ -77,6 +78,7 @@ struct worker_data {
         long long poll_window_ns; /* adaptive polling: how long to poll after the last work */
         long long sleep_start_ns; /* when the current blocking wait began, 0 when not sleeping */
         bool idle_poll;           /* the next epoll_wait(0) polls for work that is not there yet */
+        unsigned polls;           /* turns with timeout 0: every POLL_EVENTS_EVERY-th asks epoll */
 };
 
 static long long now_ns(void)
@@ -736,7 +738,12 @@ static void *worker_main(void *arg)
                 if (timeout == 0 && d->idle_poll)
                         sched_yield();
                 d->sleep_start_ns = timeout != 0 ? now_ns() : 0;
-                n = epoll_wait(w->epoll_fd, evs, 8, timeout);
+                /* Polling looks at the rings, which costs no system call; events (kicks, the port, the wake fd)
+                 * are asked for on every POLL_EVENTS_EVERY-th turn. */
+                if (timeout == 0 && ++d->polls % POLL_EVENTS_EVERY)
+                        n = 0;
+                else
+                        n = epoll_wait(w->epoll_fd, evs, 8, timeout);
                 if (atomic_load(&w->stop))
                         break;
                 if (n < 0 && errno == EINTR)
