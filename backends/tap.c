@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <liburing.h>
 #include <linux/if_tun.h>
 #include <net/if.h>
@@ -81,7 +82,7 @@ static void tap_close(struct backend *be)
                 free(t->bounce[i]);
         free(t->bounce);
         for (unsigned i = 0; t->rings && i < be->nqueues; i++)
-                if (t->rings[i].ring_fd > 0)
+                if (t->rings[i].ring_fd >= 0)
                         io_uring_queue_exit(&t->rings[i]);
         free(t->rings);
         free(t);
@@ -116,15 +117,15 @@ static void rings_open(struct tap_backend *t, unsigned nqueues)
         int r = -ENOMEM;
 
         t->rings = calloc(nqueues, sizeof(*t->rings));
-        for (unsigned i = 0; t->rings && i < nqueues; i++) {
+        for (unsigned i = 0; t->rings && i < nqueues; i++)
                 t->rings[i].ring_fd = -1;
+        for (unsigned i = 0; t->rings && i < nqueues; i++)
                 if ((r = ring_open(&t->rings[i])) < 0)
                         break;
-        }
         if (r >= 0)
                 return;
         for (unsigned i = 0; t->rings && i < nqueues; i++)
-                if (t->rings[i].ring_fd > 0)
+                if (t->rings[i].ring_fd >= 0)
                         io_uring_queue_exit(&t->rings[i]);
         free(t->rings);
         t->rings = NULL;
@@ -288,7 +289,15 @@ static int tx_error(int err)
         return err == EIO ? -ENETDOWN : err == EBADFD ? -ENODEV : -err;
 }
 
-/* One submission of n linked writes; returns how many went (a prefix), or -errno when none did. */
+/* Returned by tx_ring() when its ring failed and was closed: the queue sends by writev from now on. */
+#define TX_RING_GONE INT_MIN
+
+/*
+ * One submission of n linked writes; returns how many went (a prefix), or -errno when none did. A ring that
+ * fails (it should not: the completion queue has room for every entry) could hold half-prepared or
+ * uncounted entries, so it is closed rather than reused (TX_RING_GONE); its writes complete inline, so
+ * nothing of ours is left in flight.
+ */
 static int tx_ring(struct io_uring *ring, int fd, const struct frame *frames, unsigned n)
 {
         unsigned seen = 0, went = 0, first_fail = n;
@@ -307,7 +316,7 @@ static int tx_ring(struct io_uring *ring, int fd, const struct frame *frames, un
                 r = io_uring_submit_and_wait(ring, n);
         while (r == -EINTR);
         if (r < 0)
-                return r; /* nothing was submitted */
+                goto gone;
         /* Every entry completes (the links end at the first failure: the rest are cancelled). */
         while (seen < n) {
                 struct io_uring_cqe *cqe;
@@ -332,10 +341,14 @@ static int tx_ring(struct io_uring *ring, int fd, const struct frame *frames, un
                                 r = io_uring_wait_cqe(ring, &cqe);
                         while (r == -EINTR);
                         if (r < 0)
-                                break;
+                                goto gone;
                 }
         }
         return went ? (int)went : tx_error(fail_err);
+gone:
+        io_uring_queue_exit(ring);
+        ring->ring_fd = -1;
+        return went ? (int)went : TX_RING_GONE;
 }
 
 static int tap_tx_burst(struct backend *be, unsigned q, const struct frame *frames, unsigned n)
@@ -344,8 +357,11 @@ static int tap_tx_burst(struct backend *be, unsigned q, const struct frame *fram
         int fd = t->fds[q];
         unsigned i;
 
-        if (t->rings)
-                return tx_ring(&t->rings[q], fd, frames, n);
+        if (t->rings && t->rings[q].ring_fd >= 0) {
+                int r = tx_ring(&t->rings[q], fd, frames, n);
+                if (r != TX_RING_GONE)
+                        return r;
+        }
         for (i = 0; i < n; i++) {
                 if (writev(fd, frames[i].iov, (int)frames[i].iovcnt) >= 0)
                         continue;
