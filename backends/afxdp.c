@@ -14,7 +14,11 @@
  * xsks_map set, no program is loaded: the sockets are put into that pinned XSKMAP, keyed by queue, so
  * vhostd needs neither CAP_BPF nor CAP_SYS_ADMIN.
  *
- * No offloads: frames carry no checksum or GSO state, and the guest gets a zeroed virtio-net header.
+ * Offloads, guest -> port only (offloads = yes): the guest may leave checksums partial (VIRTIO_NET_F_CSUM)
+ * and send TCP/UDP GSO frames up to 64 KiB (HOST_TSO4/6, ECN); both are finished in software here
+ * (backends/offload.c, shared with rawsock): a partial checksum is completed in the UMEM frame, a GSO frame
+ * is cut into MSS-sized segments, one UMEM frame each, with their own headers and checksums. Port -> guest
+ * frames carry no checksum or GSO state (XDP gives none), and the guest gets a zeroed virtio-net header.
  * The largest frame is a UMEM frame less the XDP headroom: max_mtu = frame_size - 256 - BACKEND_ETH_OVERHEAD
  * (Ethernet header and VLAN tag), or the interface's MTU when that is smaller; open() fails with -EMSGSIZE when
  * cfg->mtu is larger.
@@ -48,6 +52,7 @@
 #include <xdp/xsk.h>
 
 #include "backends/backend.h"
+#include "backends/offload.h"
 #include "backends/iov.h"
 #include "backends/virtio_net.h"
 
@@ -66,6 +71,7 @@
 #define AX_HEADROOM 256     /* XDP_PACKET_HEADROOM: where the kernel puts received frames in a UMEM frame */
 #define AX_KICKS_MAX 64     /* sendto() calls per burst in copy mode (each moves up to 32 frames) */
 #define AX_BUSY_RETRIES 100 /* of 20 ms: a queue still held by sockets being released */
+#define AX_GSO_MAX (65535 + BACKEND_ETH_OVERHEAD) /* a whole GSO frame from the guest, headers included */
 
 #ifndef SO_PREFER_BUSY_POLL
 #define SO_PREFER_BUSY_POLL 69
@@ -96,6 +102,8 @@ struct ax_queue {
         int ifindex;  /* the interface the socket is bound to */
         int kick_err; /* the last tx kick failed (link down): frames wait in the tx ring */
         unsigned hdr_len;
+        bool tx_offload;             /* the guest acked CSUM: its frames may be partial or GSO */
+        uint8_t *gso_buf;            /* a whole GSO frame, to cut into segments (with offloads) */
         uint64_t free[AX_TX_FRAMES]; /* tx frames of its slice not in flight */
         unsigned nfree;
         uint64_t gone_kernel_drops; /* counted by sockets recover() replaced */
@@ -220,8 +228,10 @@ static void ax_close(struct backend *be)
 
         if (!ax)
                 return;
-        for (unsigned i = 0; i < be->nqueues; i++)
+        for (unsigned i = 0; i < be->nqueues; i++) {
                 close_queue(ax, &ax->q[i]);
+                free(ax->q[i].gso_buf);
+        }
         release_prog(ax, ax->prog_ifindex && ax->prog_ifindex == (int)if_nametoindex(ax->cfg.ifname));
         if (ax->area)
                 munmap(ax->area, ax->area_len);
@@ -434,6 +444,11 @@ static int ax_open(const struct backend_cfg *cfg, unsigned nqueues, struct backe
                 ax->q[i].fd = -1;
                 ax->q[i].hdr_len = sizeof(struct virtio_net_hdr_mrg);
         }
+        for (unsigned i = 0; cfg->offloads && i < nqueues; i++)
+                if (!(ax->q[i].gso_buf = malloc(AX_GSO_MAX))) {
+                        ax_close(&ax->base);
+                        return -ENOMEM;
+                }
         libxdp_set_print(silent_print);
         libbpf_set_print(silent_bpf_print);
         ax->umems = calloc(nqueues, sizeof(*ax->umems));
@@ -487,7 +502,7 @@ fail:
 
 static uint64_t ax_features(const struct backend *be)
 {
-        return 0;
+        return ((const struct ax_backend *)be)->cfg.offloads ? backend_afxdp_ops.max_features : 0;
 }
 
 static unsigned ax_max_mtu(const struct backend *be)
@@ -497,9 +512,12 @@ static unsigned ax_max_mtu(const struct backend *be)
 
 static int ax_configure(struct backend *be, unsigned q, uint64_t acked, unsigned hdr_len)
 {
+        struct ax_backend *ax = (struct ax_backend *)be;
+
         if (hdr_len < sizeof(struct virtio_net_hdr))
                 return -EINVAL;
-        ((struct ax_backend *)be)->q[q].hdr_len = hdr_len;
+        ax->q[q].hdr_len = hdr_len;
+        ax->q[q].tx_offload = ax->cfg.offloads && (acked & BIT_ULL(VIRTIO_NET_F_CSUM));
         return 0;
 }
 
@@ -539,13 +557,87 @@ static int kick_tx(struct ax_queue *q)
         return 0;
 }
 
+/* A tx descriptor for the UMEM frame at addr holding len bytes; the caller reserved it at *idx. */
+static void put_desc(struct ax_queue *q, __u32 *idx, uint64_t addr, size_t len)
+{
+        struct xdp_desc *d = xsk_ring_prod__tx_desc(&q->tx, (*idx)++);
+
+        d->addr = addr;
+        d->len = (__u32)len;
+        d->options = 0;
+}
+
+/*
+ * Cuts the GSO frame f (len bytes after the guest's header, described by vh) into segments, one UMEM frame
+ * each. Returns the descriptors used (0: a frame that cannot be cut, dropped), or -ENOBUFS / -EAGAIN when
+ * there are not enough free frames or descriptors for all its segments (then nothing was used).
+ */
+static int tx_gso(struct ax_backend *ax, struct ax_queue *q, const struct frame *f, size_t len,
+                  const struct virtio_net_hdr *vh)
+{
+        struct gso_info g;
+        __u32 idx;
+
+        if (len > AX_GSO_MAX)
+                return 0;
+        iov_to_buf(f->iov, f->iovcnt, q->hdr_len, q->gso_buf, len);
+        if (!gso_parse(q->gso_buf, len, vh, &g) || g.hdrs + g.mss > ax->max_frame)
+                return 0; /* unparsable, or segments larger than the port carries: as the kernel, drop it */
+        if (q->nfree < g.nseg)
+                return -ENOBUFS;
+        if (xsk_ring_prod__reserve(&q->tx, g.nseg, &idx) != g.nseg)
+                return -EAGAIN;
+        for (unsigned i = 0; i < g.nseg; i++) {
+                size_t off = g.hdrs + (size_t)i * g.mss, seglen = len - off < g.mss ? len - off : g.mss;
+                uint64_t addr = q->free[--q->nfree];
+                uint8_t *p = ax->area + addr;
+
+                memcpy(p, q->gso_buf, g.hdrs);
+                memcpy(p + g.hdrs, q->gso_buf + off, seglen);
+                gso_segment_headers(p, &g, i, p + g.hdrs, (unsigned)seglen);
+                put_desc(q, &idx, addr, g.hdrs + seglen);
+        }
+        return (int)g.nseg;
+}
+
+/*
+ * Puts frame f on the tx ring: returns the descriptors used (0: dropped), -EMSGSIZE when it is too big for
+ * the port (the worker drops it), -ENOBUFS / -EAGAIN when out of frames / descriptors (not taken).
+ */
+static int tx_frame(struct ax_backend *ax, struct ax_queue *q, const struct frame *f)
+{
+        struct virtio_net_hdr vh = {0};
+        size_t len = f->len - q->hdr_len;
+        uint64_t addr;
+        __u32 idx;
+
+        if (f->len < q->hdr_len + 14)
+                return -EMSGSIZE;
+        if (q->tx_offload)
+                iov_to_buf(f->iov, f->iovcnt, 0, &vh, sizeof(vh));
+        if (q->tx_offload && vh.gso_type != VIRTIO_NET_HDR_GSO_NONE)
+                return tx_gso(ax, q, f, len, &vh);
+        if (len > ax->max_frame)
+                return -EMSGSIZE;
+        if (!q->nfree)
+                return -ENOBUFS;
+        if (xsk_ring_prod__reserve(&q->tx, 1, &idx) != 1)
+                return -EAGAIN;
+        addr = q->free[--q->nfree];
+        iov_to_buf(f->iov, f->iovcnt, q->hdr_len, ax->area + addr, len);
+        /* A partial checksum is finished here; one that points outside the frame goes as it is. */
+        if (q->tx_offload && (vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM))
+                (void)csum_complete(ax->area + addr, len, &vh);
+        put_desc(q, &idx, addr, len);
+        return 1;
+}
+
 static int ax_tx_burst(struct backend *be, unsigned qi, const struct frame *frames, unsigned n)
 {
         struct ax_backend *ax = (struct ax_backend *)be;
         struct ax_queue *q = &ax->q[qi];
-        unsigned i, want, room;
-        __u32 idx;
-        int r;
+        unsigned taken = 0, descs = 0;
+        int r = 0;
 
         if (!q->xsk)
                 return -ENODEV; /* closed by a recovery that failed: the worker's next recover() retries */
@@ -562,31 +654,22 @@ static int ax_tx_burst(struct backend *be, unsigned qi, const struct frame *fram
                 if (!q->nfree)
                         return -ENOBUFS; /* every frame in flight: try again shortly */
         }
-        want = n < q->nfree ? n : q->nfree;
-        want = xsk_prod_nb_free(&q->tx, want) < want ? xsk_prod_nb_free(&q->tx, want) : want;
-        /* Only frames that fit a UMEM frame go; the first that does not is the worker's to drop. */
-        for (i = 0; i < want; i++)
-                if (frames[i].len < q->hdr_len + 14 || frames[i].len - q->hdr_len > ax->max_frame)
+        /* Only frames that fit go; the first that does not is the worker's to drop. */
+        for (; taken < n; taken++) {
+                r = tx_frame(ax, q, &frames[taken]);
+                if (r < 0)
                         break;
-        if (i == 0 && want)
-                return -EMSGSIZE;
-        room = i ? xsk_ring_prod__reserve(&q->tx, i, &idx) : 0;
-        if (!room) {
-                (void)kick_tx(q);
-                return -EAGAIN; /* the ring is full: POLLOUT when the kernel consumed it */
+                descs += (unsigned)r;
         }
-        for (i = 0; i < room; i++) {
-                const struct frame *f = &frames[i];
-                size_t len = f->len - q->hdr_len;
-                struct xdp_desc *d = xsk_ring_prod__tx_desc(&q->tx, idx + i);
-                uint64_t addr = q->free[--q->nfree];
-
-                iov_to_buf(f->iov, f->iovcnt, q->hdr_len, ax->area + addr, len);
-                d->addr = addr;
-                d->len = (__u32)len;
-                d->options = 0;
+        if (descs)
+                xsk_ring_prod__submit(&q->tx, descs);
+        if (!taken) {
+                if (r == -EAGAIN || r == -ENOBUFS)
+                        (void)kick_tx(q); /* the ring is full: POLLOUT when the kernel consumed it */
+                return r;
         }
-        xsk_ring_prod__submit(&q->tx, room);
+        if (!descs)
+                return (int)taken; /* only dropped frames: nothing to send */
         /*
          * A kick that fails with the link down (ENETDOWN) leaves the frames in the ring: they are taken, and the
          * next burst kicks again first. Unbound (ENXIO: the interface is gone), the ring goes with the socket:
@@ -596,7 +679,7 @@ static int ax_tx_burst(struct backend *be, unsigned qi, const struct frame *fram
         if (r == -ENXIO)
                 return r;
         q->kick_err = r;
-        return (int)room;
+        return (int)taken;
 }
 
 /* ---- port -> guest ---- */
@@ -695,7 +778,8 @@ out:
 
 const struct backend_ops backend_afxdp_ops = {
         .name = "afxdp",
-        .max_features = 0,
+        .max_features = BIT_ULL(VIRTIO_NET_F_CSUM) | BIT_ULL(VIRTIO_NET_F_HOST_TSO4) | BIT_ULL(VIRTIO_NET_F_HOST_TSO6) |
+                        BIT_ULL(VIRTIO_NET_F_HOST_ECN),
         /* the largest UMEM frame, less the XDP headroom, the Ethernet header and a VLAN tag */
         .mtu_ceiling = 4096 - AX_HEADROOM - BACKEND_ETH_OVERHEAD,
         .open = ax_open,

@@ -35,7 +35,7 @@ struct backend_cfg {
         char ifname[IF_NAMESIZE]; /* tap name, or the interface to bind to */
         unsigned mtu;             /* 0: leave the interface's MTU alone */
         bool set_up;              /* tap: bring the link up */
-        bool offloads;            /* tap/rawsock: offer checksum/TSO offloads */
+        bool offloads;            /* tap/rawsock/afxdp: offer checksum/TSO offloads */
         bool promisc;             /* rawsock */
         bool qdisc_bypass;        /* rawsock */
         bool io_uring;            /* tap: send a burst with one io_uring submission */

@@ -154,7 +154,7 @@ static const struct key_desc port_keys[] = {
          .max = 65535,
          .zero = "to leave the MTU alone"},
         {.name = "link_up", .type = VAL_BOOL, .kinds = KIND_TAP, BOOL_FIELD(P, backend.set_up)},
-        {.name = "offloads", .type = VAL_BOOL, .kinds = KIND_TAP | KIND_RAWSOCK, BOOL_FIELD(P, backend.offloads)},
+        {.name = "offloads", .type = VAL_BOOL, .kinds = KIND_NETDEV, BOOL_FIELD(P, backend.offloads)},
         {.name = "promisc", .type = VAL_BOOL, .kinds = KIND_RAWSOCK, BOOL_FIELD(P, backend.promisc)},
         {.name = "qdisc_bypass", .type = VAL_BOOL, .kinds = KIND_RAWSOCK, BOOL_FIELD(P, backend.qdisc_bypass)},
         {.name = "io_uring", .type = VAL_BOOL, .kinds = KIND_TAP, BOOL_FIELD(P, backend.io_uring)},

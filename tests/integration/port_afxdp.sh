@@ -13,6 +13,9 @@
 # a checksum): in native mode every queue pair carries frames both ways (the host sends each lane from its own
 # CPU, so it reaches the veth queue of that queue pair), in skb mode both tx queues (rx is queue 0 only there);
 # none is lost, duplicated or corrupted. The UMEM is one memfd mapping of 2 x 1280 frames of 2 KiB, all resident.
+# Offloads from the guest (skb and native, 1 queue pair, port_vnet_check as the guest): 200 frames with partial
+# TCP checksums and 100 TSO frames of 10000 bytes; the far end's TCP must take 200 and 1000 segments with good
+# checksums (its rx checksum offload off; a control shows it counts bad ones).
 # Bad configuration: no such interface, MTU above the interface's or above what a UMEM frame holds (4096- and
 # 2048-byte frames; the largest that fits does open), a NIC queue the veth does not have, zero-copy on a veth,
 # no permission: vhostd exits 1 naming the reason.
@@ -102,6 +105,16 @@ guest_to_port "native, busy_poll: guest->port, full-size frames" 1 1514
 port_to_guest "native, busy_poll: port->guest, full-size frames" 20000 10000 1 1514
 vhostd_stop
 run_mode auto native 1
+
+# Offloads from the guest, finished in software: partial checksums completed, TSO frames cut into segments,
+# checked by the far end's TCP (one queue pair: the guest's frames all leave on it).
+far_checks_csum
+for m in skb native; do
+    vhostd_start "offload_$m" -b afxdp -i "$VP" -q 1 -o xdp_mode=$m || { bad "offloads, $m: vhostd did not start"; continue; }
+    guest_tcp_out "$m: partial checksums from the guest" 200 1460 1000
+    guest_tcp_out "$m: TSO from the guest" 100 1000 10000
+    vhostd_stop
+done
 
 # Our own program and a pinned XSKMAP: vhostd needs no BPF privilege. bpffs is mounted in a private directory.
 mkdir -p "$T/bpffs"

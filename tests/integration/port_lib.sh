@@ -92,6 +92,43 @@ snmp() {
     ip netns exec "$NS" awk -v p="$1:" -v f="$2" '$1 == p { if (!n) { for (i = 2; i <= NF; i++) if ($i == f) c = i; n = 1 } else print $c }' /proc/net/snmp
 }
 
+# far_checks_csum: from here on the far end verifies every TCP checksum (its rx checksum offload off, an address
+# to receive on) and the port end offloads none (tx checksum offload off), so what the port sends is checked as
+# sent; a control (10 frames with wrong checksums sent straight from the port end) proves the far end counts
+# them. Sets FAR_IP and GUEST_IP.
+far_checks_csum() {
+    local e0 e1
+    nsx ethtool -K "$VP" tx off >/dev/null 2>&1 || bad "ethtool -K $VP tx off"
+    nsx ethtool -K "$VF" rx off >/dev/null 2>&1 || bad "ethtool -K $VF rx off"
+    FAR_IP=10.199.$(($$ % 250)).1 GUEST_IP=10.199.$(($$ % 250)).2
+    ip -n "$NS" addr add "$FAR_IP/24" dev "$VF"
+    ip -n "$NS" neigh replace "$GUEST_IP" lladdr 52:54:00:12:34:56 dev "$VF"
+    e0=$(snmp Tcp InCsumErrors)
+    nsx "$PKTSEND" -i "$VP" -n 10 -t -x -s 200 -S "$GUEST_IP" -D "$FAR_IP" -d "$VF_MAC" >/dev/null
+    sleep 0.2
+    e1=$(snmp Tcp InCsumErrors)
+    [ $((e1 - e0)) -eq 10 ] || bad "control: the far end counted $((e1 - e0)) of 10 bad TCP checksums; it does not check them"
+}
+
+# guest_tcp_out WHAT COUNT MSS PAYLOAD: port_vnet_check, as a guest that acked CSUM and HOST_TSO4, sends COUNT
+# TCP frames of PAYLOAD bytes with partial checksums (TSO with gso_size MSS when PAYLOAD > MSS) on $SOCK; the
+# far end (far_checks_csum first) must take every segment with a good checksum.
+guest_tcp_out() {
+    local what=$1 count=$2 mss=$3 payload=$4 rx0 in0 e0 out rx in err segs
+    segs=$((count * ((payload + mss - 1) / mss)))
+    rx0=$(link_stat "$VF" rx_packets) in0=$(snmp Tcp InSegs) e0=$(snmp Tcp InCsumErrors)
+    out=$("$O/tests/port_vnet_check" tx "$SOCK" "$count" "$mss" "$payload" "$VF_MAC" "$GUEST_IP" "$FAR_IP" 2>&1) ||
+        bad "$what: $out"
+    sleep 0.5
+    rx=$(($(link_stat "$VF" rx_packets) - rx0)) in=$(($(snmp Tcp InSegs) - in0)) err=$(($(snmp Tcp InCsumErrors) - e0))
+    log "$what: $out; far end received $rx frames, TCP took $in segments, $err checksum errors"
+    if [ "$rx" -ne "$segs" ] || [ "$in" -ne "$segs" ] || [ "$err" -ne 0 ]; then
+        bad "$what: expected $segs segments with good checksums"
+    else
+        ok "$what: $count frames of $payload bytes left as $segs good segments"
+    fi
+}
+
 # vhostd_start TAG ARGS...: vhostd in the namespace, on $T/TAG.sock with control socket $T/TAG.ctl; waits until it
 # answers. Sets VPID, SOCK, CTL. Returns 1 (and prints the log) when it exits instead.
 vhostd_start() {

@@ -19,8 +19,9 @@
  *     counters of the connection; stop it then.
  *
  *   port_vnet_check tx SOCK COUNT MSS PAYLOAD DST_MAC SRC_IP DST_IP
- *     Acks CSUM and HOST_TSO4 and sends COUNT TCPv4 TSO frames of PAYLOAD bytes (gso_size MSS, partial
- *     checksum), then waits until the back-end has used them all. The caller counts what came out.
+ *     Acks CSUM and HOST_TSO4 and sends COUNT TCPv4 frames of PAYLOAD bytes with partial checksums: TSO
+ *     frames (gso_size MSS) when PAYLOAD > MSS, plain ones otherwise; then waits until the back-end has used
+ *     them all. The caller counts what came out.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -207,9 +208,9 @@ static int do_tx(const char *sock, unsigned long count, unsigned mss, unsigned p
         for (end = fe_now_ms() + 20000; sent < count && fe_now_ms() < end;) {
                 struct virtio_net_hdr h = {
                         .flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
-                        .gso_type = VIRTIO_NET_HDR_GSO_TCPV4,
+                        .gso_type = payload > mss ? VIRTIO_NET_HDR_GSO_TCPV4 : VIRTIO_NET_HDR_GSO_NONE,
                         .hdr_len = htole16(54),
-                        .gso_size = htole16((uint16_t)mss),
+                        .gso_size = htole16(payload > mss ? (uint16_t)mss : 0),
                         .csum_start = htole16(34),
                         .csum_offset = htole16(16),
                 };
