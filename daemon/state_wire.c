@@ -14,6 +14,8 @@
 #define REC_HDR_LEN 8
 static const char magic[8] = {'V', 'H', 'S', 'T', 'A', 'T', 'E', '1'};
 
+static void say(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 static void say(char *err, size_t errlen, const char *fmt, ...)
 {
         va_list ap;
