@@ -98,6 +98,9 @@ struct loader {
 };
 
 static int bad(struct loader *l, const struct state_rec *rec, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static int bad(struct loader *l, const struct state_rec *rec, const char *fmt, ...)
 {
         va_list ap;
         int n = snprintf(l->err, l->errlen, "state record %u at byte %zu: ", rec->type,
