@@ -256,7 +256,8 @@ static int do_tx(const char *sock, unsigned long count, unsigned mss, unsigned p
                 (void)fe_ring_reap(tx);
         }
         unsigned inflight = (unsigned)(tx->num - tx->num_free);
-        printf("sent %lu TSO frames of %u bytes (mss %u), %u still in flight\n", sent, payload, mss, inflight);
+        printf("sent %lu %s frames of %u bytes (mss %u), %u still in flight\n", sent,
+               payload > mss ? "TSO" : "partial-checksum", payload, mss, inflight);
         fe_free(fe);
         return sent == count && !inflight ? 0 : 1;
 }
