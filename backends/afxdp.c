@@ -151,7 +151,10 @@ static uint64_t socket_kernel_drops(const struct ax_queue *q)
 
 static void close_queue(struct ax_backend *ax, struct ax_queue *q)
 {
+        /* What the queue was configured with outlives its socket (recover() opens a new one). */
         unsigned hdr_len = q->hdr_len;
+        bool tx_offload = q->tx_offload;
+        uint8_t *gso_buf = q->gso_buf;
         uint64_t kernel_drops = q->gone_kernel_drops + socket_kernel_drops(q);
 
         xsk_socket__delete(q->xsk); /* NULL-safe */
@@ -163,6 +166,8 @@ static void close_queue(struct ax_backend *ax, struct ax_queue *q)
         memset(q, 0, sizeof(*q));
         q->fd = -1;
         q->hdr_len = hdr_len;
+        q->tx_offload = tx_offload;
+        q->gso_buf = gso_buf;
         q->gone_kernel_drops = kernel_drops;
 }
 
