@@ -63,7 +63,16 @@ $(O)/tests/%: $(O)/tests/integration/%.o $(O)/libfakefe.a $(O)/libvhostd.a
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-tests: $(UNIT_BIN) $(INTEG_BIN)
+# vhostd speaking another state version: an upgrade to it must be refused, the old process carrying on.
+$(O)/tests/state2/%.o: daemon/%.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_CFLAGS) -DSTATE_MAJOR=2 -c -o $@ $<
+
+$(O)/tests/vhostd-state2: $(O)/daemon/main.o $(O)/tests/state2/handover.o $(O)/tests/state2/state_wire.o \
+		$(O)/tests/state2/handover_state.o $(O)/libvhostd.a
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+tests: $(UNIT_BIN) $(INTEG_BIN) $(O)/tests/vhostd-state2
 
 # All tests: unit, integration, end-to-end (each says clearly when it skips and why).
 # Installs missing Debian packages first (as root), so it works on a fresh machine.

@@ -90,7 +90,22 @@ struct backend_ops {
          * no vring counts them. Called with queue q's worker quiesced, or when it is not running.
          */
         uint64_t (*kernel_drops)(struct backend *be, unsigned q);
+        /*
+         * Optional (without them the port cannot be handed to a new vhostd by an upgrade). handover_fds() fills fds
+         * (at most max) with what the port is made of, and notes[q] for each queue with what the next process needs
+         * besides them to go on where this one stops (a receive cursor...); the fds stay this port's. Called with
+         * every worker quiesced, and the port goes on unchanged if the handover fails. Returns how many fds, or
+         * -errno.
+         */
+        int (*handover_fds)(struct backend *be, int *fds, unsigned max, uint64_t *notes);
+        /* Opens the port from what handover_fds() gave another process, without privileges and without changing
+         * anything the old process would see. The fds are the port's from the call on (closed if it fails). */
+        int (*adopt)(const struct backend_cfg *cfg, unsigned nqueues, const int *fds, unsigned nfds,
+                     const uint64_t *notes, struct backend **ret);
 };
+
+/* The most fds a port hands over (handover_fds()'s max). */
+#define BACKEND_HANDOVER_FDS_MAX 64
 
 struct backend {
         const struct backend_ops *ops;

@@ -4,12 +4,17 @@
  * kept for tests and for measuring the vhost-user side alone. One byte FIFO per queue pair, touched only
  * by that pair's worker, which reads it after each send (tx_feeds_rx): no fd, no system call. A record is [length u32]
  * [a zeroed virtio-net header slot][the frame], so a frame goes back into the guest with one copy, header
- * included; the FIFO is small enough to stay in the worker's cache while frames go round.
+ * included; the FIFO is small enough to stay in the worker's cache while frames go round. The FIFOs live in one
+ * memfd, so that an upgrade hands them, and the frames in them, to the next vhostd (each queue's head and tail are
+ * written to its slot there when the port is handed over).
  */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "backends/backend.h"
 #include "backends/iov.h"
@@ -21,6 +26,14 @@
 #define LO_WRAP 0xffffffffu
 #define LO_MAX_FRAME (65535 + BACKEND_ETH_OVERHEAD)
 
+/* In the memfd, per queue: this, then the FIFO. head and tail are current only at a handover. */
+struct lo_shared {
+        uint64_t head, tail;
+        uint32_t hdr_len, pad;
+        uint8_t reserved[4096 - 24];
+};
+#define LO_QUEUE_BYTES (sizeof(struct lo_shared) + LO_FIFO_SIZE)
+
 struct lo_queue {
         uint8_t *buf;
         uint64_t head, tail; /* byte counters: tail - head bytes in use */
@@ -29,6 +42,9 @@ struct lo_queue {
 
 struct lo_backend {
         struct backend base;
+        int memfd;
+        uint8_t *map;
+        size_t map_len;
         struct lo_queue q[];
 };
 
@@ -43,26 +59,113 @@ static void lo_close(struct backend *be)
 
         if (!lo)
                 return;
-        for (unsigned i = 0; i < be->nqueues; i++)
-                free(lo->q[i].buf);
+        if (lo->map)
+                (void)munmap(lo->map, lo->map_len);
+        if (lo->memfd >= 0)
+                close(lo->memfd);
         free(lo);
+}
+
+static struct lo_shared *lo_slot(struct lo_backend *lo, unsigned q)
+{
+        return (struct lo_shared *)(lo->map + q * LO_QUEUE_BYTES);
+}
+
+/* Maps memfd (taken over, even on failure) as the FIFOs of nqueues queues. */
+static int lo_map(unsigned nqueues, int memfd, struct lo_backend **ret)
+{
+        struct lo_backend *lo = calloc(1, sizeof(*lo) + nqueues * sizeof(struct lo_queue));
+        struct stat st;
+
+        if (!lo) {
+                close(memfd);
+                return -ENOMEM;
+        }
+        lo->base.ops = &backend_loopback_ops;
+        lo->base.nqueues = nqueues;
+        lo->memfd = memfd;
+        lo->map_len = nqueues * LO_QUEUE_BYTES;
+        if (fstat(memfd, &st) < 0 || (uint64_t)st.st_size != lo->map_len) {
+                lo_close(&lo->base);
+                return -EINVAL; /* not the FIFOs of this many queues */
+        }
+        lo->map = mmap(NULL, lo->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+        if (lo->map == MAP_FAILED) {
+                int r = -errno;
+                lo->map = NULL;
+                lo_close(&lo->base);
+                return r;
+        }
+        for (unsigned i = 0; i < nqueues; i++) {
+                lo->q[i].buf = (uint8_t *)lo_slot(lo, i) + sizeof(struct lo_shared);
+                lo->q[i].hdr_len = sizeof(struct virtio_net_hdr_mrg);
+        }
+        *ret = lo;
+        return 0;
 }
 
 static int lo_open(const struct backend_cfg *cfg, unsigned nqueues, struct backend **ret)
 {
-        struct lo_backend *lo = calloc(1, sizeof(*lo) + nqueues * sizeof(struct lo_queue));
+        int memfd = memfd_create("vhostd-loopback", MFD_CLOEXEC);
+        struct lo_backend *lo;
+        int r;
 
-        if (!lo)
-                return -ENOMEM;
-        lo->base.ops = &backend_loopback_ops;
-        lo->base.nqueues = nqueues;
+        if (memfd < 0)
+                return -errno;
+        if (ftruncate(memfd, (off_t)(nqueues * LO_QUEUE_BYTES)) < 0) {
+                r = -errno;
+                close(memfd);
+                return r;
+        }
+        if ((r = lo_map(nqueues, memfd, &lo)) < 0)
+                return r;
+        *ret = &lo->base;
+        return 0;
+}
+
+static int lo_handover_fds(struct backend *be, int *fds, unsigned max, uint64_t *notes)
+{
+        struct lo_backend *lo = (struct lo_backend *)be;
+
+        if (max < 1)
+                return -E2BIG;
+        for (unsigned i = 0; i < be->nqueues; i++) {
+                struct lo_shared *sh = lo_slot(lo, i);
+                sh->head = lo->q[i].head;
+                sh->tail = lo->q[i].tail;
+                sh->hdr_len = lo->q[i].hdr_len;
+        }
+        fds[0] = lo->memfd;
+        return 1;
+}
+
+static int lo_adopt(const struct backend_cfg *cfg, unsigned nqueues, const int *fds, unsigned nfds,
+                    const uint64_t *notes, struct backend **ret)
+{
+        struct lo_backend *lo;
+        int r;
+
+        for (unsigned i = 1; i < nfds; i++)
+                close(fds[i]);
+        if (nfds != 1) {
+                if (nfds)
+                        close(fds[0]);
+                return -EINVAL;
+        }
+        if ((r = lo_map(nqueues, fds[0], &lo)) < 0)
+                return r;
         for (unsigned i = 0; i < nqueues; i++) {
-                lo->q[i].buf = malloc(LO_FIFO_SIZE);
-                lo->q[i].hdr_len = sizeof(struct virtio_net_hdr_mrg);
-                if (!lo->q[i].buf) {
+                const struct lo_shared *sh = lo_slot(lo, i);
+                uint64_t used = sh->tail - sh->head;
+
+                /* What another process wrote: a FIFO whose counters do not add up is emptied, not trusted. */
+                if (used > LO_FIFO_SIZE || sh->head % 8 || sh->tail % 8 || sh->hdr_len > LO_HDR_SLOT) {
                         lo_close(&lo->base);
-                        return -ENOMEM;
+                        return -EBADMSG;
                 }
+                lo->q[i].head = sh->head;
+                lo->q[i].tail = sh->tail;
+                lo->q[i].hdr_len = sh->hdr_len;
         }
         *ret = &lo->base;
         return 0;
@@ -146,6 +249,10 @@ static int lo_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, un
                         q->head += LO_FIFO_SIZE - pos;
                         continue;
                 }
+                if (len > LO_MAX_FRAME || rec_size(len) > LO_FIFO_SIZE - pos || rec_size(len) > q->tail - q->head) {
+                        q->head = q->tail; /* cannot be ours (a FIFO handed over damaged): never read past it */
+                        break;
+                }
                 r = sink->reserve(sink, q->hdr_len + len, &iov, &iovcnt);
                 if (r == -ENOBUFS || r == -EIO)
                         break;
@@ -172,4 +279,6 @@ const struct backend_ops backend_loopback_ops = {
         .queue_fd = lo_queue_fd,
         .tx_burst = lo_tx_burst,
         .rx_burst = lo_rx_burst,
+        .handover_fds = lo_handover_fds,
+        .adopt = lo_adopt,
 };

@@ -646,6 +646,129 @@ static uint64_t rs_kernel_drops(struct backend *be, unsigned qi)
         return q->kernel_drops;
 }
 
+/* ---- upgrade handover ---- */
+
+/* A queue's note: its receive cursor, so the next process reads on from the same packet (and GSO segment). */
+#define NOTE_BLK(n) ((unsigned)((n)&0xff))
+#define NOTE_HAS_CUR 0x100ull
+#define NOTE_CONSUMED(n) ((uint32_t)(((n) >> 16) & 0xffffff))
+#define NOTE_SEG(n) ((unsigned)(((n) >> 40) & 0xffff))
+
+static int rs_handover_fds(struct backend *be, int *fds, unsigned max, uint64_t *notes)
+{
+        struct rs_backend *rs = (struct rs_backend *)be;
+
+        if (max < be->nqueues)
+                return -E2BIG;
+        for (unsigned i = 0; i < be->nqueues; i++) {
+                const struct rs_queue *q = &rs->q[i];
+
+                if (q->fd < 0)
+                        return -ENODEV; /* lost with its interface, not re-created yet */
+                fds[i] = q->fd;
+                notes[i] = q->blk;
+                if (q->cur)
+                        notes[i] |= NOTE_HAS_CUR | (uint64_t)(q->cur->hdr.bh1.num_pkts - q->left) << 16 |
+                                    (uint64_t)(q->seg & 0xffff) << 40;
+        }
+        return (int)be->nqueues;
+}
+
+/* Maps q's ring from its socket and puts the cursor where notes says, checking it against the ring. */
+static int adopt_queue(struct rs_queue *q, uint64_t note)
+{
+        struct sockaddr_ll sll;
+        socklen_t len = sizeof(sll);
+        struct tpacket_block_desc *bd;
+
+        if (getsockname(q->fd, (struct sockaddr *)&sll, &len) < 0)
+                return -errno;
+        q->ifindex = sll.sll_ifindex;
+        q->ring_len = (size_t)RS_BLOCK_SIZE * RS_BLOCK_NR;
+        q->ring = mmap(NULL, q->ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, q->fd, 0);
+        if (q->ring == MAP_FAILED) {
+                q->ring = NULL;
+                return -errno;
+        }
+        q->blk = NOTE_BLK(note);
+        if (q->blk >= RS_BLOCK_NR)
+                return -EBADMSG;
+        if (!(note & NOTE_HAS_CUR))
+                return 0;
+        bd = (struct tpacket_block_desc *)(q->ring + (size_t)q->blk * RS_BLOCK_SIZE);
+        if (!(__atomic_load_n(&bd->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER) ||
+            NOTE_CONSUMED(note) >= bd->hdr.bh1.num_pkts || bd->hdr.bh1.offset_to_first_pkt >= RS_BLOCK_SIZE)
+                return -EBADMSG;
+        q->cur = bd;
+        q->left = bd->hdr.bh1.num_pkts - NOTE_CONSUMED(note);
+        q->pkt = (uint8_t *)bd + bd->hdr.bh1.offset_to_first_pkt;
+        for (uint32_t i = 0; i < NOTE_CONSUMED(note); i++) {
+                uint32_t next = ((struct tpacket3_hdr *)q->pkt)->tp_next_offset;
+
+                if (!next || next > RS_BLOCK_SIZE - (size_t)(q->pkt - (uint8_t *)bd))
+                        return -EBADMSG;
+                q->pkt += next;
+        }
+        q->seg = NOTE_SEG(note);
+        return 0;
+}
+
+static int rs_adopt(const struct backend_cfg *cfg, unsigned nqueues, const int *fds, unsigned nfds,
+                    const uint64_t *notes, struct backend **ret)
+{
+        struct rs_backend *rs = calloc(1, sizeof(*rs) + nqueues * sizeof(struct rs_queue));
+        int ifindex, r;
+
+        for (unsigned i = 0; i < nfds; i++) {
+                if (rs && i < nqueues)
+                        rs->q[i].fd = fds[i];
+                else
+                        close(fds[i]);
+        }
+        if (!rs)
+                return -ENOMEM;
+        rs->base.ops = &backend_rawsock_ops;
+        rs->base.nqueues = nqueues;
+        rs->cfg = *cfg;
+        rs->offloads = cfg->offloads;
+        pthread_mutex_init(&rs->recover_lock, NULL);
+        for (unsigned i = nfds; i < nqueues; i++)
+                rs->q[i].fd = -1;
+        for (unsigned i = 0; i < nqueues; i++)
+                rs->q[i].hdr_len = sizeof(struct virtio_net_hdr_mrg);
+        ifindex = (int)if_nametoindex(cfg->ifname);
+        if (nfds != nqueues || !ifindex) {
+                r = nfds != nqueues ? -EINVAL : -ENODEV;
+                goto fail;
+        }
+        for (unsigned i = 0; i < nqueues; i++) {
+                if ((r = adopt_queue(&rs->q[i], notes[i])) < 0)
+                        goto fail;
+                if (rs->q[i].ifindex != ifindex) {
+                        r = -EINVAL; /* bound to another interface than the configuration names */
+                        goto fail;
+                }
+        }
+        if (nqueues > 1) {
+                int val;
+                socklen_t len = sizeof(val);
+
+                if (getsockopt(rs->q[0].fd, SOL_PACKET, PACKET_FANOUT, &val, &len) < 0) {
+                        r = -errno;
+                        goto fail;
+                }
+                rs->fanout = (struct fanout){.id = (unsigned)val & 0xffff, .flags = ((unsigned)val >> 16) & 0xff00};
+                rs->fanout_ifindex = ifindex;
+        }
+        if ((r = backend_link_state(cfg->ifname, NULL, &rs->mtu)) < 0)
+                goto fail;
+        *ret = &rs->base;
+        return 0;
+fail:
+        rs_close(&rs->base);
+        return r;
+}
+
 const struct backend_ops backend_rawsock_ops = {
         .name = "rawsock",
         .max_features = BIT_ULL(VIRTIO_NET_F_CSUM) | BIT_ULL(VIRTIO_NET_F_HOST_TSO4) | BIT_ULL(VIRTIO_NET_F_HOST_TSO6) |
@@ -663,4 +786,6 @@ const struct backend_ops backend_rawsock_ops = {
         .rx_burst = rs_rx_burst,
         .recover = rs_recover,
         .kernel_drops = rs_kernel_drops,
+        .handover_fds = rs_handover_fds,
+        .adopt = rs_adopt,
 };

@@ -135,14 +135,13 @@ static void rings_open(struct tap_backend *t, unsigned nqueues)
                         : "io_uring could not be set up: the tap sends frame by frame";
 }
 
-static int tap_open(const struct backend_cfg *cfg, unsigned nqueues, struct backend **ret)
+/* A port without queues yet: its fds are -1, its bounce buffers allocated. NULL: out of memory. */
+static struct tap_backend *tap_alloc(unsigned nqueues)
 {
         struct tap_backend *t = calloc(1, sizeof(*t) + nqueues * sizeof(int));
-        unsigned features = 0;
-        int r;
 
         if (!t)
-                return -ENOMEM;
+                return NULL;
         t->base.ops = &backend_tap_ops;
         t->base.nqueues = nqueues;
         for (unsigned i = 0; i < nqueues; i++)
@@ -152,9 +151,21 @@ static int tap_open(const struct backend_cfg *cfg, unsigned nqueues, struct back
                 if (!(t->bounce[i] = malloc(TAP_FRAME_MAX)))
                         break;
         if (!t->bounce || !t->bounce[nqueues - 1]) {
-                r = -ENOMEM;
-                goto fail;
+                tap_close(&t->base);
+                return NULL;
         }
+        t->hdr_len = sizeof(struct virtio_net_hdr_mrg);
+        return t;
+}
+
+static int tap_open(const struct backend_cfg *cfg, unsigned nqueues, struct backend **ret)
+{
+        struct tap_backend *t = tap_alloc(nqueues);
+        unsigned features = 0;
+        int r;
+
+        if (!t)
+                return -ENOMEM;
         if (!cfg->ifname[0]) {
                 r = -EINVAL;
                 goto fail;
@@ -195,6 +206,69 @@ static int tap_open(const struct backend_cfg *cfg, unsigned nqueues, struct back
         r = set_link(t->ifname, cfg->mtu, cfg->set_up);
         if (r < 0)
                 goto fail;
+        if (cfg->io_uring)
+                rings_open(t, nqueues);
+        *ret = &t->base;
+        return 0;
+fail:
+        tap_close(&t->base);
+        return r;
+}
+
+/* What the handover note of queue 0 holds besides the queue fds: the UFO probe's answer (probing again would reset the
+ * live queues' offloads) and what configure() last set, for recover(). */
+#define NOTE_UFO 0x1ull
+#define NOTE_HDR_SHIFT 8
+#define NOTE_OFFLOADS_SHIFT 16
+
+static int tap_handover_fds(struct backend *be, int *fds, unsigned max, uint64_t *notes)
+{
+        struct tap_backend *t = (struct tap_backend *)be;
+
+        if (max < be->nqueues)
+                return -E2BIG;
+        for (unsigned i = 0; i < be->nqueues; i++)
+                fds[i] = t->fds[i];
+        notes[0] = (t->ufo ? NOTE_UFO : 0) | (uint64_t)(uint8_t)t->hdr_len << NOTE_HDR_SHIFT |
+                   (uint64_t)(t->offloads & 0xffff) << NOTE_OFFLOADS_SHIFT;
+        return (int)be->nqueues;
+}
+
+/* The queues are attached already: no TUNSETIFF, no link change, so no privilege is needed. */
+static int tap_adopt(const struct backend_cfg *cfg, unsigned nqueues, const int *fds, unsigned nfds,
+                     const uint64_t *notes, struct backend **ret)
+{
+        uint64_t note = notes[0];
+        struct tap_backend *t = tap_alloc(nqueues);
+        struct ifreq ifr = {0};
+        int r;
+
+        for (unsigned i = 0; i < nfds; i++) {
+                if (t && i < nqueues)
+                        t->fds[i] = fds[i];
+                else
+                        close(fds[i]);
+        }
+        if (!t)
+                return -ENOMEM;
+        if (nfds != nqueues) {
+                r = -EINVAL;
+                goto fail;
+        }
+        if (ioctl(t->fds[0], TUNGETIFF, &ifr) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        if (cfg->ifname[0] && strcmp(ifr.ifr_name, cfg->ifname) != 0) {
+                r = -EINVAL; /* another device than the configuration names */
+                goto fail;
+        }
+        snprintf(t->ifname, sizeof(t->ifname), "%s", ifr.ifr_name);
+        t->flags = (short)(IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | (nqueues > 1 ? IFF_MULTI_QUEUE : 0));
+        t->set_up = cfg->set_up;
+        t->ufo = note & NOTE_UFO;
+        t->hdr_len = (int)(uint8_t)(note >> NOTE_HDR_SHIFT);
+        t->offloads = (unsigned)(note >> NOTE_OFFLOADS_SHIFT) & 0xffff;
         if (cfg->io_uring)
                 rings_open(t, nqueues);
         *ret = &t->base;
@@ -453,4 +527,6 @@ const struct backend_ops backend_tap_ops = {
         .tx_burst = tap_tx_burst,
         .rx_burst = tap_rx_burst,
         .recover = tap_recover,
+        .handover_fds = tap_handover_fds,
+        .adopt = tap_adopt,
 };

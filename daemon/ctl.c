@@ -18,12 +18,14 @@
 #include "daemon/ctl.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -31,7 +33,7 @@
 #include "daemon/port.h"
 #include "daemon/vu.h"
 
-#define CTL_CMD_MAX 64      /* a command line longer than this is refused */
+#define CTL_CMD_MAX 1024    /* a command line longer than this is refused (upgrade PATH) */
 #define CTL_ACCEPT_BURST 32 /* accepts per wake-up, so a flood of connections shares the loop with the ports */
 #define CTL_ACCEPT_PAUSE 1.0
 #define CTL_BACKLOG 64
@@ -565,6 +567,46 @@ static void client_write(struct ctl_client *c)
         client_close(c);
 }
 
+/* The upgrade's outcome. On success the process exits when this returns: the answer goes out now, blocking. */
+static void upgrade_done(void *arg, bool ok, const char *text)
+{
+        struct ctl_client *c = arg;
+
+        c->ctl->upgrading = false;
+        outf(&c->ans, "%s%s\n", ok ? "" : "error: upgrade failed: ", text);
+        c->wbuf = c->ans.buf;
+        c->wlen = c->ans.failed ? 0 : c->ans.len;
+        if (ok) {
+                struct timeval tv = {.tv_sec = 1};
+
+                (void)fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) & ~O_NONBLOCK);
+                (void)setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+                (void)!send(c->fd, c->wbuf, c->wlen, MSG_NOSIGNAL);
+                return;
+        }
+        ev_timer_set(&c->timer, CTL_CLIENT_TIMEOUT, 0.);
+        ev_timer_start(c->ctl->loop, &c->timer);
+        client_write(c);
+}
+
+/* 0: the upgrade started and the client waits for its end (no timeout meanwhile); else its answer is in c->ans. */
+static int client_upgrade(struct ctl_client *c, const char *binary)
+{
+        char err[512];
+
+        if (c->ctl->upgrading) {
+                outf(&c->ans, "error: an upgrade is under way\n");
+                return -EBUSY;
+        }
+        if (c->ctl->upgrade(binary && binary[0] ? binary : NULL, upgrade_done, c, err, sizeof(err)) < 0) {
+                outf(&c->ans, "error: upgrade not started: %s\n", err);
+                return -EINVAL;
+        }
+        c->ctl->upgrading = true;
+        ev_timer_stop(c->ctl->loop, &c->timer); /* the upgrade has its own timeouts */
+        return 0;
+}
+
 static void client_answer(struct ctl_client *c, const char *errline)
 {
         ev_io_stop(c->ctl->loop, &c->io);
@@ -581,11 +623,14 @@ static void client_answer(struct ctl_client *c, const char *errline)
                         build_answer(c->ctl, CMD_JSON, &c->ans);
                 else if (!strcmp(cmd, "prometheus"))
                         build_answer(c->ctl, CMD_PROMETHEUS, &c->ans);
-                else {
+                else if (c->ctl->upgrade && (!strcmp(cmd, "upgrade") || !strncmp(cmd, "upgrade ", 8))) {
+                        if (client_upgrade(c, cmd[7] ? cmd + 8 : NULL) == 0)
+                                return; /* answered when the upgrade ends */
+                } else {
                         for (char *p = cmd; *p; p++)
                                 if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f || *p == '\'')
                                         *p = '?';
-                        outf(&c->ans, "error: unknown command '%s' (status, json, prometheus)\n", cmd);
+                        outf(&c->ans, "error: unknown command '%s' (status, json, prometheus, upgrade)\n", cmd);
                 }
                 if (c->ans.failed)
                         errline = "error: out of memory\n";
@@ -749,6 +794,12 @@ int ctl_start(struct ctl *ctl, struct ev_loop *loop, const char *path, struct po
                 return log_err_errno(r, "cannot listen on control socket %s", path);
         }
         (void)chmod(path, 0600);
+        return ctl_start_fd(ctl, loop, ctl->fd, path, ports, nports);
+}
+
+int ctl_start_fd(struct ctl *ctl, struct ev_loop *loop, int fd, const char *path, struct port *ports, unsigned nports)
+{
+        ctl->fd = fd;
         snprintf(ctl->path, sizeof(ctl->path), "%s", path);
         ctl->loop = loop;
         ctl->ports = ports;

@@ -14,11 +14,12 @@
  * know and ignore what follows. */
 struct hs_dev_rec {
         uint64_t features, protocol_features;
-        uint32_t status, mtu, hdr_len, nqueues;
+        uint32_t status, mtu, hdr_len, nqueues, flags, pad;
 };
 
 struct hs_region_rec {
         uint64_t gpa, size, uva, mmap_offset;
+        uint32_t refs, pad;
 };
 
 struct hs_vring_rec {
@@ -46,12 +47,14 @@ int hs_save(struct state_writer *w, const struct hs_dev *dev)
                 .mtu = htole32(dev->mtu),
                 .hdr_len = htole32(dev->hdr_len),
                 .nqueues = htole32(dev->nqueues),
+                .flags = htole32(dev->flags),
         };
 
         state_put(w, HS_REC_DEV, REQ, &d, sizeof(d));
         for (unsigned i = 0; i < dev->nregions; i++) {
                 const struct hs_region *r = &dev->regions[i];
-                struct hs_region_rec rr = {htole64(r->gpa), htole64(r->size), htole64(r->uva), htole64(r->mmap_offset)};
+                struct hs_region_rec rr = {htole64(r->gpa),         htole64(r->size), htole64(r->uva),
+                                           htole64(r->mmap_offset), htole32(r->refs), 0};
 
                 state_put(w, HS_REC_REGION, REQ, &rr, sizeof(rr));
                 state_put_fd(w, HS_REC_REGION_FD, r->fd);
@@ -81,6 +84,7 @@ int hs_save(struct state_writer *w, const struct hs_dev *dev)
                 state_put_fd(w, HS_REC_LOG_FD, dev->log_fd);
         }
         put_fd_if(w, HS_REC_LOG_CALL_FD, dev->log_call_fd);
+        state_put(w, HS_REC_DEV_END, REQ, NULL, 0);
         return w->err;
 }
 
@@ -94,7 +98,7 @@ struct loader {
         bool have_dev;
         int pending;            /* the record type whose fd must come next (REGION_FD, LOG_FD), 0: none */
         struct hs_vring *vring; /* the last vring, for its fd records */
-        uint8_t fd_used[STATE_FDS_MAX / 8];
+        uint8_t *fd_used;       /* STATE_FDS_MAX bits */
 };
 
 static int bad(struct loader *l, const struct state_rec *rec, const char *fmt, ...)
@@ -120,10 +124,17 @@ static int take_fd(struct loader *l, const struct state_rec *rec, int *ret)
 
         if (state_get_fd_index(l->r, rec, &index) < 0)
                 return bad(l, rec, "not an fd index among the %u fds passed", l->r->nfds);
-        if (l->fd_used[index / 8] & (1u << (index % 8)))
+        if (hs_take_fd_index(l->fd_used, index) < 0)
                 return bad(l, rec, "fd %u is already used by another record", index);
-        l->fd_used[index / 8] |= (uint8_t)(1u << (index % 8));
         *ret = (int)index;
+        return 0;
+}
+
+int hs_take_fd_index(uint8_t *fd_used, unsigned i)
+{
+        if (i >= STATE_FDS_MAX || (fd_used[i / 8] & (1u << (i % 8))))
+                return -EBADMSG;
+        fd_used[i / 8] |= (uint8_t)(1u << (i % 8));
         return 0;
 }
 
@@ -200,6 +211,9 @@ static int load_one(struct loader *l, const struct state_rec *rec)
                 dev->mtu = le32toh(d.mtu);
                 dev->hdr_len = le32toh(d.hdr_len);
                 dev->nqueues = le32toh(d.nqueues);
+                dev->flags = le32toh(d.flags);
+                if (dev->flags & ~(uint32_t)HS_DEV_FEATURES_SET)
+                        return bad(l, rec, "unknown device flags 0x%x", dev->flags);
                 if (dev->nqueues == 0 || dev->nqueues > HS_MAX_VRINGS / 2)
                         return bad(l, rec, "%u queue pairs", dev->nqueues);
                 if (dev->hdr_len != 10 && dev->hdr_len != 12)
@@ -216,10 +230,12 @@ static int load_one(struct loader *l, const struct state_rec *rec)
                 if (dev->nregions == HS_MAX_REGIONS)
                         return bad(l, rec, "more than %u memory regions", HS_MAX_REGIONS);
                 g = &dev->regions[dev->nregions];
-                *g = (struct hs_region){le64toh(rr.gpa), le64toh(rr.size), le64toh(rr.uva), le64toh(rr.mmap_offset),
-                                        -1};
+                *g = (struct hs_region){le64toh(rr.gpa),         le64toh(rr.size), le64toh(rr.uva),
+                                        le64toh(rr.mmap_offset), le32toh(rr.refs), -1};
                 if (mem_region_check(g->gpa, g->size, g->uva, g->mmap_offset, &why) < 0)
                         return bad(l, rec, "memory region %u: %s", dev->nregions, why);
+                if (g->refs == 0 || g->refs > HS_MAX_VRINGS)
+                        return bad(l, rec, "memory region %u added %u times", dev->nregions, g->refs);
                 dev->nregions++;
                 l->pending = HS_REC_REGION_FD;
                 return 0;
@@ -273,17 +289,22 @@ static int load_one(struct loader *l, const struct state_rec *rec)
         }
 }
 
-int hs_load(struct state_reader *r, struct hs_dev *dev, char *err, size_t errlen)
+int hs_load(struct state_reader *r, struct hs_dev *dev, uint8_t *fd_used, char *err, size_t errlen)
 {
-        struct loader l = {.r = r, .dev = dev, .err = err, .errlen = errlen};
+        uint8_t own_fd_used[STATE_FDS_MAX / 8] = {0};
+        struct loader l = {
+                .r = r, .dev = dev, .err = err, .errlen = errlen, .fd_used = fd_used ? fd_used : own_fd_used};
         struct state_rec rec;
         int n;
 
         memset(dev, 0, sizeof(*dev));
         dev->log_fd = dev->log_call_fd = -1;
-        while ((n = state_next(r, &rec, err, errlen)) == 1)
+        while ((n = state_next(r, &rec, err, errlen)) == 1) {
+                if (rec.type == HS_REC_DEV_END && !l.pending)
+                        break;
                 if ((n = load_one(&l, &rec)) < 0)
                         return n;
+        }
         if (n < 0)
                 return n;
         if (!l.have_dev) {

@@ -32,7 +32,10 @@ enum {
         HS_REC_LOG = 8, /* struct hs_log_rec, then HS_REC_LOG_FD */
         HS_REC_LOG_FD = 9,
         HS_REC_LOG_CALL_FD = 10,
+        HS_REC_DEV_END = 11, /* empty: the device's records end (more may follow: another port's) */
 };
+
+#define HS_DEV_FEATURES_SET 0x1 /* SET_FEATURES was received (features may still be 0) */
 
 #define HS_VR_ADDR_SET 0x1
 #define HS_VR_STARTED 0x2
@@ -42,6 +45,7 @@ enum {
 
 struct hs_region {
         uint64_t gpa, size, uva, mmap_offset;
+        uint32_t refs; /* ADD_MEM_REG of this same region so far (REM_MEM_REG takes one each) */
         int fd;
 };
 
@@ -54,7 +58,7 @@ struct hs_vring {
 
 struct hs_dev {
         uint64_t features, protocol_features;
-        uint32_t status, mtu, hdr_len, nqueues;
+        uint32_t status, mtu, hdr_len, nqueues, flags;
         bool log_set;
         uint64_t log_size, log_offset;
         int log_fd, log_call_fd;
@@ -66,7 +70,11 @@ struct hs_dev {
 
 /* Appends the device's records to w; returns 0 or w's error. */
 int hs_save(struct state_writer *w, const struct hs_dev *dev);
-/* Reads a device from r (after state_reader_init); on failure err says which record and why. */
-int hs_load(struct state_reader *r, struct hs_dev *dev, char *err, size_t errlen);
+/* Reads a device from r (after state_reader_init) up to the end of the state or HS_REC_DEV_END; on failure err says
+ * which record and why. fd_used (STATE_FDS_MAX bits, shared by every loader of one state so that no fd is taken
+ * twice) may be NULL for a state of one device. */
+int hs_load(struct state_reader *r, struct hs_dev *dev, uint8_t *fd_used, char *err, size_t errlen);
+/* Marks fd index i used; -EBADMSG when it already was. */
+int hs_take_fd_index(uint8_t *fd_used, unsigned i);
 
 #endif

@@ -12,6 +12,7 @@
 #include "daemon/caps.h"
 #include "daemon/ctl.h"
 #include "daemon/fault.h"
+#include "daemon/handover.h"
 #include "daemon/isolate.h"
 #include "daemon/linkmon.h"
 #include "daemon/log.h"
@@ -31,8 +32,9 @@ struct cli {
         const char *config_path;
         bool check_only;
         bool print_caps;
-        bool cli_port; /* a port given by options, not a config file */
-        int handed_fd; /* --fd: a socket handed over by a management tool, -1 for none */
+        bool cli_port;   /* a port given by options, not a config file */
+        int handed_fd;   /* --fd: a socket handed over by a management tool, -1 for none */
+        int handover_fd; /* --handover-fd: started by an upgrade, which hands everything over on it; -1: not */
         bool socket_path_given;
         struct port_cfg *port;
 };
@@ -93,6 +95,21 @@ static int opt_fd(struct cli *cli, const char *arg)
         }
         cli->cli_port = true;
         cli->handed_fd = (int)fd;
+        return 0;
+}
+
+static int opt_handover_fd(struct cli *cli, const char *arg)
+{
+        char *end;
+        long fd;
+
+        errno = 0;
+        fd = strtol(arg, &end, 10);
+        if (errno || *end || end == arg || fd < 3 || fd > 65535) {
+                fprintf(stderr, "vhostd: --handover-fd wants a file descriptor number, got '%s'\n", arg);
+                return -EINVAL;
+        }
+        cli->handover_fd = (int)fd;
         return 0;
 }
 
@@ -186,6 +203,8 @@ static const struct cli_option cli_options[] = {
         {"socket", 's', "PATH", "one port on this vhost-user socket (instead of --config)", opt_socket},
         {"socket-path", 0, "PATH", "the same, as QEMU's back-end conventions name it", opt_socket_path},
         {"fd", 0, "FDNUM", "serve the vhost-user socket inherited as FDNUM (listening or connected)", opt_fd},
+        {"handover-fd", 0, "FDNUM", "(set by an upgrade) take the ports over from the vhostd at the other end",
+         opt_handover_fd},
         {"print-capabilities", 0, NULL, "print what this vhostd can do as JSON and exit", opt_print_caps},
         {"client", 0, NULL, "connect to PATH (QEMU server=on) instead of listening", opt_client},
         {"backend", 'b', "KIND", "port kind (default loopback)", opt_backend},
@@ -246,7 +265,7 @@ static int parse_args(int argc, char **argv, struct cli *cli)
         config_defaults(&cfg);
         config_port_defaults(pc);
         snprintf(pc->name, sizeof(pc->name), "net0");
-        *cli = (struct cli){.handed_fd = -1, .port = pc};
+        *cli = (struct cli){.handed_fd = -1, .handover_fd = -1, .port = pc};
         /* QEMU's conventions: with --print-capabilities every other option is ignored, even a wrong one. */
         for (int i = 1; i < argc; i++)
                 if (!strcmp(argv[i], "--print-capabilities")) {
@@ -283,9 +302,11 @@ static int parse_args(int argc, char **argv, struct cli *cli)
         if (!cli->config_path) {
                 char err[1024];
                 /* Socket activation or --fd without --socket: the port takes the inherited fd. */
-                if (!pc->socket[0] && !pc->fd_name[0] && (getenv("LISTEN_FDS") || cli->handed_fd >= 0))
+                bool inherits = getenv("LISTEN_FDS") || cli->handed_fd >= 0 || cli->handover_fd >= 0;
+
+                if (!pc->socket[0] && !pc->fd_name[0] && inherits)
                         snprintf(pc->fd_name, sizeof(pc->fd_name), "%s", pc->name);
-                if (!cli->cli_port && !getenv("LISTEN_FDS")) {
+                if (!cli->cli_port && !inherits) {
                         fprintf(stderr, "vhostd: nothing to do: give --config FILE or --socket PATH\n");
                         usage(stderr);
                         return -EINVAL;
@@ -338,6 +359,59 @@ static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
         log_info("SIGHUP: nothing to reload; restart the instance to apply a changed configuration");
 }
 
+static void upgrade_logged(void *arg, bool ok, const char *text)
+{
+        if (ok)
+                log_info("SIGUSR2: %s", text);
+}
+
+static void usr2_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+        char err[512];
+
+        if (handover_upgrade(NULL, upgrade_logged, NULL, err, sizeof(err)) < 0)
+                log_err("SIGUSR2: upgrade not started: %s", err);
+}
+
+/* Open every port and its socket, privileged, as at any start. */
+static int open_ports(struct ev_loop *loop, const struct cli *cli)
+{
+        int listen_fds[SD_MAX_LISTEN_FDS];
+        char listen_names[SD_MAX_LISTEN_FDS][64];
+        int nfds = sd_listen(listen_fds, listen_names, SD_MAX_LISTEN_FDS);
+
+        for (unsigned i = 0; i < cfg.nports; i++)
+                if (port_open_backend(&ports[i]) < 0)
+                        return -1;
+        for (unsigned i = 0; i < cfg.nports; i++) {
+                int fd = nfds > 0 ? inherited_fd(i, listen_fds, listen_names, nfds) : -1;
+
+                if (cli->handed_fd >= 0) {
+                        if (port_start_on_fd(&ports[i], loop, cli->handed_fd) < 0)
+                                return -1;
+                        continue;
+                }
+                if (fd < 0 && !cfg.ports[i].socket[0]) {
+                        log_err("port %s: no socket path, and no inherited socket named '%s' (socket activation)",
+                                cfg.ports[i].name, cfg.ports[i].fd_name[0] ? cfg.ports[i].fd_name : cfg.ports[i].name);
+                        return -1;
+                }
+                if (port_start(&ports[i], loop, fd) < 0)
+                        return -1;
+        }
+        if (cfg.control_socket[0] && ctl_start(&ctl, loop, cfg.control_socket, ports, cfg.nports) < 0)
+                return -1;
+        return 0;
+}
+
+/* The binary this process runs, for an upgrade that names none: its path now, so a package may replace it. */
+static void find_self(char *buf, size_t len)
+{
+        ssize_t n = readlink("/proc/self/exe", buf, len - 1);
+
+        buf[n > 0 ? n : 0] = 0;
+}
+
 static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
         (void)sd_notify_str("WATCHDOG=1");
@@ -346,15 +420,13 @@ static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 int main(int argc, char **argv)
 {
         struct cli cli;
-        int listen_fds[SD_MAX_LISTEN_FDS];
-        char listen_names[SD_MAX_LISTEN_FDS][64];
         struct config_error cerr;
-        ev_signal sig_term, sig_int, sig_hup;
+        ev_signal sig_term, sig_int, sig_hup, sig_usr2;
         ev_timer watchdog;
         struct ev_loop *loop = NULL;
         uint64_t wd_usec;
-        int nfds, r;
-        char status[256];
+        int r;
+        char status[256], self[4096];
 
         if (parse_args(argc, argv, &cli) < 0)
                 return 2;
@@ -379,18 +451,12 @@ int main(int argc, char **argv)
                 log_err("cannot install the SIGBUS handler: %s", strerror(-r));
                 return 1;
         }
+        find_self(self, sizeof(self));
 
-        nfds = sd_listen(listen_fds, listen_names, SD_MAX_LISTEN_FDS);
-
-        /* Privileged part: open every port first. */
         for (unsigned i = 0; i < cfg.nports; i++) {
                 ports[i].cfg = &cfg.ports[i];
                 ports[i].listen_fd = -1;
                 snprintf(ports[i].name, sizeof(ports[i].name), "port %s", cfg.ports[i].name);
-                if (port_open_backend(&ports[i]) < 0) {
-                        r = 1;
-                        goto out;
-                }
         }
         loop = ev_default_loop(EVFLAG_AUTO);
         if (!loop) {
@@ -398,35 +464,40 @@ int main(int argc, char **argv)
                 r = 1;
                 goto out;
         }
-        for (unsigned i = 0; i < cfg.nports; i++) {
-                int fd = nfds > 0 ? inherited_fd(i, listen_fds, listen_names, nfds) : -1;
+        if (cli.handover_fd >= 0) {
+                char err[512];
+                char pid[24];
 
-                if (cli.handed_fd >= 0) {
-                        if (port_start_on_fd(&ports[i], loop, cli.handed_fd) < 0) {
-                                r = 1;
-                                goto out;
-                        }
-                        continue;
+                /* The watchdog was armed for the old process: it is ours once we serve. */
+                snprintf(pid, sizeof(pid), "%d", (int)getppid());
+                if (getenv("WATCHDOG_PID") && !strcmp(getenv("WATCHDOG_PID"), pid)) {
+                        snprintf(pid, sizeof(pid), "%d", (int)getpid());
+                        setenv("WATCHDOG_PID", pid, 1);
                 }
-                if (fd < 0 && !cfg.ports[i].socket[0]) {
-                        log_err("port %s: no socket path, and no inherited socket named '%s' (socket activation)",
-                                cfg.ports[i].name, cfg.ports[i].fd_name[0] ? cfg.ports[i].fd_name : cfg.ports[i].name);
-                        r = 1;
-                        goto out;
+                if (handover_take(cli.handover_fd, loop, ports, cfg.nports, &ctl, cfg.control_socket, err,
+                                  sizeof(err)) < 0) {
+                        log_err("upgrade: not taking over: %s", err);
+                        _exit(1); /* the old process still serves: close nothing it shares, unlink nothing */
                 }
-                if (port_start(&ports[i], loop, fd) < 0) {
-                        r = 1;
-                        goto out;
-                }
-        }
-        if (cfg.control_socket[0] && ctl_start(&ctl, loop, cfg.control_socket, ports, cfg.nports) < 0) {
+                log_info("upgrade: serving every port handed over");
+        } else if (open_ports(loop, &cli) < 0) {
                 r = 1;
                 goto out;
         }
+        ctl.upgrade = handover_upgrade;
         /* Without it a deleted interface is still noticed by the data path, but not always. */
         if (any_netdev_port() && (r = linkmon_start(&linkmon, loop, link_changed, NULL)) < 0)
                 log_warn("cannot watch interface changes: %s", strerror(-r));
-        if (isolate_drop(cfg.user, cfg.group) < 0 || (cfg.seccomp && isolate_seccomp() < 0)) {
+        handover_setup(&(struct handover_env){.loop = loop,
+                                              .ports = ports,
+                                              .nports = cfg.nports,
+                                              .ctl = &ctl,
+                                              .argv = argv,
+                                              .self = self[0] ? self : NULL,
+                                              .seccomp = cfg.seccomp});
+        /* Handed over: this process has the old one's identity, which dropped privileges already. */
+        if (isolate_drop(cli.handover_fd >= 0 ? NULL : cfg.user, cfg.group) < 0 ||
+            (cfg.seccomp && isolate_seccomp() < 0)) {
                 r = 1;
                 goto out;
         }
@@ -436,7 +507,9 @@ int main(int argc, char **argv)
         ev_signal_init(&sig_hup, hup_cb, SIGHUP);
         ev_signal_start(loop, &sig_term);
         ev_signal_start(loop, &sig_int);
+        ev_signal_init(&sig_usr2, usr2_cb, SIGUSR2);
         ev_signal_start(loop, &sig_hup);
+        ev_signal_start(loop, &sig_usr2);
         wd_usec = sd_watchdog_usec();
         if (wd_usec) {
                 ev_timer_init(&watchdog, watchdog_cb, 0, (double)wd_usec / 2e6);

@@ -68,8 +68,23 @@ static void connection_closed_cb(void *owner)
         port_connection_closed(owner);
 }
 
+static struct vu_dev_params dev_params(struct port *p)
+{
+        return (struct vu_dev_params){
+                .name = p->name,
+                .cfg = p->cfg,
+                .be = p->be,
+                .loop = p->loop,
+                .port_faults = &p->faults,
+                .port_recoveries = &p->recoveries,
+                .closed = connection_closed_cb,
+                .owner = p,
+        };
+}
+
 static void new_connection(struct port *p, int fd)
 {
+        struct vu_dev_params params = dev_params(p);
         int r;
 
         /*
@@ -84,17 +99,6 @@ static void new_connection(struct port *p, int fd)
                 close(fd);
                 return;
         }
-        struct vu_dev_params params = {
-                .name = p->name,
-                .cfg = p->cfg,
-                .be = p->be,
-                .loop = p->loop,
-                .port_faults = &p->faults,
-                .port_recoveries = &p->recoveries,
-                .closed = connection_closed_cb,
-                .owner = p,
-        };
-
         r = vu_dev_new(&params, fd, &p->dev);
         if (r < 0) {
                 log_msg(3, r, "%s: cannot set up the connection", p->name);
@@ -260,6 +264,41 @@ int port_start_on_fd(struct port *p, struct ev_loop *loop, int fd)
         log_info("%s: serving the connected socket handed over as fd %d", p->name, fd);
         new_connection(p, fd);
         return p->dev ? 0 : -EIO;
+}
+
+void port_adopt(struct port *p, struct ev_loop *loop, int listen_fd, bool path_ours, bool handed_connection)
+{
+        p->loop = loop;
+        p->listen_fd = listen_fd;
+        p->listen_fd_inherited = !path_ours;
+        p->handed_connection = handed_connection;
+        ev_timer_init(&p->retry_timer, connect_cb, 0, 0);
+        p->retry_timer.data = p;
+        p->retry_delay = RETRY_MIN;
+        if (listen_fd >= 0) {
+                ev_io_init(&p->listen_io, accept_cb, listen_fd, EV_READ);
+                p->listen_io.data = p;
+                ev_io_start(loop, &p->listen_io);
+        }
+        log_info("%s: %s port and its socket taken over from the previous vhostd", p->name, p->cfg->backend.kind);
+}
+
+void port_adopt_unconnected(struct port *p)
+{
+        if (p->cfg->mode == PORT_MODE_CLIENT && p->listen_fd < 0 && !p->handed_connection) {
+                ev_timer_set(&p->retry_timer, RETRY_MIN, 0);
+                ev_timer_start(p->loop, &p->retry_timer);
+        }
+}
+
+int port_adopt_connection(struct port *p, int fd)
+{
+        struct vu_dev_params params = dev_params(p);
+        int r = vu_dev_new(&params, fd, &p->dev);
+
+        if (r < 0)
+                close(fd);
+        return r;
 }
 
 void port_connection_closed(struct port *p)

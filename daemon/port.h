@@ -36,6 +36,15 @@ int port_start(struct port *p, struct ev_loop *loop, int listen_fd);
 /* --fd: serves an inherited socket, listening (like socket activation) or already connected (one front-end). */
 int port_start_on_fd(struct port *p, struct ev_loop *loop, int fd);
 void port_stop(struct port *p);
+/*
+ * An upgrade (daemon/handover.c): the port's backend was adopted; serve the listening socket handed over (-1: none),
+ * unlinking its path when stopping if path_ours, or a handed connection only. Starts no connection attempt.
+ */
+void port_adopt(struct port *p, struct ev_loop *loop, int listen_fd, bool path_ours, bool handed_connection);
+/* Or, without one, a port in client mode goes on trying to connect. */
+void port_adopt_unconnected(struct port *p);
+/* Then the connection handed over, as a device with nothing negotiated yet (vu_dev_import() fills it). */
+int port_adopt_connection(struct port *p, int fd);
 /* The control loop saw an interface named ifname deleted (gone) or added/changed. */
 void port_link_event(struct port *p, const char *ifname, bool gone);
 /* The current connection ended (the front-end left, broke the protocol, or a worker lost the device). */

@@ -19,7 +19,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifndef STATE_MAJOR /* tests build a vhostd with another (tests/integration/upgrade.sh) */
 #define STATE_MAJOR 1
+#endif
 #define STATE_MINOR 0
 #define STATE_REC_REQUIRED 0x1 /* a reader that does not know this type must refuse the state */
 #define STATE_FDS_MAX 4096     /* more than one vhostd instance ever holds */

@@ -21,12 +21,16 @@
 
 #define ANSWER_MAX (64u << 20) /* far above any real answer; a daemon gone mad cannot make us eat all memory */
 #define QUERY_TIMEOUT_S 10
+#define UPGRADE_TIMEOUT_S 60 /* vhostd gives the new binary 20 s to start and 10 s to take the state */
 
 static volatile sig_atomic_t stop_requested;
 
 static void usage(FILE *f)
 {
         fprintf(f, "Usage: vhostctl [-s CONTROL_SOCKET] [--json | --prometheus | --watch [-i SEC] [-c N]] [status]\n"
+                   "       vhostctl [-s CONTROL_SOCKET] upgrade [BINARY]\n"
+                   "  upgrade [BINARY]      hand every port and connection to a new vhostd (default: the installed\n"
+                   "                        binary vhostd was started from) without the guests noticing\n"
                    "  -s, --socket PATH     vhostd's control socket (default /run/vhostd/vhostd.ctl)\n"
                    "  -j, --json            print JSON for scripts\n"
                    "  -p, --prometheus      print the counters in Prometheus text format (node_exporter textfile)\n"
@@ -48,9 +52,10 @@ struct answer {
 static int query(const char *path, const char *cmd, struct answer *ret)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        struct timeval tv = {.tv_sec = QUERY_TIMEOUT_S};
+        bool upgrade = !strncmp(cmd, "upgrade", 7);
+        struct timeval tv = {.tv_sec = upgrade ? UPGRADE_TIMEOUT_S : QUERY_TIMEOUT_S};
         size_t cap = 0, len = 0;
-        char *buf = NULL, line[32];
+        char *buf = NULL, line[1100];
         int fd, r = 1;
 
         snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
@@ -96,7 +101,7 @@ static int query(const char *path, const char *cmd, struct answer *ret)
                         break; /* refused (too many clients) before it read our command: the reason is in */
                 if (n < 0) {
                         fprintf(stderr, "vhostctl: %s: %s\n", path,
-                                errno == EAGAIN ? "no answer within 10 s" : strerror(errno));
+                                errno == EAGAIN ? "no answer in time" : strerror(errno));
                         goto out;
                 }
                 if (n == 0)
@@ -475,6 +480,28 @@ int main(int argc, char **argv)
                         usage(stderr);
                         return 2;
                 }
+        }
+        if (optind < argc && !strcmp(argv[optind], "upgrade")) {
+                static char line[1050];
+
+                if (modes || optind + 2 < argc) {
+                        usage(stderr);
+                        return 2;
+                }
+                if (optind + 1 < argc && strlen(argv[optind + 1]) > 1000) {
+                        fprintf(stderr, "vhostctl: binary path too long\n");
+                        return 2;
+                }
+                /* vhostd runs elsewhere than we do: it needs the binary's absolute path. */
+                char *abs = optind + 1 < argc ? realpath(argv[optind + 1], NULL) : NULL;
+                if (optind + 1 < argc && !abs) {
+                        fprintf(stderr, "vhostctl: %s: %m\n", argv[optind + 1]);
+                        return 1;
+                }
+                snprintf(line, sizeof(line), "upgrade%s%s", abs ? " " : "", abs ? abs : "");
+                free(abs);
+                cmd = line;
+                optind = argc;
         }
         if (optind < argc && strcmp(argv[optind], "status")) {
                 fprintf(stderr, "vhostctl: unknown command '%s'\n", argv[optind]);

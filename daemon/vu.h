@@ -52,7 +52,8 @@ struct vu_dev {
         unsigned rx_have;
         int rx_fds[VU_MAX_FDS];
         unsigned rx_nfds;
-        char err[192]; /* why the current request failed, for the dispatcher's log line */
+        char err[192];  /* why the current request failed, for the dispatcher's log line */
+        bool replaying; /* an upgrade replays the old process's requests (vu_handover.c): nothing is answered */
         unsigned long nmsgs;
 
         uint64_t features;

@@ -389,6 +389,8 @@ static int send_reply(struct vu_dev *dev, struct vu_msg *msg)
         size_t len = sizeof(hdr) + hdr.size;
         ssize_t n;
 
+        if (dev->replaying)
+                return 0;
         memcpy(buf, &hdr, sizeof(hdr));
         memcpy(buf + sizeof(hdr), &msg->payload, hdr.size);
         do

@@ -6,7 +6,7 @@
 set -eu
 PKGS=(build-essential clang pkg-config bc libev-dev libcmocka-dev libbpf-dev libxdp-dev liburing-dev
       libclang-rt-14-dev clang-format
-      iproute2 ethtool iperf3 jq busybox-static cpio kmod
+      iproute2 ethtool iperf3 jq busybox-static cpio kmod iputils-ping
       qemu-system-x86 dpdk-dev systemd systemd-container debootstrap xdp-tools
       libvirt-daemon-system libvirt-clients
       debhelper dpkg-dev lintian fakeroot man-db)

@@ -2,9 +2,11 @@
 #include "vring/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* Byte of the bitmap that holds the bit of the page of gpa. */
 static inline uint64_t byte_of(uint64_t gpa)
@@ -31,6 +33,14 @@ int vlog_map(struct vq_log *log, int fd, uint64_t size, uint64_t offset)
         p = mmap(NULL, (size_t)end, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         if (p == MAP_FAILED)
                 return -errno;
+        log->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (log->fd < 0) {
+                int err = -errno;
+                (void)munmap(p, (size_t)end);
+                return err;
+        }
+        log->holds_fd = true;
+        log->offset = offset;
         (void)madvise(p, (size_t)end, MADV_DONTDUMP);
         log->map_base = p;
         log->map_len = (size_t)end;
@@ -50,6 +60,8 @@ void vlog_unmap(struct vq_log *log)
                 return;
         if (log->map_base)
                 (void)munmap(log->map_base, log->map_len);
+        if (log->holds_fd)
+                close(log->fd);
         memset(log, 0, sizeof(*log));
 }
 

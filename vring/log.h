@@ -29,12 +29,15 @@ struct vq_log {
         uint64_t size;  /* its bytes (SET_LOG_BASE mmap_size): covers gpa [0, size * 8 * VLOG_PAGE) */
         void *map_base; /* what mmap returned (covers the fd from offset 0), NULL for caller memory */
         size_t map_len;
+        int fd; /* a duplicate of the front-end's fd while mapped (for an upgrade's handover); valid when holds_fd */
+        bool holds_fd;
+        uint64_t offset; /* where the bitmap starts in fd */
 };
 
 /*
- * Maps a log of size bytes found at offset in fd (SET_LOG_BASE's mmap_size, mmap_offset; the fd is not consumed).
- * Returns 0, -EINVAL for a size of 0 or an offset + size that overflows, -ERANGE when the fd (a regular file) is
- * shorter than offset + size (touching the missing pages would raise SIGBUS), or the fstat/mmap error.
+ * Maps a log of size bytes found at offset in fd (SET_LOG_BASE's mmap_size, mmap_offset; the fd is not consumed: the
+ * log keeps a duplicate). Returns 0, -EINVAL for a size of 0 or an offset + size that overflows, -ERANGE when the fd (a
+ * regular file) is shorter than offset + size (touching the missing pages would raise SIGBUS), or the fstat/mmap error.
  */
 int vlog_map(struct vq_log *log, int fd, uint64_t size, uint64_t offset);
 

@@ -67,6 +67,13 @@ int mem_region_map(struct mem_region *r, int fd, uint64_t gpa, uint64_t size, ui
         }
         if (p == MAP_FAILED)
                 return -errno;
+        r->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (r->fd < 0) {
+                int err = -errno;
+                (void)munmap(p, len);
+                return err;
+        }
+        r->holds_fd = true;
         (void)madvise(p, len, MADV_DONTDUMP);
         seals = fcntl(fd, F_GET_SEALS);
         r->sealed = seals >= 0 && (seals & F_SEAL_SHRINK);
@@ -85,6 +92,8 @@ void mem_region_unmap(struct mem_region *r)
 {
         if (r->map_base)
                 (void)munmap(r->map_base, r->map_len);
+        if (r->holds_fd)
+                close(r->fd);
         memset(r, 0, sizeof(*r));
 }
 

@@ -28,6 +28,10 @@ struct mem_region {
         bool writable; /* false when the fd only allowed a read-only mapping */
         bool sealed;   /* F_SEAL_SHRINK: the front-end cannot take these pages away (see daemon/fault.h) */
         unsigned refs; /* ADD_MEM_REG of an identical region (QEMU sends one per queue pair) */
+        /* A duplicate of the front-end's fd while mapped, so an upgrade can hand the region to the next vhostd
+         * (a mapping alone cannot be passed on); closed with the mapping. Meaningful when holds_fd. */
+        int fd;
+        bool holds_fd;
 };
 
 /*
@@ -47,7 +51,7 @@ struct mem_table {
  */
 int mem_region_check(uint64_t gpa, uint64_t size, uint64_t uva, uint64_t mmap_offset, const char **ret_why);
 
-/* Maps one region from fd (the fd is not consumed). -errno on failure. */
+/* Maps one region from fd (the fd is not consumed: the region keeps a duplicate). -errno on failure. */
 int mem_region_map(struct mem_region *r, int fd, uint64_t gpa, uint64_t size, uint64_t uva, uint64_t mmap_offset);
 void mem_region_unmap(struct mem_region *r);
 

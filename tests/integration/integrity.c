@@ -18,6 +18,9 @@
  * queue l, the one vhostd's queue pair l serves. --every-queue fails the run unless every queue pair carried
  * frames in both directions (a port that steers by queue, with at least N CPUs).
  *
+ * --until FILE: a direction sends until FILE exists (instead of N frames), then waits for what it sent, removes
+ * FILE and ends; the next direction does the same. A test changes things under traffic meanwhile (upgrade.sh).
+ *
  * Prints per direction: sent, received, corrupted, duplicated, lost, and with N > 1 per queue pair; exit 0 only
  * when all are perfect.
  */
@@ -52,6 +55,7 @@ struct tally {
 };
 
 static unsigned long nframes = 1000000;
+static const char *until_file;
 static unsigned max_size = 1514;
 static unsigned nq = 1;
 static const uint8_t dst_mac[6] = {0x02, 0, 0, 0, 0, 0x02}, src_mac[6] = {0x02, 0, 0, 0, 0, 0x01};
@@ -61,6 +65,25 @@ static long long now_ms(void)
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+/* With --until: whether FILE appeared (looked at every 20 ms); then it is removed and the direction winds down. */
+static bool told_to_stop(bool *stopped)
+{
+        static long long last_look;
+        long long now;
+
+        if (*stopped || !until_file)
+                return *stopped;
+        now = now_ms();
+        if (now - last_look < 20)
+                return false;
+        last_look = now;
+        if (access(until_file, F_OK) == 0) {
+                (void)unlink(until_file);
+                *stopped = true;
+        }
+        return *stopped;
 }
 
 static size_t frame_size(unsigned long seq)
@@ -135,13 +158,14 @@ static int guest_to_port(struct fe *fe, int pkt, struct tally *t)
 {
         static uint8_t buf[65536];
         long long last_progress = now_ms();
+        bool stopped = false;
 
-        while (t->received + t->corrupted < nframes) {
+        while (t->received + t->corrupted < (told_to_stop(&stopped) ? t->sent : nframes)) {
                 unsigned long before = t->received + t->corrupted;
                 bool posted[QUEUES_MAX] = {false};
 
                 /* Frame s on tx ring s % nq: a full ring stops the posting, so every ring's frames stay in order. */
-                while (t->sent < nframes && t->sent - t->received < WINDOW) {
+                while (!stopped && t->sent < nframes && t->sent - t->received < WINDOW) {
                         size_t len = frame_size(t->sent);
                         unsigned q = t->sent % nq;
                         fe_frame_build(buf, len, (uint32_t)t->sent, dst_mac, src_mac);
@@ -198,7 +222,9 @@ static int port_to_guest(struct fe *fe, int pkt, struct tally *t)
 
         if (nq > 1 && sched_getaffinity(0, sizeof(allowed), &allowed) < 0)
                 return fprintf(stderr, "sched_getaffinity: %s\n", strerror(errno)), -1;
-        while (t->received + t->corrupted < nframes) {
+        bool stopped = false;
+
+        while (t->received + t->corrupted < (told_to_stop(&stopped) ? t->sent : nframes)) {
                 unsigned long before = t->received + t->corrupted;
                 struct fe_rx_info info;
                 int r;
@@ -207,7 +233,7 @@ static int port_to_guest(struct fe *fe, int pkt, struct tally *t)
                         unsigned long seq = l + (unsigned long)nq * t->lane_sent[l];
                         bool moved = false;
 
-                        for (; seq < nframes && t->lane_sent[l] - t->lane_received[l] < window; seq += nq) {
+                        for (; !stopped && seq < nframes && t->lane_sent[l] - t->lane_received[l] < window; seq += nq) {
                                 size_t len = frame_size(seq);
                                 if (nq > 1 && !moved) {
                                         run_on_lane_cpu(&allowed, l);
@@ -270,12 +296,17 @@ static int open_packet(const char *ifname, bool bypass)
 
 int main(int argc, char **argv)
 {
-        static const struct option opts[] = {
-                {"socket", required_argument, NULL, 's'},   {"ifname", required_argument, NULL, 'i'},
-                {"loopback", no_argument, NULL, 'l'},       {"frames", required_argument, NULL, 'n'},
-                {"max-size", required_argument, NULL, 'm'}, {"packed", no_argument, NULL, 'p'},
-                {"ring", required_argument, NULL, 'r'},     {"queues", required_argument, NULL, 'q'},
-                {"every-queue", no_argument, NULL, 'e'},    {0}};
+        static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
+                                             {"ifname", required_argument, NULL, 'i'},
+                                             {"loopback", no_argument, NULL, 'l'},
+                                             {"frames", required_argument, NULL, 'n'},
+                                             {"max-size", required_argument, NULL, 'm'},
+                                             {"packed", no_argument, NULL, 'p'},
+                                             {"ring", required_argument, NULL, 'r'},
+                                             {"queues", required_argument, NULL, 'q'},
+                                             {"every-queue", no_argument, NULL, 'e'},
+                                             {"until", required_argument, NULL, 'u'},
+                                             {0}};
         const char *sock = NULL, *ifname = NULL;
         bool loopback = false, packed = false, every_queue = false;
         unsigned ring = 256;
@@ -311,6 +342,9 @@ int main(int argc, char **argv)
                 case 'e':
                         every_queue = true;
                         break;
+                case 'u':
+                        until_file = optarg;
+                        break;
                 default:
                         return 2;
                 }
@@ -319,7 +353,8 @@ int main(int argc, char **argv)
             ring > 32768 || nq == 0 || nq > QUEUES_MAX) {
                 fprintf(stderr,
                         "usage: integrity --socket SOCK (--loopback | --ifname IF) [--frames N] "
-                        "[--max-size 60..9000] [--packed] [--ring 1..32768] [--queues 1..%d [--every-queue]]\n",
+                        "[--max-size 60..9000] [--packed] [--ring 1..32768] [--queues 1..%d [--every-queue]] [--until "
+                        "FILE]\n",
                         QUEUES_MAX);
                 return 2;
         }

@@ -28,9 +28,10 @@ static void sample(struct hs_dev *d)
         d->mtu = 1500;
         d->hdr_len = 12;
         d->nqueues = 2;
+        d->flags = HS_DEV_FEATURES_SET;
         d->nregions = 2;
-        d->regions[0] = (struct hs_region){0, 0xa0000, 0x7f0000000000ull, 0, 100};
-        d->regions[1] = (struct hs_region){0x100000, 0x3ff00000, 0x7f0000100000ull, 0x100000, 101};
+        d->regions[0] = (struct hs_region){0, 0xa0000, 0x7f0000000000ull, 0, 1, 100};
+        d->regions[1] = (struct hs_region){0x100000, 0x3ff00000, 0x7f0000100000ull, 0x100000, 2, 101};
         d->nvrings = 4;
         for (unsigned i = 0; i < 4; i++)
                 d->vrings[i] = (struct hs_vring){
@@ -64,7 +65,7 @@ static int roundtrip(struct state_writer *w, char *err, size_t errlen)
         assert_int_equal(state_finish(w), 0);
         if (state_reader_init(&r, w->buf, w->len, w->nfds, err, errlen) < 0)
                 return -EPROTO;
-        return hs_load(&r, &out, err, errlen);
+        return hs_load(&r, &out, NULL, err, errlen);
 }
 
 /* The sample, saved into a new writer. */
