@@ -8,7 +8,9 @@
  * flags last; the buffer id is in the last descriptor. We hand it back with one used descriptor written at our
  * used slot, then skip as many slots as the chain took. The used descriptor's flags (AVAIL and USED both equal to
  * our wrap counter, WRITE when we wrote into the buffer) are written last, with a release store: they are what the
- * driver polls.
+ * driver polls. Used descriptors wait in a shadow until vq_publish() writes the batch in one go, the first one's
+ * flags last: the driver polls the next used slot, and writing there while we copy frames would make the cache line
+ * go back and forth between its core and ours.
  */
 #include "vring/packed.h"
 
@@ -72,6 +74,7 @@ int vq_packed_alloc(struct vq *vq, unsigned num)
         struct vring_desc *scratch;
         uint16_t *inflight;
         struct vq_popped *popped;
+        struct vq_used_packed *shadow;
 
         if (vq_check_num_packed(num) < 0)
                 return -EINVAL;
@@ -80,10 +83,12 @@ int vq_packed_alloc(struct vq *vq, unsigned num)
         scratch = calloc(num, sizeof(*scratch));
         inflight = calloc(num, sizeof(*inflight));
         popped = calloc(num, sizeof(*popped));
-        if (!scratch || !inflight || !popped) {
+        shadow = calloc(num, sizeof(*shadow));
+        if (!scratch || !inflight || !popped || !shadow) {
                 free(scratch);
                 free(inflight);
                 free(popped);
+                free(shadow);
                 return -ENOMEM;
         }
         vq_packed_free(vq);
@@ -93,6 +98,8 @@ int vq_packed_alloc(struct vq *vq, unsigned num)
         vq->popped = popped;
         vq->popped_next = 0;
         vq->popped_count = 0;
+        vq->used_shadow = shadow;
+        vq->used_shadow_n = 0;
         vq->num = num;
         /* Both wrap counters start at 1 (spec); SET_VRING_BASE may change them. */
         vq->avail_wrap = true;
@@ -106,6 +113,9 @@ void vq_packed_free(struct vq *vq)
         vq->inflight_slots = NULL;
         free(vq->popped);
         vq->popped = NULL;
+        free(vq->used_shadow);
+        vq->used_shadow = NULL;
+        vq->used_shadow_n = 0;
 }
 
 /* The guest-physical address of host memory p, which the table maps; false when it does not. */
@@ -237,6 +247,7 @@ int vq_packed_set_base(struct vq *vq, uint32_t base, const char **ret_why)
                 vq->used_wrap = vq->avail_wrap;
         }
         vq->unpublished = 0;
+        vq->used_shadow_n = 0;
         vq->run_open = false;
         vq->used_since_call = 0;
         vq->signalled_used_valid = false;
@@ -280,11 +291,11 @@ int vq_packed_set_log(struct vq *vq, struct vq_log *log, bool log_used, uint64_t
         return 0;
 }
 
-/* Marks the used descriptors written since the last publish: n slots ending before used_idx, maybe wrapping. */
-static void log_publish(struct vq *vq, unsigned n)
+/* Marks the used descriptors a publish wrote: n slots from first, maybe wrapping. */
+static void log_publish(struct vq *vq, unsigned first, unsigned n)
 {
         const uint64_t sz = sizeof(struct vring_packed_desc);
-        unsigned first = vq->first_used_slot, k;
+        unsigned k;
 
         if (n > vq->num)
                 n = vq->num;
@@ -468,40 +479,31 @@ void vq_packed_unpop(struct vq *vq, unsigned n)
         }
 }
 
-/* Ends an IN_ORDER run: its descriptor becomes used now, unless it is the batch's first (vq_publish() does that). */
-static void end_run(struct vq *vq)
+/* Writes the shadowed used descriptors into the ring, the first one's flags last; they become visible then. */
+static void flush_used(struct vq *vq)
 {
-        if (vq->run_open && vq->run_slot != vq->first_used_slot)
-                store_release16(&vq->pdesc[vq->run_slot].flags, vq->run_flags);
-        vq->run_open = false;
-}
+        const struct vq_used_packed *u = vq->used_shadow;
+        struct vring_packed_desc *first = &vq->pdesc[u[0].slot];
+        unsigned n = vq->used_shadow_n;
 
-/* Writes the used descriptor for buffer id at the used slot; its flags wait for the batch or the run to end. */
-static void write_used(struct vq *vq, uint16_t id, uint32_t len)
-{
-        struct vring_packed_desc *d = &vq->pdesc[vq->used_idx];
-        uint16_t flags = vq->used_wrap ? AVAIL_USED_MASK : 0;
+        first->id = htole16(u[0].id);
+        first->len = htole32(u[0].len);
+        for (unsigned i = 1; i < n; i++) {
+                struct vring_packed_desc *d = &vq->pdesc[u[i].slot];
 
-        end_run(vq);
-        d->id = htole16(id);
-        d->len = htole32(len);
-        /* The spec reserves len in a used descriptor without WRITE: WRITE says we wrote len bytes. */
-        if (len)
-                flags |= VRING_DESC_F_WRITE;
-        vq->run_open = vq->in_order && len == 0;
-        vq->run_slot = vq->used_idx;
-        vq->run_flags = flags;
-        if (vq->unpublished == 0) {
-                /* The driver reads used descriptors in order: holding back the first holds back the batch. */
-                vq->first_used_slot = vq->used_idx;
-                vq->first_used_flags = flags;
-        } else if (!vq->run_open) {
-                store_release16(&d->flags, flags);
+                d->id = htole16(u[i].id);
+                d->len = htole32(u[i].len);
+                store_release16(&d->flags, u[i].flags);
         }
+        /* Release: the driver reads the batch in order, starting here; everything above comes first. */
+        store_release16(&first->flags, u[0].flags);
+        vq->used_shadow_n = 0;
+        vq->run_open = false;
 }
 
 void vq_packed_push(struct vq *vq, uint16_t id, uint32_t len)
 {
+        struct vq_used_packed *u;
         unsigned slots;
 
         if (id >= vq->num || !vq->inflight_slots[id]) {
@@ -514,10 +516,21 @@ void vq_packed_push(struct vq *vq, uint16_t id, uint32_t len)
         if (vq->popped_count)
                 vq->popped_count--;
 
-        if (len == 0 && vq->run_open)
-                vq->pdesc[vq->run_slot].id = htole16(id); /* IN_ORDER: the run's descriptor names its last buffer */
-        else
-                write_used(vq, id, len);
+        if (len == 0 && vq->run_open && vq->used_shadow_n) {
+                /* IN_ORDER: the run's descriptor names its last buffer. */
+                vq->used_shadow[vq->used_shadow_n - 1].id = id;
+        } else {
+                /* A driver that reuses slots we have not published can fill the shadow: publish early then. */
+                if (vq->used_shadow_n == vq->num)
+                        vq_packed_publish(vq);
+                u = &vq->used_shadow[vq->used_shadow_n++];
+                u->slot = vq->used_idx;
+                u->id = id;
+                u->len = len;
+                /* The spec reserves len in a used descriptor without WRITE: WRITE says we wrote len bytes. */
+                u->flags = (vq->used_wrap ? AVAIL_USED_MASK : 0) | (len ? VRING_DESC_F_WRITE : 0);
+                vq->run_open = vq->in_order && len == 0;
+        }
         slot_advance(vq, &vq->used_idx, &vq->used_wrap, slots);
         vq->unpublished += slots;
         vq->used_since_call += slots;
@@ -529,11 +542,13 @@ void vq_packed_publish(struct vq *vq)
 
         if (!n)
                 return;
-        end_run(vq);
-        /* Release: the id and len of every descriptor of the batch, and the other flags, come first. */
-        store_release16(&vq->pdesc[vq->first_used_slot].flags, vq->first_used_flags);
-        if (logging_used(vq))
-                log_publish(vq, n);
+        if (vq->used_shadow_n) {
+                uint16_t first = vq->used_shadow[0].slot;
+
+                flush_used(vq);
+                if (logging_used(vq))
+                        log_publish(vq, first, n);
+        }
         vq->unpublished = 0;
 }
 

@@ -30,6 +30,12 @@
 #define VQ_CHAIN_IOV_MAX 256  /* segments one chain may need */
 #define VQ_CHAIN_LEN_MAX 4096 /* chains longer than this are refused even in huge rings (loops in practice) */
 
+/* A packed used descriptor, kept until vq_publish() writes it at slot. */
+struct vq_used_packed {
+        uint16_t slot, id, flags;
+        uint32_t len;
+};
+
 /* One popped packed chain, remembered for vq_unpop(). */
 struct vq_popped {
         uint16_t id;    /* buffer id */
@@ -64,13 +70,11 @@ struct vq {
         uint64_t log_used_gpa; /* guest-physical address of the used ring (SET_VRING_ADDR log_guest_addr) */
         unsigned unpublished;  /* used entries (packed: ring slots) written since the last vq_publish() */
         /*
-         * IN_ORDER batching: the used entry (packed: slot) that the open run of length-0 pushes writes its last
-         * buffer id into; the run ends at a push with a length, and at vq_publish(). Packed: that slot's flags wait
-         * in run_flags until the run ends, so the driver never sees the entry before its id is final.
+         * IN_ORDER batching: the used entry that the open run of length-0 pushes writes its last buffer id into
+         * (packed: the last entry of used_shadow); the run ends at a push with a length, and at vq_publish().
          */
         bool run_open;
         uint16_t run_slot;
-        uint16_t run_flags;
 
         /*
          * Packed ring only (vring/packed.c). Reuses num, last_avail_idx, used_idx, signalled_used_valid,
@@ -87,8 +91,12 @@ struct vq {
         struct vq_popped *popped; /* the last popped chains, a ring of num entries, for vq_unpop() */
         unsigned popped_next;     /* where the next pop is recorded */
         unsigned popped_count;    /* valid entries before popped_next */
-        uint16_t first_used_slot; /* the batch's first used descriptor, whose flags vq_publish() writes */
-        uint16_t first_used_flags;
+        /*
+         * Used descriptors pushed since the last vq_publish(), which writes them all at once: the driver polls the
+         * next used slot, and writing there frame by frame would pull that cache line back and forth.
+         */
+        struct vq_used_packed *used_shadow; /* num entries */
+        unsigned used_shadow_n;
         uint64_t pdesc_gpa, device_event_gpa; /* guest-physical, for the dirty log (found at mapping) */
 };
 

@@ -41,8 +41,9 @@
  * never write guest memory (snapshot compare), a pop that succeeds started at an available slot and moved by the
  * slots the chain took (<= num), nothing is consumed on 0/-ENOBUFS/errors (and -ENOBUFS does not break), a broken
  * queue stays broken (and counts 0), unpop restores the position before the pops given back, each segment's
- * recorded gpa translates back to its iovec, push writes the used descriptor at the model's used slot but holds the
- * batch's first flags back until publish, which writes them (AVAIL = USED = wrap, WRITE iff len), should_call
+ * recorded gpa translates back to its iovec, push writes nothing into guest memory (unless a ring's worth of used
+ * descriptors is pending: then it publishes them first), publish writes each used descriptor at the model's used
+ * slot (AVAIL = USED = wrap, WRITE iff len), should_call
  * matches a model by free-running slot counts (a call after more than a lap), enable/disable write the device area as
  * documented, set_base checks slots and round-trips through get_base. With logging: the bytes vq_push_elem() was
  * told of are marked (or the queue broke because one lies in D), the used descriptors a publish wrote are marked,
@@ -105,9 +106,8 @@ struct st {
         unsigned first, npopped; /* FIFO in pop order */
         struct pushed batch[NUM_MAX];
         unsigned nbatch, batch_slots;
-        bool run_open;     /* IN_ORDER: the last batch entry is a run of length-0 pushes that may grow */
-        uint16_t run_slot; /* its slot */
-        bool batch_clean;  /* no guest write since the batch began: its descriptors are ours to check */
+        bool run_open;    /* IN_ORDER: the last batch entry is a run of length-0 pushes that may grow */
+        bool batch_clean; /* no guest write since the batch began: its descriptors are ours to check */
         /* The model of used slots: free-running count, and at the last should_call. */
         uint64_t used_total, used_at_call;
         bool call_valid;
@@ -310,8 +310,8 @@ static void op_push(unsigned arg)
 {
         struct vq *vq = &st.vq;
         struct popped *p;
-        uint16_t id, flags_before, slot = st.used_slot;
-        bool was_broken = vq->broken, first_of_batch = vq->unpublished == 0;
+        uint16_t id, slot = st.used_slot;
+        bool was_broken = vq->broken, first_of_batch = vq->unpublished == 0, early;
         uint32_t len;
 
         if (!st.npopped) {
@@ -327,18 +327,21 @@ static void op_push(unsigned arg)
         }
         p = &st.popped[st.first];
         id = p->e.head;
-        flags_before = desc_flags(slot);
-        if (first_of_batch) {
+        /* Written: from nothing to all the chain's writable bytes, and some beyond. */
+        len = arg == 0 ? 0 : (uint32_t)(p->e.in_len * (arg - 1) / 13);
+        /* A push that finds a ring's worth of used descriptors pending (a driver reusing slots) publishes them. */
+        early = !first_of_batch && !(st.run_open && len == 0) && st.nbatch >= st.num;
+        if (first_of_batch || early) {
                 st.nbatch = 0;
                 st.batch_slots = 0;
                 st.batch_clean = true;
+                st.run_open = false;
         }
+        /* Otherwise a push writes nothing into guest memory: vq_publish() writes the batch. */
+        take_snapshot();
         if (arg == 0) {
-                len = 0;
                 vq_push(vq, id, 0);
         } else {
-                /* Written: from nothing to all the chain's writable bytes, and some beyond. */
-                len = (uint32_t)(p->e.in_len * (arg - 1) / 13);
                 clear_log();
                 vq_push_elem(vq, &p->e, len);
                 if (st.logging && len) {
@@ -352,19 +355,13 @@ static void op_push(unsigned arg)
                 abort();
         if (vq->inflight_slots[id])
                 abort();
+        if (!early)
+                check_snapshot();
         if (st.run_open && len == 0) {
-                /* IN_ORDER: the run's descriptor now names this buffer, and no other slot is written. */
-                if (rd16(&vq->pdesc[st.run_slot].id) != id || desc_flags(slot) != flags_before)
-                        abort();
+                /* IN_ORDER: the run's descriptor will name this buffer. */
                 st.batch[(st.nbatch - 1) % NUM_MAX].id = id;
         } else {
-                if (rd16(&vq->pdesc[slot].id) != id || le32toh(vq->pdesc[slot].len) != len)
-                        abort(); /* the used descriptor goes at the used slot */
                 st.run_open = vq->in_order && len == 0;
-                st.run_slot = slot;
-                /* The batch's first flags wait for publish, an open run's until its id is final. */
-                if ((first_of_batch || st.run_open) && desc_flags(slot) != flags_before)
-                        abort();
                 st.batch[st.nbatch++ % NUM_MAX] = (struct pushed){
                         slot, id, len,
                         (uint16_t)((st.used_wrap ? F_AVAIL | F_USED : 0) | (len ? VRING_DESC_F_WRITE : 0))};
