@@ -242,16 +242,13 @@ static int open_queue(struct rs_backend *rs, struct rs_queue *q, int ifindex)
         return 0;
 }
 
-static int rs_open(const struct backend_cfg *cfg, unsigned nqueues, struct backend **ret)
+/* A port without sockets yet; NULL: out of memory. */
+static struct rs_backend *rs_alloc(const struct backend_cfg *cfg, unsigned nqueues)
 {
-        struct rs_backend *rs;
-        int ifindex, r;
+        struct rs_backend *rs = calloc(1, sizeof(*rs) + nqueues * sizeof(struct rs_queue));
 
-        if (!cfg->ifname[0] || nqueues == 0)
-                return -EINVAL;
-        rs = calloc(1, sizeof(*rs) + nqueues * sizeof(struct rs_queue));
         if (!rs)
-                return -ENOMEM;
+                return NULL;
         rs->base.ops = &backend_rawsock_ops;
         rs->base.nqueues = nqueues;
         rs->cfg = *cfg;
@@ -261,6 +258,19 @@ static int rs_open(const struct backend_cfg *cfg, unsigned nqueues, struct backe
                 rs->q[i].fd = -1;
                 rs->q[i].hdr_len = sizeof(struct virtio_net_hdr_mrg);
         }
+        return rs;
+}
+
+static int rs_open(const struct backend_cfg *cfg, unsigned nqueues, struct backend **ret)
+{
+        struct rs_backend *rs;
+        int ifindex, r;
+
+        if (!cfg->ifname[0] || nqueues == 0)
+                return -EINVAL;
+        rs = rs_alloc(cfg, nqueues);
+        if (!rs)
+                return -ENOMEM;
         ifindex = (int)if_nametoindex(cfg->ifname);
         if (!ifindex) {
                 r = errno == ENXIO || errno == ENOENT ? -ENODEV : -errno;
@@ -716,7 +726,7 @@ static int adopt_queue(struct rs_queue *q, uint64_t note)
 static int rs_adopt(const struct backend_cfg *cfg, unsigned nqueues, const int *fds, unsigned nfds,
                     const uint64_t *notes, struct backend **ret)
 {
-        struct rs_backend *rs = calloc(1, sizeof(*rs) + nqueues * sizeof(struct rs_queue));
+        struct rs_backend *rs = rs_alloc(cfg, nqueues);
         int ifindex, r;
 
         for (unsigned i = 0; i < nfds; i++) {
@@ -727,15 +737,6 @@ static int rs_adopt(const struct backend_cfg *cfg, unsigned nqueues, const int *
         }
         if (!rs)
                 return -ENOMEM;
-        rs->base.ops = &backend_rawsock_ops;
-        rs->base.nqueues = nqueues;
-        rs->cfg = *cfg;
-        rs->offloads = cfg->offloads;
-        pthread_mutex_init(&rs->recover_lock, NULL);
-        for (unsigned i = nfds; i < nqueues; i++)
-                rs->q[i].fd = -1;
-        for (unsigned i = 0; i < nqueues; i++)
-                rs->q[i].hdr_len = sizeof(struct virtio_net_hdr_mrg);
         ifindex = (int)if_nametoindex(cfg->ifname);
         if (nfds != nqueues || !ifindex) {
                 r = nfds != nqueues ? -EINVAL : -ENODEV;

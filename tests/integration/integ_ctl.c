@@ -411,7 +411,7 @@ static int ask(const char *ctl, const char *cmd, size_t len, bool shut, char *bu
 
 static int test_odd_clients(struct vhostd *v, int fds_base)
 {
-        static char buf[65536], big[200];
+        static char buf[65536], big[1100]; /* over CTL_CMD_MAX (1024) */
         int fd;
 
         memset(big, 'x', sizeof(big));
