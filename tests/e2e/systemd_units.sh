@@ -23,6 +23,8 @@
 #      empty (vhostd drops every capability), CapBnd exactly the unit's CapabilityBoundingSet, Uid/Gid all the
 #      vhostd user's, no supplementary groups; and "systemd-analyze security" at most the 3.2 that
 #      systemd/README.md documents (see EXPOSURE_MAX below).
+#  4b. vhostctl upgrade under traffic: the new process becomes MainPID, the unit stays active/running without a
+#      restart, every frame arrives, the new process holds no capability (see the section).
 #   5. kill -9 of the main PID: Restart=on-failure brings a new main PID, the socket is still active and a new
 #      front-end connection moves frames again.
 #   6. systemctl stop: the service ends with Result=success (vhostd exits 0 on SIGTERM), no vhostd process is
@@ -294,6 +296,36 @@ score=$(sed -n 's/.*Overall exposure level for vhostd@vm1.service: \([0-9.]*\).*
 awk -v s="$score" -v m="$EXPOSURE_MAX" 'BEGIN { exit !(s <= m) }' ||
     fail "systemd-analyze security: exposure $score, above the documented $EXPOSURE_MAX: $(grep '✗' <<<"$sec")"
 e2e_log "4. ok: NoNewPrivs 1, Seccomp 2, no capability, CapBnd $(field CapBnd) = unit's set, uid/gid vhostd $VH_UID/$VH_GID; systemd-analyze security: $score (max $EXPOSURE_MAX)"
+
+# --- 4b. vhostctl upgrade under systemd ---------------------------------------------------------------------------------
+# A front-end keeps frames going while the service's vhostd hands over to /usr/sbin/vhostd (the binary it was started
+# from): the new process must become the unit's MainPID (MAINPID= from the old one, then its own notifications), the
+# unit must stay active without a restart, the connection must carry every frame, and the new process must hold no
+# more privilege than the old one (it was started by it, after the drop).
+nr0=$(show vhostd@vm1.service NRestarts)
+"$INTEGRITY" --socket "$RUNDIR/vm1.sock" --loopback --frames 50000000 --until "$T/upgrade.stop" >"$T/upgrade.out" 2>&1 &
+UPG_FE=$!
+sleep 1
+out=$("$VHOSTCTL" -s "$RUNDIR/vm1.ctl" upgrade 2>&1) || fail "vhostctl upgrade under systemd: $out"
+NEWPID=$(sed -n 's/^upgraded: vhostd pid \([0-9]*\) .*/\1/p' <<<"$out")
+[[ -n $NEWPID ]] || fail "vhostctl upgrade: unexpected answer: $out"
+wait_prop 10 vhostd@vm1.service MainPID "$NEWPID" ||
+    fail "after the upgrade MainPID is $(show vhostd@vm1.service MainPID), not the new vhostd $NEWPID"
+sleep 1
+[[ $(show vhostd@vm1.service ActiveState)/$(show vhostd@vm1.service SubState) = active/running ]] ||
+    fail "after the upgrade vhostd@vm1.service is $(show vhostd@vm1.service ActiveState)/$(show vhostd@vm1.service SubState)"
+[[ $(show vhostd@vm1.service NRestarts) = "$nr0" ]] || fail "the upgrade made systemd restart the service"
+[[ " $(vhostd_pids) " = " $NEWPID " ]] || fail "vhostd processes after the upgrade: $(vhostd_pids), expected only $NEWPID"
+touch "$T/upgrade.stop"
+wait "$UPG_FE" || fail "frames lost across the upgrade under systemd: $(cat "$T/upgrade.out")"
+status=$(cx cat "/proc/$NEWPID/status") || fail "cannot read /proc/$NEWPID/status in the container"
+for c in CapEff CapPrm CapAmb; do
+    [[ $(field $c) = 0000000000000000 ]] || fail "the upgraded vhostd has $c $(field $c)"
+done
+[[ $(field NoNewPrivs) = 1 && $(field Uid | awk '{print $2}') = "$VH_UID" ]] ||
+    fail "the upgraded vhostd: NoNewPrivs $(field NoNewPrivs), Uid $(field Uid)"
+e2e_log "4b. ok: vhostctl upgrade: MainPID $PID1 -> $NEWPID, active/running, no restart, no capability; front-end: $(tr '\n' ' ' <"$T/upgrade.out")"
+PID1=$NEWPID
 
 # --- 5. kill -9 and a hung process: Restart=on-failure ----------------------------------------------------------------
 restarted_from() { # OLD_PID: a new main PID, active/running
