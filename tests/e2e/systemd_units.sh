@@ -295,6 +295,22 @@ awk -v s="$score" -v m="$EXPOSURE_MAX" 'BEGIN { exit !(s <= m) }' ||
     fail "systemd-analyze security: exposure $score, above the documented $EXPOSURE_MAX: $(grep '✗' <<<"$sec")"
 e2e_log "4. ok: NoNewPrivs 1, Seccomp 2, no capability, CapBnd $(field CapBnd) = unit's set, uid/gid vhostd $VH_UID/$VH_GID; systemd-analyze security: $score (max $EXPOSURE_MAX)"
 
+# --- 4c. systemctl restart keeps the connection (fd store) --------------------------------------------------------------
+"$INTEGRITY" --socket "$RUNDIR/vm1.sock" --loopback --frames 50000000 --until "$T/restart.stop" >"$T/restart.out" 2>&1 &
+RST_FE=$!
+sleep 1
+old_pid=$(show vhostd@vm1.service MainPID)
+out=$(cx systemctl restart vhostd@vm1.service 2>&1) || fail "systemctl restart vhostd@vm1.service: $out"
+wait_prop 10 vhostd@vm1.service ActiveState active || fail "not active after systemctl restart"
+new_pid=$(show vhostd@vm1.service MainPID)
+[[ $new_pid != "$old_pid" && $new_pid -gt 0 ]] || fail "systemctl restart: MainPID $old_pid -> $new_pid"
+sleep 1
+touch "$T/restart.stop"
+wait "$RST_FE" || fail "the connection did not survive systemctl restart: $(cat "$T/restart.out")"
+j=$(cx journalctl --no-pager -o cat -u vhostd@vm1.service 2>/dev/null | grep -E 'fd store|restart:' | tail -n 3 | tr '\n' ' ')
+e2e_log "4c. ok: systemctl restart: MainPID $old_pid -> $new_pid, the front-end's connection carried on: $(tr '\n' ' ' <"$T/restart.out"); $j"
+PID1=$new_pid
+
 # --- 5. kill -9 and a hung process: Restart=on-failure ----------------------------------------------------------------
 restarted_from() { # OLD_PID: a new main PID, active/running
     local p
