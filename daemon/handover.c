@@ -22,7 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/kcmp.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -744,7 +746,7 @@ out:
 int handover_store(char *err, size_t errlen)
 {
         struct state_writer w;
-        char msg[64];
+        char msg[300];
         int memfd = -1, r;
 
         for_each_dev(quiesce_dev);
@@ -758,12 +760,55 @@ int handover_store(char *err, size_t errlen)
                         snprintf(err, errlen, "cannot write the state to a memfd: %s", strerror(-r));
                 }
         }
-        /* Each fd under its index's name: the store may give them back in any order. */
+        /*
+         * Each fd under the name of its indices, as the store may give them back in any order; and once per open
+         * file: systemd keeps one copy of fds that share one (QEMU sends the same memfd for several regions), so
+         * the name lists every index it stands for, as ranges ("vh3-5_9").
+         */
+        bool *done = calloc(w.nfds ? w.nfds : 1, sizeof(bool));
+        if (!done && r == 0) {
+                snprintf(err, errlen, "out of memory");
+                r = -ENOMEM;
+        }
         for (unsigned i = 0; r == 0 && i < w.nfds; i++) {
-                snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=" STORE_FD_PREFIX "%u", i);
+                char name[256];
+                size_t n;
+                unsigned run_start = i, last = i;
+
+                if (done[i])
+                        continue;
+                n = (size_t)snprintf(name, sizeof(name), STORE_FD_PREFIX "%u", i);
+                for (unsigned k = i + 1; k <= w.nfds; k++) {
+                        bool same = k < w.nfds && !done[k] &&
+                                    (w.fds[k] == w.fds[i] ||
+                                     syscall(SYS_kcmp, getpid(), getpid(), KCMP_FILE, w.fds[i], w.fds[k]) == 0);
+                        if (same)
+                                done[k] = true;
+                        if (same && k == last + 1) {
+                                last = k;
+                                continue;
+                        }
+                        if (last > run_start) {
+                                n += (size_t)snprintf(name + n, n < sizeof(name) ? sizeof(name) - n : 0, "-%u", last);
+                                run_start = last;
+                        }
+                        if (same) {
+                                n += (size_t)snprintf(name + n, n < sizeof(name) ? sizeof(name) - n : 0, "_%u", k);
+                                run_start = last = k;
+                        }
+                        if (n >= 250)
+                                break;
+                }
+                if (n >= 250) {
+                        snprintf(err, errlen, "fd %u is shared by too many records to name it in the store", i);
+                        r = -E2BIG;
+                        break;
+                }
+                snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s", name);
                 if ((r = sd_notify_fds(msg, &w.fds[i], 1)) < 0)
                         snprintf(err, errlen, "cannot put fd %u into systemd's fd store: %s", i, strerror(-r));
         }
+        free(done);
         if (r == 0 && (r = sd_notify_fds("FDSTORE=1\nFDNAME=" STORE_STATE_NAME, &memfd, 1)) < 0)
                 snprintf(err, errlen, "cannot put the state into systemd's fd store: %s", strerror(-r));
         if (r == 0)
@@ -772,14 +817,38 @@ int handover_store(char *err, size_t errlen)
         if (memfd >= 0)
                 close(memfd);
         state_writer_free(&w);
-        if (r < 0) {
-                for (unsigned i = 0; i < w.nfds; i++) {
-                        snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=" STORE_FD_PREFIX "%u", i);
-                        (void)sd_notify_str(msg);
-                }
-                for_each_dev(vu_dev_resume);
-        }
+        if (r < 0)
+                for_each_dev(vu_dev_resume); /* fds stored before the failure: the next start removes them */
         return r;
+}
+
+static bool stored_name(const char *name)
+{
+        return !strncmp(name, STORE_FD_PREFIX, 2) && name[2] >= '0' && name[2] <= '9';
+}
+
+/* "a", "a-b", then "_" before the next: the indices a name stands for (handover_store()). */
+static int next_range(const char **p, unsigned *a, unsigned *b)
+{
+        char *end;
+        unsigned long x = strtoul(*p, &end, 10), y = x;
+
+        if (end == *p || x >= STATE_FDS_MAX)
+                return -EINVAL;
+        if (*end == '-') {
+                const char *q = end + 1;
+                y = strtoul(q, &end, 10);
+                if (end == q || y < x || y >= STATE_FDS_MAX)
+                        return -EINVAL;
+        }
+        if (*end == '_')
+                end++;
+        else if (*end)
+                return -EINVAL;
+        *p = end;
+        *a = (unsigned)x;
+        *b = (unsigned)y;
+        return 0;
 }
 
 int handover_take_stored(int *fds, char names[][64], int nfds, struct ev_loop *loop, struct port *ports,
@@ -791,15 +860,32 @@ int handover_take_stored(int *fds, char names[][64], int nfds, struct ev_loop *l
         uint8_t *blob = NULL;
         unsigned count = 0;
         struct stat st;
-        char msg[64];
+        char msg[300];
 
         for (int i = 0; i < nfds; i++)
                 if (!strcmp(names[i], STORE_STATE_NAME))
                         state_fd = fds[i];
-                else if (!strncmp(names[i], STORE_FD_PREFIX, 2) && names[i][2] >= '0' && names[i][2] <= '9')
-                        count = (unsigned)atoi(names[i] + 2) + 1 > count ? (unsigned)atoi(names[i] + 2) + 1 : count;
-        if (state_fd < 0)
+                else if (stored_name(names[i]))
+                        for (const char *p = names[i] + 2; *p;) {
+                                unsigned a, b;
+                                if (next_range(&p, &a, &b) < 0)
+                                        break;
+                                count = b + 1 > count ? b + 1 : count;
+                        }
+        if (state_fd < 0) {
+                /* No state: fds a failed store left behind are of no use; out of the store with them. */
+                for (int i = 0; i < nfds; i++) {
+                        if (!stored_name(names[i]))
+                                continue;
+                        snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=%s", names[i]);
+                        (void)sd_notify_str(msg);
+                        close(fds[i]);
+                        fds[i] = -1;
+                }
+                free(t);
+                free(taken);
                 return 0; /* nothing stored: an ordinary start */
+        }
         if (!t || !taken || count > STATE_FDS_MAX || !(t->fds = malloc((count ? count : 1) * sizeof(int)))) {
                 snprintf(err, errlen, "out of memory, or %u fds", count);
                 r = -ENOMEM;
@@ -811,15 +897,28 @@ int handover_take_stored(int *fds, char names[][64], int nfds, struct ev_loop *l
         for (unsigned i = 0; i < count; i++)
                 t->fds[i] = -1;
         for (int i = 0; i < nfds; i++) {
-                if (strncmp(names[i], STORE_FD_PREFIX, 2) || names[i][2] < '0' || names[i][2] > '9')
+                bool first = true;
+
+                if (!stored_name(names[i]))
                         continue;
-                unsigned k = (unsigned)atoi(names[i] + 2);
-                if (t->fds[k] >= 0) {
-                        snprintf(err, errlen, "fd store: %s twice", names[i]);
-                        r = -EBADMSG;
-                        goto out;
+                for (const char *p = names[i] + 2; *p;) {
+                        unsigned a, b;
+
+                        if (next_range(&p, &a, &b) < 0 || b >= count) {
+                                snprintf(err, errlen, "fd store: a name I did not write: %s", names[i]);
+                                r = -EBADMSG;
+                                goto out;
+                        }
+                        for (unsigned k = a; k <= b; k++) {
+                                if (t->fds[k] >= 0) {
+                                        snprintf(err, errlen, "fd store: index %u twice (%s)", k, names[i]);
+                                        r = -EBADMSG;
+                                        goto out;
+                                }
+                                t->fds[k] = first ? fds[i] : fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+                                first = false;
+                        }
                 }
-                t->fds[k] = fds[i];
                 fds[i] = -1; /* ours now */
         }
         for (unsigned i = 0; i < count; i++)
@@ -841,8 +940,10 @@ int handover_take_stored(int *fds, char names[][64], int nfds, struct ev_loop *l
         r = 1;
 out:
         /* Taken or not, the store is emptied: a state that failed once would fail again. */
-        for (unsigned i = 0; i < count; i++) {
-                snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=" STORE_FD_PREFIX "%u", i);
+        for (int i = 0; i < nfds; i++) {
+                if (!stored_name(names[i]))
+                        continue;
+                snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=%s", names[i]);
                 (void)sd_notify_str(msg);
         }
         (void)sd_notify_str("FDSTOREREMOVE=1\nFDNAME=" STORE_STATE_NAME);
