@@ -483,6 +483,16 @@ int main(int argc, char **argv)
                 r = 1;
                 goto out;
         }
+        /* Before any worker thread exists (an upgrade or a restart makes them while taking connections over):
+         * threads inherit the signal mask libev sets here, or a SIGTERM could land in a worker and kill us. */
+        ev_signal_init(&sig_term, stop_cb, SIGTERM);
+        ev_signal_init(&sig_int, stop_cb, SIGINT);
+        ev_signal_init(&sig_hup, hup_cb, SIGHUP);
+        ev_signal_init(&sig_usr2, usr2_cb, SIGUSR2);
+        ev_signal_start(loop, &sig_term);
+        ev_signal_start(loop, &sig_int);
+        ev_signal_start(loop, &sig_hup);
+        ev_signal_start(loop, &sig_usr2);
         if (cli.handover_fd >= 0) {
                 char err[512];
                 char pid[24];
@@ -542,14 +552,6 @@ int main(int argc, char **argv)
                 goto out;
         }
 
-        ev_signal_init(&sig_term, stop_cb, SIGTERM);
-        ev_signal_init(&sig_int, stop_cb, SIGINT);
-        ev_signal_init(&sig_hup, hup_cb, SIGHUP);
-        ev_signal_start(loop, &sig_term);
-        ev_signal_start(loop, &sig_int);
-        ev_signal_init(&sig_usr2, usr2_cb, SIGUSR2);
-        ev_signal_start(loop, &sig_hup);
-        ev_signal_start(loop, &sig_usr2);
         wd_usec = sd_watchdog_usec();
         if (wd_usec) {
                 ev_timer_init(&watchdog, watchdog_cb, 0, (double)wd_usec / 2e6);

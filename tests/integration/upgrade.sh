@@ -123,8 +123,10 @@ run_case() {
         "held what the first did"
 }
 
+# Stops the serving (upgraded) vhostd with SIGTERM: it must stop as cleanly as one started by hand.
 stop_daemon() {
-    kill "$PID"; for _ in $(seq 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+    kill "$PID"; for _ in $(seq 50); do running "$PID" || break; sleep 0.1; done
+    grep -q 'signal 15: stopping' "$LOG" || bad "$name: the upgraded vhostd did not stop cleanly on SIGTERM"
     PID=
 }
 
