@@ -112,4 +112,4 @@ for kind in ${KINDS:-$DEFAULT_KINDS}; do
     rawsock) run rawsock vf0 -b rawsock -i vp0 ;;
     esac
 done
-e2e_pass "$UPGRADES upgrades (normal and ASan builds alternating) under iperf3 and 200 pings/s, tap and rawsock, 2 queue pairs: no carrier change, no loss, no reconnect"
+e2e_pass "$UPGRADES upgrades (normal and ASan builds alternating) under iperf3 and 200 pings/s, ports: ${KINDS:-$DEFAULT_KINDS}, 2 queue pairs: no carrier change, no loss, no reconnect"
