@@ -139,6 +139,32 @@ static int lo_handover_fds(struct backend *be, int *fds, unsigned max, uint64_t 
         return 1;
 }
 
+/* Whether every record between head and tail stays inside the FIFO and the bytes in use: checked once when the
+ * FIFO comes from another process, so lo_rx_burst() need not check each frame. */
+static bool records_fit(const struct lo_queue *q)
+{
+        uint64_t head = q->head;
+
+        while (head != q->tail) {
+                size_t pos = head % LO_FIFO_SIZE;
+                uint32_t len;
+
+                if (LO_FIFO_SIZE - pos < 4) {
+                        head += LO_FIFO_SIZE - pos;
+                        continue;
+                }
+                memcpy(&len, q->buf + pos, 4);
+                if (len == LO_WRAP) {
+                        head += LO_FIFO_SIZE - pos;
+                        continue;
+                }
+                if (len > LO_MAX_FRAME || rec_size(len) > LO_FIFO_SIZE - pos || rec_size(len) > q->tail - head)
+                        return false;
+                head += rec_size(len);
+        }
+        return true;
+}
+
 static int lo_adopt(const struct backend_cfg *cfg, unsigned nqueues, const int *fds, unsigned nfds,
                     const uint64_t *notes, struct backend **ret)
 {
@@ -166,6 +192,10 @@ static int lo_adopt(const struct backend_cfg *cfg, unsigned nqueues, const int *
                 lo->q[i].head = sh->head;
                 lo->q[i].tail = sh->tail;
                 lo->q[i].hdr_len = sh->hdr_len;
+                if (!records_fit(&lo->q[i])) {
+                        lo_close(&lo->base);
+                        return -EBADMSG;
+                }
         }
         *ret = &lo->base;
         return 0;
@@ -248,10 +278,6 @@ static int lo_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, un
                 if (len == LO_WRAP) {
                         q->head += LO_FIFO_SIZE - pos;
                         continue;
-                }
-                if (len > LO_MAX_FRAME || rec_size(len) > LO_FIFO_SIZE - pos || rec_size(len) > q->tail - q->head) {
-                        q->head = q->tail; /* cannot be ours (a FIFO handed over damaged): never read past it */
-                        break;
                 }
                 r = sink->reserve(sink, q->hdr_len + len, &iov, &iovcnt);
                 if (r == -ENOBUFS || r == -EIO)

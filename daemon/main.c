@@ -82,35 +82,31 @@ static int opt_socket_path(struct cli *cli, const char *arg)
         return opt_socket(cli, arg);
 }
 
-static int opt_fd(struct cli *cli, const char *arg)
+/* An fd number for option name, at least min; -EINVAL with a message otherwise. */
+static int parse_fd(const char *name, const char *arg, long min, int *ret)
 {
         char *end;
         long fd;
 
         errno = 0;
         fd = strtol(arg, &end, 10);
-        if (errno || *end || end == arg || fd < 0 || fd > 65535) {
-                fprintf(stderr, "vhostd: --fd wants a file descriptor number, got '%s'\n", arg);
+        if (errno || *end || end == arg || fd < min || fd > 65535) {
+                fprintf(stderr, "vhostd: --%s wants a file descriptor number, got '%s'\n", name, arg);
                 return -EINVAL;
         }
-        cli->cli_port = true;
-        cli->handed_fd = (int)fd;
+        *ret = (int)fd;
         return 0;
+}
+
+static int opt_fd(struct cli *cli, const char *arg)
+{
+        cli->cli_port = true;
+        return parse_fd("fd", arg, 0, &cli->handed_fd);
 }
 
 static int opt_handover_fd(struct cli *cli, const char *arg)
 {
-        char *end;
-        long fd;
-
-        errno = 0;
-        fd = strtol(arg, &end, 10);
-        if (errno || *end || end == arg || fd < 3 || fd > 65535) {
-                fprintf(stderr, "vhostd: --handover-fd wants a file descriptor number, got '%s'\n", arg);
-                return -EINVAL;
-        }
-        cli->handover_fd = (int)fd;
-        return 0;
+        return parse_fd("handover-fd", arg, 3, &cli->handover_fd);
 }
 
 static int opt_print_caps(struct cli *cli, const char *arg)
