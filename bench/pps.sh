@@ -45,7 +45,7 @@
 #        PPS_WARM     seconds of traffic before the window (default 1)
 #        PPS_RESULTS  where the CSVs, chart and profiles go (default bench/results; a smoke test can point it
 #                     elsewhere to leave the recorded results alone)
-set -euo pipefail
+set -eEuo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-3}
 SECS=${2:-2}
@@ -110,6 +110,8 @@ export PATH=$PATH:/usr/sbin:/sbin
 e2e_require_tun
 e2e_require_cmd dpdk-testpmd ip jq taskset bridge xdp-loader cc
 E2E_TMP=$(mktemp -d /tmp/vhostd-pps.XXXXXX)
+# set -e ending the bench without a FAIL line: the cleanup names the command and line.
+trap 'E2E_LAST_ERR="line $LINENO: $BASH_COMMAND (exit $?)"' ERR
 trap _e2e_cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
