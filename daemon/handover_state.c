@@ -72,7 +72,12 @@ int hs_save(struct state_writer *w, const struct hs_dev *dev)
                         .log_gpa = htole64(v->log_gpa),
                 };
 
+                uint64_t counters[HS_VRING_COUNTERS];
+
+                for (unsigned k = 0; k < HS_VRING_COUNTERS; k++)
+                        counters[k] = htole64(v->counters[k]);
                 state_put(w, HS_REC_VRING, REQ, &vr, sizeof(vr));
+                state_put(w, HS_REC_VRING_COUNTERS, 0, counters, sizeof(counters));
                 put_fd_if(w, HS_REC_KICK_FD, v->kick_fd);
                 put_fd_if(w, HS_REC_CALL_FD, v->call_fd);
                 put_fd_if(w, HS_REC_ERR_FD, v->err_fd);
@@ -278,6 +283,15 @@ static int load_one(struct loader *l, const struct state_rec *rec)
                         return bad(l, rec, "a dirty log fd without its log");
                 l->pending = 0;
                 return take_fd(l, rec, &dev->log_fd);
+        case HS_REC_VRING_COUNTERS:
+                if (!l->vring)
+                        return bad(l, rec, "vring counters before any vring");
+                for (unsigned k = 0; k < HS_VRING_COUNTERS && (k + 1) * 8 <= rec->len; k++) {
+                        uint64_t c;
+                        memcpy(&c, (const uint8_t *)rec->value + k * 8, sizeof(c));
+                        l->vring->counters[k] = le64toh(c);
+                }
+                return 0;
         case HS_REC_LOG_CALL_FD:
                 if (dev->log_call_fd >= 0)
                         return bad(l, rec, "a second log call fd");

@@ -33,7 +33,12 @@ enum {
         HS_REC_LOG_FD = 9,
         HS_REC_LOG_CALL_FD = 10,
         HS_REC_DEV_END = 11, /* empty: the device's records end (more may follow: another port's) */
+        /* Optional (a reader that does not know it starts the counters from 0): u64 counters of the vring before,
+         * in the order of struct vring_stats; a newer writer may append more. */
+        HS_REC_VRING_COUNTERS = 12,
 };
+
+#define HS_VRING_COUNTERS 10 /* the counters this version carries (struct vring_stats) */
 
 #define HS_DEV_FEATURES_SET 0x1 /* SET_FEATURES was received (features may still be 0) */
 
@@ -54,6 +59,7 @@ struct hs_vring {
         uint32_t base; /* GET_VRING_BASE's encoding: split: the next avail index; packed: wrap bits included */
         uint64_t desc_uva, avail_uva, used_uva, log_gpa;
         int kick_fd, call_fd, err_fd;
+        uint64_t counters[HS_VRING_COUNTERS]; /* 0 when the state had none */
 };
 
 struct hs_dev {

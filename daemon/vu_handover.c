@@ -15,6 +15,15 @@
 #include "daemon/vu.h"
 #include "daemon/vu_handover.h"
 
+/* A vring's counters in the state's order (HS_REC_VRING_COUNTERS): vhostctl's figures go on across an upgrade. */
+static atomic_ulong *counter(struct vring_stats *s, unsigned k)
+{
+        atomic_ulong *all[HS_VRING_COUNTERS] = {&s->frames,     &s->bytes,      &s->drops,         &s->drop_too_big,
+                                                &s->drop_port,  &s->kicks,      &s->calls,         &s->wait_guest,
+                                                &s->wait_port,  &s->retry_wakeups};
+        return all[k];
+}
+
 int vu_dev_export(struct vu_dev *dev, struct hs_dev *hs, char *err, size_t errlen)
 {
         memset(hs, 0, sizeof(*hs));
@@ -41,7 +50,7 @@ int vu_dev_export(struct vu_dev *dev, struct hs_dev *hs, char *err, size_t errle
                 *g = (struct hs_region){m->gpa, m->size, m->uva, m->mmap_offset, m->refs, m->fd};
         }
         for (unsigned i = 0; i < 2 * dev->nqueues; i++) {
-                const struct vu_vring *vr = &dev->vrings[i];
+                struct vu_vring *vr = &dev->vrings[i];
                 struct hs_vring *v;
 
                 if (!vr->vq.num)
@@ -59,6 +68,9 @@ int vu_dev_export(struct vu_dev *dev, struct hs_dev *hs, char *err, size_t errle
                         .call_fd = vr->call_fd,
                         .err_fd = vr->err_fd,
                 };
+                for (unsigned k = 0; k < HS_VRING_COUNTERS; k++)
+                        v->counters[k] = atomic_load_explicit(counter(&vr->stats, k),
+                                                              memory_order_relaxed);
                 v->flags = (vr->addr_set ? HS_VR_ADDR_SET : 0) | (vr->enabled ? HS_VR_ENABLED : 0) |
                            (vr->log_used ? HS_VR_LOG_USED : 0) | (vr->vq.packed ? HS_VR_PACKED : 0);
                 /* A ring the guest broke stays stopped in the new process too. */
@@ -238,6 +250,9 @@ int vu_dev_import(struct vu_dev *dev, const struct hs_dev *hs, int *fds, char *e
                         goto out;
                 if (v->err_fd >= 0 && (r = replay_vring_fd(&rp, VU_SET_VRING_ERR, v->index, take(fds, v->err_fd))) < 0)
                         goto out;
+                for (unsigned k = 0; k < HS_VRING_COUNTERS; k++) /* no worker runs this ring yet */
+                        atomic_store_explicit(counter(&dev->vrings[v->index].stats, k), v->counters[k],
+                                              memory_order_relaxed);
         }
         r = 0;
 out:

@@ -55,13 +55,23 @@ running() { [ -e /proc/"$1" ] && ! grep -q '^State:[[:space:]]*Z' /proc/"$1"/sta
 
 # One upgrade to binary $1; PID becomes the new process. Returns 1 (with the reason) when it did not happen.
 upgrade() {
-    local out old=$PID
+    local out old=$PID before after
+    before=$(frames_total)
     out=$(ip netns exec "$NS" "$VHOSTCTL" -s "$CTL" upgrade "$1" 2>&1) || { echo "$out"; return 1; }
     PID=$(sed -n 's/^upgraded: vhostd pid \([0-9]*\) .*/\1/p' <<<"$out")
     [ -n "$PID" ] || { echo "unexpected answer: $out"; PID=$old; return 1; }
     for _ in $(seq 100); do running "$old" || break; sleep 0.02; done
     if running "$old"; then echo "old vhostd $old still runs after the upgrade"; return 1; fi
+    # The counters carry over: the new process starts from the old one's figures, not from 0.
+    after=$(frames_total)
+    if [ "$after" -lt "$before" ]; then echo "frames counted fell from $before to $after across the upgrade"; return 1; fi
     return 0
+}
+
+# Frames counted on every vring so far (vhostctl --prometheus).
+frames_total() {
+    ip netns exec "$NS" "$VHOSTCTL" -s "$CTL" --prometheus |
+        awk '/^vhostd_vring_frames_total/ { s += $NF } END { printf "%d\n", s }'
 }
 
 # name queues vhostd-args... -- integrity-args...

@@ -47,6 +47,9 @@ static void sample(struct hs_dev *d)
                         .call_fd = 120 + (int)i,
                         .err_fd = i == 0 ? 130 : -1,
                 };
+        for (unsigned i = 0; i < 4; i++)
+                for (unsigned k = 0; k < HS_VRING_COUNTERS; k++)
+                        d->vrings[i].counters[k] = (i + 1) * 1000000000000ull + k; /* above 32 bits */
         d->vrings[3].flags |= HS_VR_PACKED;
         d->vrings[3].num = 300;                                 /* packed rings need not be a power of two */
         d->vrings[3].base = 1u << 31 | 5u << 16 | 1u << 15 | 7; /* used 5 wrap 1, avail 7 wrap 1 */
