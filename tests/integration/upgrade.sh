@@ -1,7 +1,7 @@
 #!/bin/bash
 # Upgrades under traffic (issue #16). A test front-end (tests/integrity, fakefe) keeps checksummed frames flowing
 # while `vhostctl upgrade` hands every port and connection to a new vhostd, UPGRADES times (default 100) per port
-# kind (loopback with 2 queue pairs, tap, rawsock on a veth): every frame must arrive once and intact, the connection must never drop, each old process must be gone,
+# kind (loopback with 2 queue pairs, tap, rawsock on a veth, afxdp with 2 queue pairs on a veth): every frame must arrive once and intact, the connection must never drop, each old process must be gone,
 # and the new one must hold the same kinds of fds, threads and shared mappings as the first (a fresh start; looked
 # at after every 10th upgrade and the last).
 # Then failure injection, under traffic too: a new binary that exits, one that never answers, one that reads
@@ -136,6 +136,11 @@ run_case tap 1 -b tap -i vtap0 -- --ifname vtap0
 stop_daemon
 ip -n "$NS" link add ia type veth peer name ib
 run_case rawsock 1 -b rawsock -i ia -- --ifname ib
+stop_daemon
+# AF_XDP, 2 queue pairs on one shared UMEM, skb mode (veth): the sockets, rings and UMEM go on in the new process.
+ip -n "$NS" link del ia
+ip -n "$NS" link add ia numrxqueues 2 numtxqueues 2 type veth peer name ib numrxqueues 2 numtxqueues 2
+run_case afxdp 2 -b afxdp -i ia -o xdp_mode=skb -- --ifname ib
 stop_daemon
 
 # ---- failure injection, under traffic: the old process must carry on ----
