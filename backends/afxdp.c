@@ -360,6 +360,8 @@ static int open_queue(struct ax_backend *ax, const struct backend_cfg *cfg, unsi
         q->um = um ? um : slot;
         q->um->users++;
         q->fd = xsk_socket__fd(q->xsk);
+        /* libxdp makes its sockets without SOCK_CLOEXEC: an upgrade's new binary would inherit them. */
+        (void)fcntl(q->fd, F_SETFD, FD_CLOEXEC);
 
         /* Lend the rx frames to the kernel before the socket is in the map, so none arrives to an empty fill ring. */
         if (xsk_ring_prod__reserve(&q->fill, AX_RX_FRAMES, &idx) != AX_RX_FRAMES)
