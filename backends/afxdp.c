@@ -455,8 +455,7 @@ static unsigned port_max_mtu(unsigned frame_size, unsigned if_mtu)
 }
 
 /* A backend without sockets or UMEM yet; NULL when out of memory. */
-static struct ax_backend *ax_new(const struct backend_cfg *cfg, unsigned nqueues, unsigned frame_size,
-                                 unsigned max_mtu)
+static struct ax_backend *ax_new(const struct backend_cfg *cfg, unsigned nqueues, unsigned frame_size, unsigned max_mtu)
 {
         struct ax_backend *ax = calloc(1, sizeof(*ax) + nqueues * sizeof(struct ax_queue));
 
@@ -854,8 +853,9 @@ static int ax_handover_fds(struct backend *be, int *fds, unsigned max, uint64_t 
                 (r)->flags = (__u32 *)((p) + (off)->flags);                                                            \
                 (r)->ring = (p) + (off)->desc;                                                                         \
                 (r)->cached_prod = __atomic_load_n((r)->producer, __ATOMIC_ACQUIRE);                                   \
-                /* producer rings keep the consumer index plus the size (xsk_prod_nb_free()) */                       \
-                (r)->cached_cons = __atomic_load_n((r)->consumer, __ATOMIC_ACQUIRE) + ((producer_side) ? (entries) : 0); \
+                /* producer rings keep the consumer index plus the size (xsk_prod_nb_free()) */                        \
+                (r)->cached_cons =                                                                                     \
+                        __atomic_load_n((r)->consumer, __ATOMIC_ACQUIRE) + ((producer_side) ? (entries) : 0);          \
         } while (0)
 
 /* Maps ring pgoff of q's socket (entries of entry_size bytes after off->desc) as q->maps[which]; NULL on failure. */
