@@ -30,6 +30,13 @@
  * need_wakeup is honoured: the fill ring is kicked with recvfrom() and the tx ring with sendto() only when
  * the kernel asks. In copy mode one sendto() moves a bounded batch, so the kick repeats while the kernel
  * answers EAGAIN. Completions are reclaimed at every tx burst.
+ *
+ * Upgrade (handover_fds/adopt): the new process gets the UMEM memfd, every socket and the XSKMAP, and maps the
+ * same rings again (their producer and consumer indices live in the shared ring pages, so it goes on where the
+ * old one stopped). Which frame is where needs no description: at a burst boundary every rx frame of a slice is
+ * lent to the kernel (a burst gives back to the fill ring what it took from the rx ring), and the old process
+ * waits until every tx frame has come back on the completion ring, so the new one starts with all of them free.
+ * The XDP program stays attached to the interface; the new process holds only its map (for recover()).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -43,6 +50,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -91,9 +99,16 @@ struct ax_umem {
         unsigned users; /* queue pairs whose socket uses it */
 };
 
+/* A ring mapped by adopt() itself (libxdp made the others, and unmaps them in xsk_socket__delete()). */
+struct ax_map {
+        void *addr;
+        size_t len;
+};
+
 struct ax_queue {
-        struct ax_umem *um; /* the registration its socket uses; NULL without a socket */
-        struct xsk_socket *xsk;
+        struct ax_umem *um;     /* the registration its socket uses; NULL without a socket */
+        struct xsk_socket *xsk; /* libxdp's, when open_queue() made the socket; NULL when adopted */
+        struct ax_map maps[4];  /* adopted: rx, tx, fill, completion rings */
         struct xsk_ring_prod fill;
         struct xsk_ring_cons comp;
         struct xsk_ring_cons rx;
@@ -116,7 +131,8 @@ struct ax_backend {
         /* libxdp's default redirect program, attached by us (none with a pinned xsks_map) */
         struct xdp_program *prog;
         int prog_ifindex;
-        int map_fd;                   /* its XSKMAP, owned by prog */
+        int map_fd;                   /* its XSKMAP, owned by prog (or by us: own_map_fd) */
+        bool own_map_fd;              /* adopted: the map fd handed over, without the program */
         pthread_mutex_t recover_lock; /* one queue at a time loads or finds the XDP program */
         unsigned frame_size;
         int area_fd;   /* the memfd behind area, kept for a handover to a new process */
@@ -157,10 +173,18 @@ static void close_queue(struct ax_backend *ax, struct ax_queue *q)
         uint8_t *gso_buf = q->gso_buf;
         uint64_t kernel_drops = q->gone_kernel_drops + socket_kernel_drops(q);
 
-        xsk_socket__delete(q->xsk); /* NULL-safe */
+        if (q->xsk) {
+                xsk_socket__delete(q->xsk);
+        } else if (q->fd >= 0) { /* adopted */
+                for (unsigned i = 0; i < 4; i++)
+                        if (q->maps[i].addr)
+                                munmap(q->maps[i].addr, q->maps[i].len);
+                close(q->fd);
+        }
         /* The registration goes with its last socket (libxdp closes the first socket's fd only then). */
         if (q->um && --q->um->users == 0) {
-                (void)xsk_umem__delete(q->um->umem);
+                if (q->um->umem)
+                        (void)xsk_umem__delete(q->um->umem);
                 memset(q->um, 0, sizeof(*q->um));
         }
         memset(q, 0, sizeof(*q));
@@ -216,6 +240,12 @@ static int attach_prog(struct ax_backend *ax, int ifindex, __u32 xdp_flags)
 /* detach: false when the interface is gone (and the program with it). */
 static void release_prog(struct ax_backend *ax, bool detach)
 {
+        if (ax->own_map_fd) {
+                close(ax->map_fd);
+                ax->map_fd = -1;
+                ax->own_map_fd = false;
+                ax->prog_ifindex = 0;
+        }
         if (!ax->prog)
                 return;
         if (detach)
@@ -302,9 +332,9 @@ static int open_queue(struct ax_backend *ax, const struct backend_cfg *cfg, unsi
 
         q->ifindex = (int)if_nametoindex(cfg->ifname);
         for (unsigned i = 0; i < ax->base.nqueues && !um; i++) {
-                if (ax->umems[i].users && ax->umems[i].ifindex == q->ifindex)
+                if (ax->umems[i].users && ax->umems[i].umem && ax->umems[i].ifindex == q->ifindex)
                         um = &ax->umems[i];
-                else if (!ax->umems[i].umem && !slot)
+                else if (!ax->umems[i].users && !slot)
                         slot = &ax->umems[i];
         }
         if (!um) {
@@ -330,6 +360,8 @@ static int open_queue(struct ax_backend *ax, const struct backend_cfg *cfg, unsi
         q->um = um ? um : slot;
         q->um->users++;
         q->fd = xsk_socket__fd(q->xsk);
+        /* libxdp makes its sockets without SOCK_CLOEXEC: an upgrade's new binary would inherit them. */
+        (void)fcntl(q->fd, F_SETFD, FD_CLOEXEC);
 
         /* Lend the rx frames to the kernel before the socket is in the map, so none arrives to an empty fill ring. */
         if (xsk_ring_prod__reserve(&q->fill, AX_RX_FRAMES, &idx) != AX_RX_FRAMES)
@@ -364,8 +396,10 @@ static int get_map(struct ax_backend *ax, int ifindex, __u32 xdp_flags, bool *re
                 r = bpf_obj_get(ax->cfg.xsks_map);
                 return r < 0 ? -errno : r;
         }
-        if (ax->prog && ax->prog_ifindex != ifindex)
+        if ((ax->prog || ax->own_map_fd) && ax->prog_ifindex != ifindex)
                 release_prog(ax, false); /* that interface is gone, and the program with it */
+        if (ax->own_map_fd)
+                return ax->map_fd; /* adopted: the program the old process attached is still there */
         if (!ax->prog && (r = attach_prog(ax, ifindex, xdp_flags)) < 0)
                 return r;
         return ax->map_fd;
@@ -412,29 +446,21 @@ static int alloc_area(struct ax_backend *ax)
         return 0;
 }
 
-static int ax_open(const struct backend_cfg *cfg, unsigned nqueues, struct backend **ret)
+/* The largest MTU the port carries with frames of frame_size on an interface of MTU if_mtu. */
+static unsigned port_max_mtu(unsigned frame_size, unsigned if_mtu)
 {
-        unsigned frame_size = cfg->frame_size, max_mtu, if_mtu = 0;
-        struct ax_backend *ax;
-        int r;
+        unsigned max_mtu = frame_size - AX_HEADROOM - BACKEND_ETH_OVERHEAD;
 
-        if (!cfg->ifname[0] || nqueues == 0 || (frame_size && frame_size != 2048 && frame_size != 4096) ||
-            (cfg->zero_copy && cfg->force_copy))
-                return -EINVAL;
-        r = backend_link_state(cfg->ifname, NULL, &if_mtu);
-        if (r < 0)
-                return r;
-        /* auto: half the memory when the guest's MTU (1500 unless set) fits a 2 KiB frame */
-        if (!frame_size)
-                frame_size = (cfg->mtu ? cfg->mtu : 1500) <= 2048 - AX_HEADROOM - BACKEND_ETH_OVERHEAD ? 2048 : 4096;
-        max_mtu = frame_size - AX_HEADROOM - BACKEND_ETH_OVERHEAD;
-        if (if_mtu < max_mtu)
-                max_mtu = if_mtu;
-        if (cfg->mtu > max_mtu)
-                return -EMSGSIZE;
-        ax = calloc(1, sizeof(*ax) + nqueues * sizeof(struct ax_queue));
+        return if_mtu < max_mtu ? if_mtu : max_mtu;
+}
+
+/* A backend without sockets or UMEM yet; NULL when out of memory. */
+static struct ax_backend *ax_new(const struct backend_cfg *cfg, unsigned nqueues, unsigned frame_size, unsigned max_mtu)
+{
+        struct ax_backend *ax = calloc(1, sizeof(*ax) + nqueues * sizeof(struct ax_queue));
+
         if (!ax)
-                return -ENOMEM;
+                return NULL;
         ax->base.ops = &backend_afxdp_ops;
         ax->base.nqueues = nqueues;
         ax->cfg = *cfg;
@@ -452,15 +478,38 @@ static int ax_open(const struct backend_cfg *cfg, unsigned nqueues, struct backe
         for (unsigned i = 0; cfg->offloads && i < nqueues; i++)
                 if (!(ax->q[i].gso_buf = malloc(AX_GSO_MAX))) {
                         ax_close(&ax->base);
-                        return -ENOMEM;
+                        return NULL;
                 }
         libxdp_set_print(silent_print);
         libbpf_set_print(silent_bpf_print);
         ax->umems = calloc(nqueues, sizeof(*ax->umems));
         if (!ax->umems) {
-                r = -ENOMEM;
-                goto fail;
+                ax_close(&ax->base);
+                return NULL;
         }
+        return ax;
+}
+
+static int ax_open(const struct backend_cfg *cfg, unsigned nqueues, struct backend **ret)
+{
+        unsigned frame_size = cfg->frame_size, max_mtu, if_mtu = 0;
+        struct ax_backend *ax;
+        int r;
+
+        if (!cfg->ifname[0] || nqueues == 0 || (frame_size && frame_size != 2048 && frame_size != 4096) ||
+            (cfg->zero_copy && cfg->force_copy))
+                return -EINVAL;
+        r = backend_link_state(cfg->ifname, NULL, &if_mtu);
+        if (r < 0)
+                return r;
+        /* auto: half the memory when the guest's MTU (1500 unless set) fits a 2 KiB frame */
+        if (!frame_size)
+                frame_size = (cfg->mtu ? cfg->mtu : 1500) <= 2048 - AX_HEADROOM - BACKEND_ETH_OVERHEAD ? 2048 : 4096;
+        max_mtu = port_max_mtu(frame_size, if_mtu);
+        if (cfg->mtu > max_mtu)
+                return -EMSGSIZE;
+        if (!(ax = ax_new(cfg, nqueues, frame_size, max_mtu)))
+                return -ENOMEM;
         if ((r = alloc_area(ax)) < 0)
                 goto fail;
 
@@ -644,7 +693,7 @@ static int ax_tx_burst(struct backend *be, unsigned qi, const struct frame *fram
         unsigned taken = 0, descs = 0;
         int r = 0;
 
-        if (!q->xsk)
+        if (q->fd < 0)
                 return -ENODEV; /* closed by a recovery that failed: the worker's next recover() retries */
         if (q->kick_err) {
                 /* The link was down at the last kick: the frames waiting in the ring go first. */
@@ -696,7 +745,7 @@ static int ax_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, un
         struct ax_queue *q = &ax->q[qi];
         __u32 idx, fidx, n, done = 0, used = 0;
 
-        if (!q->xsk)
+        if (q->fd < 0)
                 return -ENODEV;
         n = xsk_ring_cons__peek(&q->rx, budget, &idx);
         if (!n) {
@@ -737,6 +786,176 @@ static int ax_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, un
         return (int)done;
 }
 
+/* ---- upgrade ---- */
+
+/* A queue's note: what the new process must agree on to use the same rings and frames, and the interface. */
+#define NOTE_XDP_FLAGS(n) ((__u32)((n)&0xff))
+#define NOTE_FRAME_SHIFT(n) ((unsigned)(((n) >> 8) & 0xff))
+#define NOTE_RX_SHIFT(n) ((unsigned)(((n) >> 16) & 0xff))
+#define NOTE_TX_SHIFT(n) ((unsigned)(((n) >> 24) & 0xff))
+#define NOTE_IFINDEX(n) ((int)((n) >> 32))
+#define AX_TX_DRAIN_MS 200
+
+static uint64_t make_note(const struct ax_backend *ax, const struct ax_queue *q)
+{
+        return (uint64_t)(ax->xdp_flags & 0xff) | (uint64_t)__builtin_ctz(ax->frame_size) << 8 |
+               (uint64_t)__builtin_ctz(AX_RX_RING) << 16 | (uint64_t)__builtin_ctz(AX_TX_RING) << 24 |
+               (uint64_t)(uint32_t)q->ifindex << 32;
+}
+
+/* fds: the UMEM memfd, each queue's socket, then the XSKMAP when we attached the program. */
+static int ax_handover_fds(struct backend *be, int *fds, unsigned max, uint64_t *notes)
+{
+        struct ax_backend *ax = (struct ax_backend *)be;
+        unsigned n = 0;
+
+        if (max < be->nqueues + 2)
+                return -E2BIG;
+        for (unsigned i = 0; i < be->nqueues; i++)
+                if (ax->q[i].fd < 0 || ax->q[i].ifindex != ax->q[0].ifindex)
+                        return -ENODEV; /* lost with its interface, not re-created yet */
+        /* Every tx frame back on the free list, so that the new process knows them all free. */
+        for (unsigned t = 0;; t++) {
+                unsigned busy = 0;
+
+                for (unsigned i = 0; i < be->nqueues; i++) {
+                        struct ax_queue *q = &ax->q[i];
+
+                        if (q->nfree < AX_TX_FRAMES) {
+                                (void)kick_tx(q);
+                                reclaim(q);
+                                busy += q->nfree < AX_TX_FRAMES;
+                        }
+                }
+                if (!busy)
+                        break;
+                if (t == AX_TX_DRAIN_MS)
+                        return -EBUSY; /* frames the kernel does not send (link down): they would be lost */
+                (void)nanosleep(&(struct timespec){.tv_nsec = 1000 * 1000}, NULL);
+        }
+        fds[n++] = ax->area_fd;
+        for (unsigned i = 0; i < be->nqueues; i++) {
+                fds[n++] = ax->q[i].fd;
+                notes[i] = make_note(ax, &ax->q[i]);
+        }
+        if (ax->map_fd >= 0)
+                fds[n++] = ax->map_fd;
+        return (int)n;
+}
+
+/* libxdp's ring fields (struct xsk_ring_prod and xsk_ring_cons have this same set). */
+#define SET_RING(r, p, off, entries, producer_side)                                                                    \
+        do {                                                                                                           \
+                (r)->mask = (entries)-1;                                                                               \
+                (r)->size = (entries);                                                                                 \
+                (r)->producer = (__u32 *)((p) + (off)->producer);                                                      \
+                (r)->consumer = (__u32 *)((p) + (off)->consumer);                                                      \
+                (r)->flags = (__u32 *)((p) + (off)->flags);                                                            \
+                (r)->ring = (p) + (off)->desc;                                                                         \
+                (r)->cached_prod = __atomic_load_n((r)->producer, __ATOMIC_ACQUIRE);                                   \
+                /* producer rings keep the consumer index plus the size (xsk_prod_nb_free()) */                        \
+                (r)->cached_cons =                                                                                     \
+                        __atomic_load_n((r)->consumer, __ATOMIC_ACQUIRE) + ((producer_side) ? (entries) : 0);          \
+        } while (0)
+
+/* Maps ring pgoff of q's socket (entries of entry_size bytes after off->desc) as q->maps[which]; NULL on failure. */
+static uint8_t *map_ring(struct ax_queue *q, unsigned which, off_t pgoff, const struct xdp_ring_offset *off,
+                         __u32 entries, size_t entry_size)
+{
+        size_t len = off->desc + entries * entry_size;
+        uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, q->fd, pgoff);
+
+        if (p == MAP_FAILED)
+                return NULL; /* EINVAL also when the ring is smaller than this build's */
+        q->maps[which] = (struct ax_map){p, len};
+        return p;
+}
+
+static int adopt_queue(struct ax_backend *ax, unsigned qi, uint64_t note)
+{
+        struct ax_queue *q = &ax->q[qi];
+        struct xdp_mmap_offsets off;
+        socklen_t optlen = sizeof(off);
+        uint64_t base = (uint64_t)qi * ax->slice_len;
+        uint8_t *rx, *tx, *fill, *comp;
+
+        if (getsockopt(q->fd, SOL_XDP, XDP_MMAP_OFFSETS, &off, &optlen) < 0)
+                return -errno;
+        if (!(rx = map_ring(q, 0, XDP_PGOFF_RX_RING, &off.rx, AX_RX_RING, sizeof(struct xdp_desc))) ||
+            !(tx = map_ring(q, 1, XDP_PGOFF_TX_RING, &off.tx, AX_TX_RING, sizeof(struct xdp_desc))) ||
+            !(fill = map_ring(q, 2, XDP_UMEM_PGOFF_FILL_RING, &off.fr, AX_RX_RING, sizeof(__u64))) ||
+            !(comp = map_ring(q, 3, XDP_UMEM_PGOFF_COMPLETION_RING, &off.cr, AX_TX_RING, sizeof(__u64))))
+                return -errno;
+        SET_RING(&q->rx, rx, &off.rx, AX_RX_RING, false);
+        SET_RING(&q->tx, tx, &off.tx, AX_TX_RING, true);
+        SET_RING(&q->fill, fill, &off.fr, AX_RX_RING, true);
+        SET_RING(&q->comp, comp, &off.cr, AX_TX_RING, false);
+        q->ifindex = NOTE_IFINDEX(note);
+        for (unsigned i = 0; i < AX_TX_FRAMES; i++)
+                q->free[i] = base + (uint64_t)(AX_RX_FRAMES + i) * ax->frame_size;
+        q->nfree = AX_TX_FRAMES;
+        return 0;
+}
+
+static int ax_adopt(const struct backend_cfg *cfg, unsigned nqueues, const int *fds, unsigned nfds,
+                    const uint64_t *notes, struct backend **ret)
+{
+        unsigned frame_size = nqueues ? 1u << (NOTE_FRAME_SHIFT(notes[0]) & 31) : 0, if_mtu = 0;
+        struct ax_backend *ax = NULL;
+        struct stat st;
+        int r = -EINVAL;
+        void *p;
+
+        /* The same rings and frames as the old process, or nothing: each slice's layout depends on them. */
+        for (unsigned i = 0; i < nqueues; i++)
+                if (notes[i] != notes[0] || NOTE_RX_SHIFT(notes[i]) != (unsigned)__builtin_ctz(AX_RX_RING) ||
+                    NOTE_TX_SHIFT(notes[i]) != (unsigned)__builtin_ctz(AX_TX_RING))
+                        goto fail;
+        if (!nqueues || (nfds != nqueues + 1 && nfds != nqueues + 2) || (frame_size != 2048 && frame_size != 4096))
+                goto fail;
+        if (backend_link_state(cfg->ifname, NULL, &if_mtu) < 0)
+                if_mtu = UINT32_MAX; /* gone: recover() finds it again, with its MTU */
+        if (!(ax = ax_new(cfg, nqueues, frame_size, port_max_mtu(frame_size, if_mtu)))) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        ax->xdp_flags = NOTE_XDP_FLAGS(notes[0]);
+        ax->area_fd = fds[0];
+        for (unsigned i = 0; i < nqueues; i++)
+                ax->q[i].fd = fds[1 + i];
+        if (nfds == nqueues + 2) {
+                ax->map_fd = fds[nqueues + 1];
+                ax->own_map_fd = true;
+                ax->prog_ifindex = NOTE_IFINDEX(notes[0]);
+        }
+        nfds = 0; /* ax_close() closes them from here on */
+        if (fstat(ax->area_fd, &st) < 0 || (size_t)st.st_size != ax->area_len) {
+                r = -EINVAL; /* a UMEM of another size: other queue counts or frames */
+                goto fail;
+        }
+        p = mmap(NULL, ax->area_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ax->area_fd, 0);
+        if (p == MAP_FAILED) {
+                r = -errno;
+                goto fail;
+        }
+        ax->area = p;
+        /* One registration, made by the first socket; the others share it (XDP_SHARED_UMEM). */
+        ax->umems[0] = (struct ax_umem){.ifindex = NOTE_IFINDEX(notes[0]), .users = nqueues};
+        for (unsigned i = 0; i < nqueues; i++) {
+                ax->q[i].um = &ax->umems[0];
+                if ((r = adopt_queue(ax, i, notes[i])) < 0)
+                        goto fail;
+        }
+        *ret = &ax->base;
+        return 0;
+fail:
+        for (unsigned i = 0; i < nfds; i++)
+                close(fds[i]);
+        if (ax)
+                ax_close(&ax->base);
+        return r;
+}
+
 /* ---- faults ---- */
 
 /*
@@ -758,7 +977,7 @@ static int ax_recover(struct backend *be, unsigned qi)
         pthread_mutex_lock(&ax->recover_lock);
         ifindex = (int)if_nametoindex(ax->cfg.ifname);
         r = ifindex ? backend_link_state(ax->cfg.ifname, &flags, &mtu) : -ENODEV;
-        if (r < 0 || (ifindex == q->ifindex && q->xsk))
+        if (r < 0 || (ifindex == q->ifindex && q->fd >= 0))
                 goto out;
         if (mtu + BACKEND_ETH_OVERHEAD < ax->max_frame) {
                 r = -EMSGSIZE; /* the guest may send frames the new interface refuses */
@@ -797,4 +1016,6 @@ const struct backend_ops backend_afxdp_ops = {
         .rx_burst = ax_rx_burst,
         .recover = ax_recover,
         .kernel_drops = ax_kernel_drops,
+        .handover_fds = ax_handover_fds,
+        .adopt = ax_adopt,
 };

@@ -1,7 +1,7 @@
 #!/bin/bash
 # vhostctl upgrade under a real QEMU guest (issue #16): a guest with 2 queue pairs runs iperf3 (TCP, 2 streams,
 # one report a second) while the host pings it 200 times a second, and vhostd is upgraded UPGRADES (20) times in a row,
-# alternating the normal and the ASan build, on a tap port and then on an AF_PACKET port (a veth). After each
+# alternating the normal and the ASan build, on a tap port, then an AF_PACKET port and an AF_XDP port (skb mode) on a veth. After each
 # upgrade the old process is gone and the new one holds the fds, threads and guest mappings the first one held.
 # At the end: the guest's eth0 carrier_changes unchanged, iperf3 finished without error and never had a second
 # without traffic, no ping lost, vhostd never saw the front-end disconnect. Prints the longest gap
@@ -104,12 +104,13 @@ run() { # name host-interface vhostd-args...
 }
 
 # The ASan build's run (CI's sanitize stage) does tap only: the normal build's run alternates with ASan already.
-DEFAULT_KINDS="tap rawsock"
+DEFAULT_KINDS="tap rawsock afxdp"
 [[ $VHOSTD_BIN == */build-asan/* ]] && DEFAULT_KINDS=tap
 for kind in ${KINDS:-$DEFAULT_KINDS}; do
     case $kind in
     tap) run tap vtap0 -b tap -i vtap0 ;;
     rawsock) run rawsock vf0 -b rawsock -i vp0 ;;
+    afxdp) run afxdp vf0 -b afxdp -i vp0 -o xdp_mode=skb ;;
     esac
 done
 e2e_pass "$UPGRADES upgrades (normal and ASan builds alternating) under iperf3 and 200 pings/s, ports: ${KINDS:-$DEFAULT_KINDS}, 2 queue pairs: no carrier change, no loss, no reconnect"

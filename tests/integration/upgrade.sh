@@ -1,7 +1,7 @@
 #!/bin/bash
 # Upgrades under traffic (issue #16). A test front-end (tests/integrity, fakefe) keeps checksummed frames flowing
 # while `vhostctl upgrade` hands every port and connection to a new vhostd, UPGRADES times (default 100) per port
-# kind (loopback with 2 queue pairs, tap, rawsock on a veth): every frame must arrive once and intact, the connection must never drop, each old process must be gone,
+# kind (loopback with 2 queue pairs, tap, rawsock on a veth, afxdp with 2 queue pairs on a veth): every frame must arrive once and intact, the connection must never drop, each old process must be gone,
 # and the new one must hold the same kinds of fds, threads and shared mappings as the first (a fresh start; looked
 # at after every 10th upgrade and the last).
 # Then failure injection, under traffic too: a new binary that exits, one that never answers, one that reads
@@ -102,6 +102,16 @@ run_case() {
             t0=$(date +%s%N)
             if ! upgrade "$VHOSTD"; then bad "$name: upgrade $n of direction $d"; break 2; fi
             t1=$(date +%s%N)
+            if [ "$name" = afxdp ] && [ "$d$n" = 11 ]; then
+                # An adopted AF_XDP port holds the XSKMAP only, not libxdp's program objects (BTF, program,
+                # its data map, mapped shared): the same sockets, and from here on the same as this one.
+                sleep 0.5
+                sockets() { grep -E 'socket|memfd|eventfd' <<<"$1"; }
+                [ "$(sockets "$(holdings "$PID")")" = "$(sockets "$first")" ] ||
+                    { bad "$name: the first upgraded vhostd holds other sockets than a fresh one";
+                      diff <(sockets "$first") <(sockets "$(holdings "$PID")"); break 2; }
+                first=$(holdings "$PID")
+            fi
             [ $(((t1 - t0) / 1000000)) -gt "$slowest" ] && slowest=$(((t1 - t0) / 1000000))
             # Every 10th (a look takes ~0.3 s) and the last: it finishes starting after it answered.
             [ $((n % 10)) -eq 0 ] || [ "$n" = "$per" ] || continue
@@ -146,6 +156,11 @@ run_case tap 1 -b tap -i vtap0 -- --ifname vtap0
 stop_daemon
 ip -n "$NS" link add ia type veth peer name ib
 run_case rawsock 1 -b rawsock -i ia -- --ifname ib
+stop_daemon
+# AF_XDP, 2 queue pairs on one shared UMEM, skb mode (veth): the sockets, rings and UMEM go on in the new process.
+ip -n "$NS" link del ia
+ip -n "$NS" link add ia numrxqueues 2 numtxqueues 2 type veth peer name ib numrxqueues 2 numtxqueues 2
+run_case afxdp 2 -b afxdp -i ia -o xdp_mode=skb -- --ifname ib
 stop_daemon
 
 # ---- failure injection, under traffic: the old process must carry on ----
