@@ -127,7 +127,7 @@ install: all
 	install -D -m 0755 $(O)/vhostctl $(DESTDIR)$(BINDIR)/vhostctl
 	for m in man/*.[0-9]; do install -D -m 0644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/$${m##*/}; done
 	for u in systemd/*.service systemd/*.socket; do \
-		sed 's|/usr/sbin/vhostd|$(SBINDIR)/vhostd|' $$u > $(O)/$${u##*/} && \
+		sed -e 's|/usr/sbin/vhostd|$(SBINDIR)/vhostd|' -e 's|/usr/bin/vhostctl|$(BINDIR)/vhostctl|' $$u > $(O)/$${u##*/} && \
 		install -D -m 0644 $(O)/$${u##*/} $(DESTDIR)$(UNITDIR)/$${u##*/}; done
 	install -D -m 0644 systemd/vhostd.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/vhostd.conf
 	install -D -m 0644 systemd/vhostd.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/vhostd.conf

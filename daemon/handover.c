@@ -22,7 +22,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/kcmp.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -247,14 +251,14 @@ static int put_port(struct state_writer *w, struct port *p, char *err, size_t er
         return w->err;
 }
 
-static int build_state(struct state_writer *w, uint64_t paused_ns, char *err, size_t errlen)
+static int build_state(struct state_writer *w, uint64_t paused_ns, bool with_ctl, char *err, size_t errlen)
 {
         struct daemon_rec d = {htole32((uint32_t)getpid()), htole32(env.nports), htole64(paused_ns)};
         int r;
 
         state_writer_init(w);
         state_put(w, REC_DAEMON, STATE_REC_REQUIRED, &d, sizeof(d));
-        if (env.ctl && env.ctl->fd >= 0)
+        if (with_ctl && env.ctl && env.ctl->fd >= 0)
                 state_put_fd(w, REC_CTL_FD, env.ctl->fd);
         for (unsigned i = 0; i < env.nports; i++)
                 if ((r = put_port(w, &env.ports[i], err, errlen)) < 0)
@@ -278,7 +282,7 @@ static void hand_over(void)
         uint64_t paused = now_ns();
 
         for_each_dev(quiesce_dev);
-        r = build_state(&w, paused, err, sizeof(err));
+        r = build_state(&w, paused, true, err, sizeof(err));
         if (r == 0) {
                 (void)setsockopt(up.sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
                 r = state_send(up.sock, w.buf, w.len, w.fds, w.nfds);
@@ -658,6 +662,20 @@ static int take_all(struct taker *t, struct ev_loop *loop, struct port *ports, u
         return 0;
 }
 
+/* Ours now: start the rings that ran. A ring that cannot start is that ring's problem, not the others'. */
+static void start_taken(struct taker *t, struct taken_port *taken, unsigned nports, const char *what)
+{
+        for (unsigned i = 0; i < nports; i++) {
+                char why[256];
+
+                if (taken[i].hs && taken[i].port->dev &&
+                    vu_dev_import_start(taken[i].port->dev, taken[i].hs, t->fds, why, sizeof(why)) < 0)
+                        log_err("%s: %s", what, why);
+        }
+        log_info("%s: the rings run again %.1f ms after the old vhostd paused them", what,
+                 (double)(now_ns() - t->paused_ns) / 1e6);
+}
+
 int handover_take(int sock, struct ev_loop *loop, struct port *ports, unsigned nports, struct ctl *ctl,
                   const char *ctl_path, char *err, size_t errlen)
 {
@@ -702,16 +720,7 @@ int handover_take(int sock, struct ev_loop *loop, struct port *ports, unsigned n
                 r = r < 0 ? r : -ECANCELED;
                 goto out;
         }
-        /* Ours now: start the rings that ran. A ring that cannot start is that ring's problem, not the others'. */
-        for (unsigned i = 0; i < nports; i++) {
-                char why[256];
-
-                if (taken[i].hs && taken[i].port->dev &&
-                    vu_dev_import_start(taken[i].port->dev, taken[i].hs, t->fds, why, sizeof(why)) < 0)
-                        log_err("upgrade: %s", why);
-        }
-        log_info("upgrade: the rings run again %.1f ms after the old vhostd paused them",
-                 (double)(now_ns() - t->paused_ns) / 1e6);
+        start_taken(t, taken, nports, "upgrade");
         r = 0;
 out:
         if (t) {
@@ -726,5 +735,232 @@ out:
         free(t);
         free(blob);
         close(sock);
+        return r;
+}
+
+/* ---- systemd's fd store: the same state across a restart of the unit ---- */
+
+#define STORE_STATE_NAME "vhstate"
+#define STORE_FD_PREFIX "vh"
+
+int handover_store(char *err, size_t errlen)
+{
+        struct state_writer w;
+        char msg[300];
+        int memfd = -1, r;
+
+        for_each_dev(quiesce_dev);
+        /* Not the control socket: the unit removes its path when it stops, so the next start makes a new one. */
+        r = build_state(&w, now_ns(), false, err, errlen);
+        if (r == 0) {
+                memfd = memfd_create("vhostd-state", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+                if (memfd < 0 || write(memfd, w.buf, w.len) != (ssize_t)w.len ||
+                    fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+                        r = -errno;
+                        snprintf(err, errlen, "cannot write the state to a memfd: %s", strerror(-r));
+                }
+        }
+        /*
+         * Each fd under the name of its indices, as the store may give them back in any order; and once per open
+         * file: systemd keeps one copy of fds that share one (QEMU sends the same memfd for several regions), so
+         * the name lists every index it stands for, as ranges ("vh3-5_9").
+         */
+        bool *done = calloc(w.nfds ? w.nfds : 1, sizeof(bool));
+        if (!done && r == 0) {
+                snprintf(err, errlen, "out of memory");
+                r = -ENOMEM;
+        }
+        for (unsigned i = 0; r == 0 && i < w.nfds; i++) {
+                char name[256];
+                size_t n;
+                unsigned run_start = i, last = i;
+
+                if (done[i])
+                        continue;
+                n = (size_t)snprintf(name, sizeof(name), STORE_FD_PREFIX "%u", i);
+                for (unsigned k = i + 1; k <= w.nfds; k++) {
+                        bool same = k < w.nfds && !done[k] &&
+                                    (w.fds[k] == w.fds[i] ||
+                                     syscall(SYS_kcmp, getpid(), getpid(), KCMP_FILE, w.fds[i], w.fds[k]) == 0);
+                        if (same)
+                                done[k] = true;
+                        if (same && k == last + 1) {
+                                last = k;
+                                continue;
+                        }
+                        if (last > run_start) {
+                                n += (size_t)snprintf(name + n, n < sizeof(name) ? sizeof(name) - n : 0, "-%u", last);
+                                run_start = last;
+                        }
+                        if (same) {
+                                n += (size_t)snprintf(name + n, n < sizeof(name) ? sizeof(name) - n : 0, "_%u", k);
+                                run_start = last = k;
+                        }
+                        if (n >= 250)
+                                break;
+                }
+                if (n >= 250) {
+                        snprintf(err, errlen, "fd %u is shared by too many records to name it in the store", i);
+                        r = -E2BIG;
+                        break;
+                }
+                snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s", name);
+                if ((r = sd_notify_fds(msg, &w.fds[i], 1)) < 0)
+                        snprintf(err, errlen, "cannot put fd %u into systemd's fd store: %s", i, strerror(-r));
+        }
+        free(done);
+        if (r == 0 && (r = sd_notify_fds("FDSTORE=1\nFDNAME=" STORE_STATE_NAME, &memfd, 1)) < 0)
+                snprintf(err, errlen, "cannot put the state into systemd's fd store: %s", strerror(-r));
+        if (r == 0)
+                log_info("state (%zu bytes) and %u fds in systemd's fd store: the next start takes them over", w.len,
+                         w.nfds);
+        if (memfd >= 0)
+                close(memfd);
+        state_writer_free(&w);
+        if (r < 0)
+                for_each_dev(vu_dev_resume); /* fds stored before the failure: the next start removes them */
+        return r;
+}
+
+static bool stored_name(const char *name)
+{
+        return !strncmp(name, STORE_FD_PREFIX, 2) && name[2] >= '0' && name[2] <= '9';
+}
+
+/* "a", "a-b", then "_" before the next: the indices a name stands for (handover_store()). */
+static int next_range(const char **p, unsigned *a, unsigned *b)
+{
+        char *end;
+        unsigned long x = strtoul(*p, &end, 10), y = x;
+
+        if (end == *p || x >= STATE_FDS_MAX)
+                return -EINVAL;
+        if (*end == '-') {
+                const char *q = end + 1;
+                y = strtoul(q, &end, 10);
+                if (end == q || y < x || y >= STATE_FDS_MAX)
+                        return -EINVAL;
+        }
+        if (*end == '_')
+                end++;
+        else if (*end)
+                return -EINVAL;
+        *p = end;
+        *a = (unsigned)x;
+        *b = (unsigned)y;
+        return 0;
+}
+
+int handover_take_stored(int *fds, char names[][64], int nfds, struct ev_loop *loop, struct port *ports,
+                         unsigned nports, struct ctl *ctl, const char *ctl_path, char *err, size_t errlen)
+{
+        struct taker *t = calloc(1, sizeof(*t));
+        struct taken_port *taken = calloc(nports ? nports : 1, sizeof(*taken));
+        int state_fd = -1, r = 0;
+        uint8_t *blob = NULL;
+        unsigned count = 0;
+        struct stat st;
+        char msg[300];
+
+        for (int i = 0; i < nfds; i++)
+                if (!strcmp(names[i], STORE_STATE_NAME))
+                        state_fd = fds[i];
+                else if (stored_name(names[i]))
+                        for (const char *p = names[i] + 2; *p;) {
+                                unsigned a, b;
+                                if (next_range(&p, &a, &b) < 0)
+                                        break;
+                                count = b + 1 > count ? b + 1 : count;
+                        }
+        if (state_fd < 0) {
+                /* No state: fds a failed store left behind are of no use; out of the store with them. */
+                for (int i = 0; i < nfds; i++) {
+                        if (!stored_name(names[i]))
+                                continue;
+                        snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=%s", names[i]);
+                        (void)sd_notify_str(msg);
+                        close(fds[i]);
+                        fds[i] = -1;
+                }
+                free(t);
+                free(taken);
+                return 0; /* nothing stored: an ordinary start */
+        }
+        if (!t || !taken || count > STATE_FDS_MAX || !(t->fds = malloc((count ? count : 1) * sizeof(int)))) {
+                snprintf(err, errlen, "out of memory, or %u fds", count);
+                r = -ENOMEM;
+                goto out;
+        }
+        t->err = err;
+        t->errlen = errlen;
+        t->nfds = count;
+        for (unsigned i = 0; i < count; i++)
+                t->fds[i] = -1;
+        for (int i = 0; i < nfds; i++) {
+                bool first = true;
+
+                if (!stored_name(names[i]))
+                        continue;
+                for (const char *p = names[i] + 2; *p;) {
+                        unsigned a, b;
+
+                        if (next_range(&p, &a, &b) < 0 || b >= count) {
+                                snprintf(err, errlen, "fd store: a name I did not write: %s", names[i]);
+                                r = -EBADMSG;
+                                goto out;
+                        }
+                        for (unsigned k = a; k <= b; k++) {
+                                if (t->fds[k] >= 0) {
+                                        snprintf(err, errlen, "fd store: index %u twice (%s)", k, names[i]);
+                                        r = -EBADMSG;
+                                        goto out;
+                                }
+                                t->fds[k] = first ? fds[i] : fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+                                first = false;
+                        }
+                }
+                fds[i] = -1; /* ours now */
+        }
+        for (unsigned i = 0; i < count; i++)
+                if (t->fds[i] < 0) {
+                        snprintf(err, errlen, "fd store: " STORE_FD_PREFIX "%u is missing", i);
+                        r = -EBADMSG;
+                        goto out;
+                }
+        if (fstat(state_fd, &st) < 0 || st.st_size <= 0 || st.st_size > STATE_BLOB_MAX ||
+            !(blob = malloc((size_t)st.st_size)) || pread(state_fd, blob, (size_t)st.st_size, 0) != st.st_size) {
+                snprintf(err, errlen, "cannot read the stored state");
+                r = -EIO;
+                goto out;
+        }
+        if ((r = state_reader_init(&t->r, blob, (size_t)st.st_size, t->nfds, err, errlen)) < 0 ||
+            (r = take_all(t, loop, ports, nports, ctl, ctl_path, taken)) < 0)
+                goto out;
+        start_taken(t, taken, nports, "restart");
+        r = 1;
+out:
+        /* Taken or not, the store is emptied: a state that failed once would fail again. */
+        for (int i = 0; i < nfds; i++) {
+                if (!stored_name(names[i]))
+                        continue;
+                snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=%s", names[i]);
+                (void)sd_notify_str(msg);
+        }
+        (void)sd_notify_str("FDSTOREREMOVE=1\nFDNAME=" STORE_STATE_NAME);
+        for (int i = 0; i < nfds; i++)
+                if (fds[i] == state_fd)
+                        fds[i] = -1;
+        close(state_fd);
+        if (t) {
+                for (unsigned i = 0; t->fds && i < t->nfds; i++)
+                        if (t->fds[i] >= 0)
+                                close(t->fds[i]);
+                free(t->fds);
+        }
+        for (unsigned i = 0; taken && i < nports; i++)
+                free(taken[i].hs);
+        free(taken);
+        free(t);
+        free(blob);
         return r;
 }

@@ -45,4 +45,19 @@ int handover_upgrade(const char *binary, handover_done_fn done, void *arg, char 
 int handover_take(int sock, struct ev_loop *loop, struct port *ports, unsigned nports, struct ctl *ctl,
                   const char *ctl_path, char *err, size_t errlen);
 
+/*
+ * systemd's fd store (vhostd --fd-store, vhostd@.service): on SIGTERM, the same state and fds go into the store
+ * (FDSTORE=1, each fd named vh<index>, the state in a sealed memfd named vhstate), so that the next start of the
+ * unit (systemctl restart) takes every connection over as an upgrade would. 0, or -errno with err (nothing
+ * stored then, and the workers run again).
+ */
+int handover_store(char *err, size_t errlen);
+/*
+ * At start: when the fds passed in (fds, names: LISTEN_FDS/LISTEN_FDNAMES) hold a stored state, takes every port
+ * over from it and empties the store. 1: taken over (the fds used are set to -1); 0: no state stored; -errno: a
+ * stored state that could not be taken (err says why; the store is emptied, start as usual).
+ */
+int handover_take_stored(int *fds, char names[][64], int nfds, struct ev_loop *loop, struct port *ports,
+                         unsigned nports, struct ctl *ctl, const char *ctl_path, char *err, size_t errlen);
+
 #endif

@@ -34,6 +34,7 @@ struct cli {
         bool print_caps;
         bool cli_port;   /* a port given by options, not a config file */
         int handed_fd;   /* --fd: a socket handed over by a management tool, -1 for none */
+        bool fd_store;   /* --fd-store: keep connections in systemd's fd store across a restart */
         int handover_fd; /* --handover-fd: started by an upgrade, which hands everything over on it; -1: not */
         bool socket_path_given;
         struct port_cfg *port;
@@ -107,6 +108,12 @@ static int opt_fd(struct cli *cli, const char *arg)
 static int opt_handover_fd(struct cli *cli, const char *arg)
 {
         return parse_fd("handover-fd", arg, 3, &cli->handover_fd);
+}
+
+static int opt_fd_store(struct cli *cli, const char *arg)
+{
+        cli->fd_store = true;
+        return 0;
 }
 
 static int opt_print_caps(struct cli *cli, const char *arg)
@@ -201,6 +208,8 @@ static const struct cli_option cli_options[] = {
         {"fd", 0, "FDNUM", "serve the vhost-user socket inherited as FDNUM (listening or connected)", opt_fd},
         {"handover-fd", 0, "FDNUM", "(set by an upgrade) take the ports over from the vhostd at the other end",
          opt_handover_fd},
+        {"fd-store", 0, NULL, "on SIGTERM keep every connection in systemd's fd store for the next start",
+         opt_fd_store},
         {"print-capabilities", 0, NULL, "print what this vhostd can do as JSON and exit", opt_print_caps},
         {"client", 0, NULL, "connect to PATH (QEMU server=on) instead of listening", opt_client},
         {"backend", 'b', "KIND", "port kind (default loopback)", opt_backend},
@@ -344,9 +353,20 @@ static void link_changed(void *arg, const char *ifname, bool gone)
                 port_link_event(&ports[i], ifname ? ifname : ports[i].cfg->backend.ifname, gone);
 }
 
+static bool fd_store; /* --fd-store */
+
 static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
+        char err[512];
+
         log_info("signal %d: stopping", w->signum);
+        if (fd_store && getenv("NOTIFY_SOCKET")) {
+                if (handover_store(err, sizeof(err)) == 0) {
+                        (void)sd_notify_str("STOPPING=1\nSTATUS=connections kept in the fd store");
+                        _exit(0); /* close and unlink nothing: the store holds it all for the next start */
+                }
+                log_err("cannot keep the connections in systemd's fd store (%s); they close", err);
+        }
         ev_break(loop, EVBREAK_ALL);
 }
 
@@ -369,13 +389,12 @@ static void usr2_cb(struct ev_loop *loop, ev_signal *w, int revents)
                 log_err("SIGUSR2: upgrade not started: %s", err);
 }
 
-/* Open every port and its socket, privileged, as at any start. */
-static int open_ports(struct ev_loop *loop, const struct cli *cli)
-{
-        int listen_fds[SD_MAX_LISTEN_FDS];
-        char listen_names[SD_MAX_LISTEN_FDS][64];
-        int nfds = sd_listen(listen_fds, listen_names, SD_MAX_LISTEN_FDS);
+static int listen_fds[SD_MAX_LISTEN_FDS];
+static char listen_names[SD_MAX_LISTEN_FDS][64];
 
+/* Open every port and its socket, privileged, as at any start. */
+static int open_ports(struct ev_loop *loop, const struct cli *cli, int nfds)
+{
         for (unsigned i = 0; i < cfg.nports; i++)
                 if (port_open_backend(&ports[i]) < 0)
                         return -1;
@@ -460,8 +479,8 @@ int main(int argc, char **argv)
                 r = 1;
                 goto out;
         }
-        /* Before any worker thread exists (an upgrade makes them while taking connections over): threads inherit
-         * the signal mask libev sets here, or a SIGTERM could land in a worker and kill us without a clean stop. */
+        /* Before any worker thread exists (an upgrade or a restart makes them while taking connections over):
+         * threads inherit the signal mask libev sets here, or a SIGTERM could land in a worker and kill us. */
         ev_signal_init(&sig_term, stop_cb, SIGTERM);
         ev_signal_init(&sig_int, stop_cb, SIGINT);
         ev_signal_init(&sig_hup, hup_cb, SIGHUP);
@@ -486,10 +505,31 @@ int main(int argc, char **argv)
                         _exit(1); /* the old process still serves: close nothing it shares, unlink nothing */
                 }
                 log_info("upgrade: serving every port handed over");
-        } else if (open_ports(loop, &cli) < 0) {
-                r = 1;
-                goto out;
+        } else {
+                int nfds = sd_listen(listen_fds, listen_names, SD_MAX_LISTEN_FDS);
+                char err[512];
+
+                r = handover_take_stored(listen_fds, listen_names, nfds, loop, ports, cfg.nports, &ctl,
+                                         cfg.control_socket, err, sizeof(err));
+                if (r < 0) {
+                        log_err("restart: cannot take the stored connections over: %s", err);
+                        _exit(1); /* the store is emptied: the next start is an ordinary one */
+                }
+                if (r == 1) {
+                        for (int i = 0; i < nfds; i++) /* the socket units' own copies of what was stored */
+                                if (listen_fds[i] >= 0)
+                                        close(listen_fds[i]);
+                        if (cfg.control_socket[0] && ctl_start(&ctl, loop, cfg.control_socket, ports, cfg.nports) < 0) {
+                                r = 1;
+                                goto out;
+                        }
+                        log_info("restart: serving every connection kept in systemd's fd store");
+                } else if (open_ports(loop, &cli, nfds) < 0) {
+                        r = 1;
+                        goto out;
+                }
         }
+        fd_store = cli.fd_store;
         ctl.upgrade = handover_upgrade;
         /* Without it a deleted interface is still noticed by the data path, but not always. */
         if (any_netdev_port() && (r = linkmon_start(&linkmon, loop, link_changed, NULL)) < 0)

@@ -59,6 +59,11 @@ int sd_listen(int *fds, char names[][64], unsigned max)
 
 int sd_notify_str(const char *state)
 {
+        return sd_notify_fds(state, NULL, 0);
+}
+
+int sd_notify_fds(const char *state, const int *fds, unsigned nfds)
+{
         const char *path = getenv("NOTIFY_SOCKET");
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         socklen_t len;
@@ -75,7 +80,30 @@ int sd_notify_str(const char *state)
         fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return -errno;
-        if (sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa, len) < 0)
+        struct iovec iov = {(void *)state, strlen(state)};
+        union {
+                char buf[CMSG_SPACE(sizeof(int) * 253)];
+                struct cmsghdr align;
+        } ctl;
+        struct msghdr mh = {.msg_name = &sa, .msg_namelen = len, .msg_iov = &iov, .msg_iovlen = 1};
+
+        if (nfds > 253) {
+                close(fd);
+                return -E2BIG;
+        }
+        if (nfds) {
+                struct cmsghdr *c;
+
+                memset(&ctl, 0, sizeof(ctl));
+                mh.msg_control = ctl.buf;
+                mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+                c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+                memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+        }
+        if (sendmsg(fd, &mh, MSG_NOSIGNAL) < 0)
                 r = -errno;
         close(fd);
         return r;

@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,8 +31,11 @@ static void usage(FILE *f)
 {
         fprintf(f, "Usage: vhostctl [-s CONTROL_SOCKET] [--json | --prometheus | --watch [-i SEC] [-c N]] [status]\n"
                    "       vhostctl [-s CONTROL_SOCKET] upgrade [BINARY]\n"
+                   "       vhostctl terminate [PID]\n"
                    "  upgrade [BINARY]      hand every port and connection to a new vhostd (default: the installed\n"
                    "                        binary vhostd was started from) without the guests noticing\n"
+                   "  terminate [PID]       stop vhostd PID (SIGTERM) and wait until it has exited; no PID: nothing\n"
+                   "                        to do (vhostd@.service's ExecStop=, see vhostctl(8))\n"
                    "  -s, --socket PATH     vhostd's control socket (default /run/vhostd/vhostd.ctl)\n"
                    "  -j, --json            print JSON for scripts\n"
                    "  -p, --prometheus      print the counters in Prometheus text format (node_exporter textfile)\n"
@@ -417,6 +422,60 @@ static int watch(const char *path, double interval, unsigned long count)
         return r < 0 ? 0 : r; /* interrupted: a normal end */
 }
 
+/* ---- terminate ----------------------------------------------------------------------------------------------- */
+
+/*
+ * systemd waits for a main process to exit only when it forked it itself; after an upgrade vhostd's main process
+ * is the upgraded one, which the old vhostd forked, so systemd would follow SIGTERM with SIGKILL at once. As the
+ * unit's ExecStop=, this waits instead (systemd waits for ExecStop=, up to TimeoutStopSec=). A pidfd: the PID
+ * cannot be reused under us between the check, the signal and the wait.
+ */
+static int terminate(const char *arg)
+{
+        char *end, path[64], comm[32] = "";
+        long pid;
+        FILE *f;
+        int pidfd;
+
+        if (!arg || !*arg)
+                return 0; /* ExecStop= with no main process left ($MAINPID empty) */
+        errno = 0;
+        pid = strtol(arg, &end, 10);
+        if (errno || *end || pid <= 1 || pid > 0x3fffffff) {
+                fprintf(stderr, "vhostctl: terminate wants a process id, got '%s'\n", arg);
+                return 2;
+        }
+        pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+        if (pidfd < 0) {
+                if (errno == ESRCH)
+                        return 0; /* already gone */
+                fprintf(stderr, "vhostctl: process %ld: %m\n", pid);
+                return 1;
+        }
+        snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
+        if ((f = fopen(path, "r"))) {
+                if (!fgets(comm, sizeof(comm), f))
+                        comm[0] = 0;
+                fclose(f);
+        }
+        comm[strcspn(comm, "\n")] = 0;
+        if (comm[0] && strncmp(comm, "vhostd", 6)) { /* unreadable (hidepid): the caller's word for it */
+                fprintf(stderr, "vhostctl: process %ld is '%s', not vhostd: not stopping it\n", pid, comm);
+                close(pidfd);
+                return 1;
+        }
+        if (syscall(SYS_pidfd_send_signal, pidfd, SIGTERM, NULL, 0) < 0 && errno != ESRCH) {
+                fprintf(stderr, "vhostctl: cannot signal vhostd %ld: %m\n", pid);
+                close(pidfd);
+                return 1;
+        }
+        struct pollfd p = {.fd = pidfd, .events = POLLIN};
+        while (poll(&p, 1, -1) < 0 && errno == EINTR)
+                ;
+        close(pidfd);
+        return 0;
+}
+
 /* ---- main ---------------------------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -480,6 +539,13 @@ int main(int argc, char **argv)
                         usage(stderr);
                         return 2;
                 }
+        }
+        if (optind < argc && !strcmp(argv[optind], "terminate")) {
+                if (modes || optind + 2 < argc) {
+                        usage(stderr);
+                        return 2;
+                }
+                return terminate(optind + 1 < argc ? argv[optind + 1] : NULL);
         }
         if (optind < argc && !strcmp(argv[optind], "upgrade")) {
                 static char line[1050];

@@ -25,6 +25,8 @@
 #      systemd/README.md documents (see EXPOSURE_MAX below).
 #  4b. vhostctl upgrade under traffic: the new process becomes MainPID, the unit stays active/running without a
 #      restart, every frame arrives, the new process holds no capability (see the section).
+#  4c. systemctl restart under traffic: the unit's --fd-store keeps every fd and the state in systemd's fd store,
+#      the new instance takes them over: the front-end's connection carries on, no frame lost.
 #   5. kill -9 of the main PID: Restart=on-failure brings a new main PID, the socket is still active and a new
 #      front-end connection moves frames again.
 #   6. systemctl stop: the service ends with Result=success (vhostd exits 0 on SIGTERM), no vhostd process is
@@ -79,6 +81,7 @@ e2e_log "container root $ROOT ready in $((SECONDS - t)) s (packages for vhostd: 
 D=$T/dest
 U=$(cd "$E2E_DIR/../../systemd" && pwd)
 install -D -m 0755 "$VHOSTD" "$D/usr/sbin/vhostd"
+install -D -m 0755 "$VHOSTCTL" "$D/usr/bin/vhostctl"
 install -D -m 0644 "$U/vhostd@.service" "$D/lib/systemd/system/vhostd@.service"
 install -D -m 0644 "$U/vhostd@.socket" "$D/lib/systemd/system/vhostd@.socket"
 install -D -m 0644 "$U/vhostd.sysusers" "$D/usr/lib/sysusers.d/vhostd.conf"
@@ -326,6 +329,25 @@ done
     fail "the upgraded vhostd: NoNewPrivs $(field NoNewPrivs), Uid $(field Uid)"
 e2e_log "4b. ok: vhostctl upgrade: MainPID $PID1 -> $NEWPID, active/running, no restart, no capability; front-end: $(tr '\n' ' ' <"$T/upgrade.out")"
 PID1=$NEWPID
+
+# --- 4c. systemctl restart keeps the connection (fd store) --------------------------------------------------------------
+"$INTEGRITY" --socket "$RUNDIR/vm1.sock" --loopback --frames 50000000 --until "$T/restart.stop" >"$T/restart.out" 2>&1 &
+RST_FE=$!
+sleep 1
+old_pid=$(show vhostd@vm1.service MainPID)
+out=$(cx systemctl restart vhostd@vm1.service 2>&1) || fail "systemctl restart vhostd@vm1.service: $out"
+wait_prop 10 vhostd@vm1.service ActiveState active || fail "not active after systemctl restart"
+new_pid=$(show vhostd@vm1.service MainPID)
+[[ $new_pid != "$old_pid" && $new_pid -gt 0 ]] || fail "systemctl restart: MainPID $old_pid -> $new_pid"
+sleep 1
+touch "$T/restart.stop"
+wait "$RST_FE" || fail "the connection did not survive systemctl restart: $(cat "$T/restart.out")"
+j=$(cx journalctl --no-pager -o cat -u vhostd@vm1.service 2>/dev/null | grep -E 'fd store|restart:' | tail -n 3 | tr '\n' ' ')
+# The upgraded vhostd is not systemd's child: ExecStop= (vhostctl terminate) must have made systemd wait for it.
+! cx journalctl --no-pager -o cat -u vhostd@vm1.service 2>/dev/null | grep -q "Killing process $old_pid .*SIGKILL" ||
+    fail "systemd killed the upgraded vhostd $old_pid with SIGKILL on restart"
+e2e_log "4c. ok: systemctl restart: MainPID $old_pid -> $new_pid, the front-end's connection carried on: $(tr '\n' ' ' <"$T/restart.out"); $j"
+PID1=$new_pid
 
 # --- 5. kill -9 and a hung process: Restart=on-failure ----------------------------------------------------------------
 restarted_from() { # OLD_PID: a new main PID, active/running
