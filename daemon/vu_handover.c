@@ -18,9 +18,9 @@
 /* A vring's counters in the state's order (HS_REC_VRING_COUNTERS): vhostctl's figures go on across an upgrade. */
 static atomic_ulong *counter(struct vring_stats *s, unsigned k)
 {
-        atomic_ulong *all[HS_VRING_COUNTERS] = {&s->frames,     &s->bytes,      &s->drops,         &s->drop_too_big,
-                                                &s->drop_port,  &s->kicks,      &s->calls,         &s->wait_guest,
-                                                &s->wait_port,  &s->retry_wakeups};
+        atomic_ulong *all[HS_VRING_COUNTERS] = {&s->frames,    &s->bytes,        &s->drops, &s->drop_too_big,
+                                                &s->drop_port, &s->kicks,        &s->calls, &s->wait_guest,
+                                                &s->wait_port, &s->retry_wakeups};
         return all[k];
 }
 
@@ -69,8 +69,7 @@ int vu_dev_export(struct vu_dev *dev, struct hs_dev *hs, char *err, size_t errle
                         .err_fd = vr->err_fd,
                 };
                 for (unsigned k = 0; k < HS_VRING_COUNTERS; k++)
-                        v->counters[k] = atomic_load_explicit(counter(&vr->stats, k),
-                                                              memory_order_relaxed);
+                        v->counters[k] = atomic_load_explicit(counter(&vr->stats, k), memory_order_relaxed);
                 v->flags = (vr->addr_set ? HS_VR_ADDR_SET : 0) | (vr->enabled ? HS_VR_ENABLED : 0) |
                            (vr->log_used ? HS_VR_LOG_USED : 0) | (vr->vq.packed ? HS_VR_PACKED : 0);
                 /* A ring the guest broke stays stopped in the new process too. */
