@@ -662,6 +662,22 @@ static int take_all(struct taker *t, struct ev_loop *loop, struct port *ports, u
         return 0;
 }
 
+/* What a takeover leaves: the fds no record took, the parsed devices, the state blob. */
+static void taker_free(struct taker *t, struct taken_port *taken, unsigned nports, uint8_t *blob)
+{
+        if (t) {
+                for (unsigned i = 0; t->fds && i < t->nfds; i++)
+                        if (t->fds[i] >= 0)
+                                close(t->fds[i]);
+                free(t->fds);
+        }
+        for (unsigned i = 0; taken && i < nports; i++)
+                free(taken[i].hs);
+        free(taken);
+        free(t);
+        free(blob);
+}
+
 /* Ours now: start the rings that ran. A ring that cannot start is that ring's problem, not the others'. */
 static void start_taken(struct taker *t, struct taken_port *taken, unsigned nports, const char *what)
 {
@@ -723,17 +739,7 @@ int handover_take(int sock, struct ev_loop *loop, struct port *ports, unsigned n
         start_taken(t, taken, nports, "upgrade");
         r = 0;
 out:
-        if (t) {
-                for (unsigned i = 0; i < t->nfds; i++)
-                        if (t->fds[i] >= 0)
-                                close(t->fds[i]);
-                free(t->fds);
-        }
-        for (unsigned i = 0; taken && i < nports; i++)
-                free(taken[i].hs);
-        free(taken);
-        free(t);
-        free(blob);
+        taker_free(t, taken, nports, blob);
         close(sock);
         return r;
 }
@@ -951,16 +957,6 @@ out:
                 if (fds[i] == state_fd)
                         fds[i] = -1;
         close(state_fd);
-        if (t) {
-                for (unsigned i = 0; t->fds && i < t->nfds; i++)
-                        if (t->fds[i] >= 0)
-                                close(t->fds[i]);
-                free(t->fds);
-        }
-        for (unsigned i = 0; taken && i < nports; i++)
-                free(taken[i].hs);
-        free(taken);
-        free(t);
-        free(blob);
+        taker_free(t, taken, nports, blob);
         return r;
 }
