@@ -163,19 +163,18 @@ static int load_vring(struct loader *l, const struct state_rec *rec)
         if (l->dev->nvrings == HS_MAX_VRINGS)
                 return bad(l, rec, "more than %u vrings", HS_MAX_VRINGS);
         v = &l->dev->vrings[l->dev->nvrings];
-        *v = (struct hs_vring){
-                .index = le32toh(vr.index),
-                .num = le32toh(vr.num),
-                .flags = le32toh(vr.flags),
-                .base = le32toh(vr.base),
-                .desc_uva = le64toh(vr.desc_uva),
-                .avail_uva = le64toh(vr.avail_uva),
-                .used_uva = le64toh(vr.used_uva),
-                .log_gpa = le64toh(vr.log_gpa),
-                .kick_fd = -1,
-                .call_fd = -1,
-                .err_fd = -1,
-        };
+        /* Field by field on a zeroed struct: a compound literal may leave its padding undefined, and the struct is
+         * compared whole in the tests. */
+        memset(v, 0, sizeof(*v));
+        v->index = le32toh(vr.index);
+        v->num = le32toh(vr.num);
+        v->flags = le32toh(vr.flags);
+        v->base = le32toh(vr.base);
+        v->desc_uva = le64toh(vr.desc_uva);
+        v->avail_uva = le64toh(vr.avail_uva);
+        v->used_uva = le64toh(vr.used_uva);
+        v->log_gpa = le64toh(vr.log_gpa);
+        v->kick_fd = v->call_fd = v->err_fd = -1;
         if (v->index >= 2 * l->dev->nqueues)
                 return bad(l, rec, "vring %u of a device with %u queue pairs", v->index, l->dev->nqueues);
         for (unsigned i = 0; i < l->dev->nvrings; i++)

@@ -33,20 +33,22 @@ static void sample(struct hs_dev *d)
         d->regions[0] = (struct hs_region){0, 0xa0000, 0x7f0000000000ull, 0, 1, 100};
         d->regions[1] = (struct hs_region){0x100000, 0x3ff00000, 0x7f0000100000ull, 0x100000, 2, 101};
         d->nvrings = 4;
-        for (unsigned i = 0; i < 4; i++)
-                d->vrings[i] = (struct hs_vring){
-                        .index = i,
-                        .num = 256,
-                        .flags = HS_VR_ADDR_SET | HS_VR_STARTED | HS_VR_ENABLED,
-                        .base = 17 * i,
-                        .desc_uva = 0x7f0000200000ull + i * 0x10000,
-                        .avail_uva = 0x7f0000201000ull + i * 0x10000,
-                        .used_uva = 0x7f0000202000ull + i * 0x10000,
-                        .log_gpa = 0x202000ull + i * 0x10000,
-                        .kick_fd = 110 + (int)i,
-                        .call_fd = 120 + (int)i,
-                        .err_fd = i == 0 ? 130 : -1,
-                };
+        for (unsigned i = 0; i < 4; i++) { /* field by field: the struct (padding too) is compared whole */
+                struct hs_vring *v = &d->vrings[i];
+
+                memset(v, 0, sizeof(*v));
+                v->index = i;
+                v->num = 256;
+                v->flags = HS_VR_ADDR_SET | HS_VR_STARTED | HS_VR_ENABLED;
+                v->base = 17 * i;
+                v->desc_uva = 0x7f0000200000ull + i * 0x10000;
+                v->avail_uva = 0x7f0000201000ull + i * 0x10000;
+                v->used_uva = 0x7f0000202000ull + i * 0x10000;
+                v->log_gpa = 0x202000ull + i * 0x10000;
+                v->kick_fd = 110 + (int)i;
+                v->call_fd = 120 + (int)i;
+                v->err_fd = i == 0 ? 130 : -1;
+        }
         for (unsigned i = 0; i < 4; i++)
                 for (unsigned k = 0; k < HS_VRING_COUNTERS; k++)
                         d->vrings[i].counters[k] = (i + 1) * 1000000000000ull + k; /* above 32 bits */
