@@ -294,6 +294,16 @@ static void kick_fill(struct ax_queue *q)
                 (void)recvfrom(q->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
 }
 
+/* Every tx frame of queue qi's slice (the frames after its rx frames) on its free list. */
+static void free_all_tx(struct ax_backend *ax, unsigned qi)
+{
+        uint64_t first = (uint64_t)qi * ax->slice_len + (uint64_t)AX_RX_FRAMES * ax->frame_size;
+
+        for (unsigned i = 0; i < AX_TX_FRAMES; i++)
+                ax->q[qi].free[i] = first + (uint64_t)i * ax->frame_size;
+        ax->q[qi].nfree = AX_TX_FRAMES;
+}
+
 /*
  * Opens queue qi's socket and puts it into the XSKMAP map_fd. It shares the UMEM registration that already has
  * a socket on this interface, or registers the area anew (the first queue to open, or to recover after the
@@ -369,9 +379,7 @@ static int open_queue(struct ax_backend *ax, const struct backend_cfg *cfg, unsi
         for (unsigned i = 0; i < AX_RX_FRAMES; i++)
                 *xsk_ring_prod__fill_addr(&q->fill, idx + i) = base + (uint64_t)i * ax->frame_size;
         xsk_ring_prod__submit(&q->fill, AX_RX_FRAMES);
-        for (unsigned i = 0; i < AX_TX_FRAMES; i++)
-                q->free[i] = base + (uint64_t)(AX_RX_FRAMES + i) * ax->frame_size;
-        q->nfree = AX_TX_FRAMES;
+        free_all_tx(ax, qi);
 
         if ((r = xsk_socket__update_xskmap(q->xsk, map_fd)) < 0)
                 return r;
@@ -429,21 +437,25 @@ static int open_queues(struct ax_backend *ax, __u32 xdp_flags)
  * The UMEM area: a memfd of area_len bytes, sealed at that size, mapped shared and populated (the kernel pins
  * every page at XDP_UMEM_REG anyway).
  */
+static int map_area(struct ax_backend *ax)
+{
+        void *p = mmap(NULL, ax->area_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ax->area_fd, 0);
+
+        if (p == MAP_FAILED)
+                return -errno;
+        ax->area = p;
+        return 0;
+}
+
 static int alloc_area(struct ax_backend *ax)
 {
-        void *p;
-
         ax->area_fd = memfd_create("vhostd-afxdp-umem", MFD_CLOEXEC | MFD_ALLOW_SEALING);
         if (ax->area_fd < 0)
                 return -errno;
         if (ftruncate(ax->area_fd, (off_t)ax->area_len) < 0 ||
             fcntl(ax->area_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
                 return -errno;
-        p = mmap(NULL, ax->area_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ax->area_fd, 0);
-        if (p == MAP_FAILED)
-                return -errno;
-        ax->area = p;
-        return 0;
+        return map_area(ax);
 }
 
 /* The largest MTU the port carries with frames of frame_size on an interface of MTU if_mtu. */
@@ -876,7 +888,6 @@ static int adopt_queue(struct ax_backend *ax, unsigned qi, uint64_t note)
         struct ax_queue *q = &ax->q[qi];
         struct xdp_mmap_offsets off;
         socklen_t optlen = sizeof(off);
-        uint64_t base = (uint64_t)qi * ax->slice_len;
         uint8_t *rx, *tx, *fill, *comp;
 
         if (getsockopt(q->fd, SOL_XDP, XDP_MMAP_OFFSETS, &off, &optlen) < 0)
@@ -891,9 +902,7 @@ static int adopt_queue(struct ax_backend *ax, unsigned qi, uint64_t note)
         SET_RING(&q->fill, fill, &off.fr, AX_RX_RING, true);
         SET_RING(&q->comp, comp, &off.cr, AX_TX_RING, false);
         q->ifindex = NOTE_IFINDEX(note);
-        for (unsigned i = 0; i < AX_TX_FRAMES; i++)
-                q->free[i] = base + (uint64_t)(AX_RX_FRAMES + i) * ax->frame_size;
-        q->nfree = AX_TX_FRAMES;
+        free_all_tx(ax, qi);
         return 0;
 }
 
@@ -904,7 +913,6 @@ static int ax_adopt(const struct backend_cfg *cfg, unsigned nqueues, const int *
         struct ax_backend *ax = NULL;
         struct stat st;
         int r = -EINVAL;
-        void *p;
 
         /* The same rings and frames as the old process, or nothing: each slice's layout depends on them. */
         for (unsigned i = 0; i < nqueues; i++)
@@ -933,12 +941,8 @@ static int ax_adopt(const struct backend_cfg *cfg, unsigned nqueues, const int *
                 r = -EINVAL; /* a UMEM of another size: other queue counts or frames */
                 goto fail;
         }
-        p = mmap(NULL, ax->area_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ax->area_fd, 0);
-        if (p == MAP_FAILED) {
-                r = -errno;
+        if ((r = map_area(ax)) < 0)
                 goto fail;
-        }
-        ax->area = p;
         /* One registration, made by the first socket; the others share it (XDP_SHARED_UMEM). */
         ax->umems[0] = (struct ax_umem){.ifindex = NOTE_IFINDEX(notes[0]), .users = nqueues};
         for (unsigned i = 0; i < nqueues; i++) {
