@@ -98,6 +98,11 @@ struct backend_ops {
          * -errno.
          */
         int (*handover_fds)(struct backend *be, int *fds, unsigned max, uint64_t *notes);
+        /*
+         * handover_fds() may also be called while the workers run, and what it gives is still right after a crash:
+         * the port keeps no position of its own (tap queues). Otherwise a start after a crash opens it anew.
+         */
+        bool handover_live;
         /* Opens the port from what handover_fds() gave another process, without privileges and without changing
          * anything the old process would see. The fds are the port's from the call on (closed if it fails). */
         int (*adopt)(const struct backend_cfg *cfg, unsigned nqueues, const int *fds, unsigned nfds,

@@ -271,5 +271,6 @@ const struct backend_ops backend_null_ops = {
         .rx_burst = null_rx_burst,
         .kernel_drops = null_kernel_drops,
         .handover_fds = null_handover_fds,
+        .handover_live = true,
         .adopt = null_adopt,
 };

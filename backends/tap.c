@@ -528,5 +528,6 @@ const struct backend_ops backend_tap_ops = {
         .rx_burst = tap_rx_burst,
         .recover = tap_recover,
         .handover_fds = tap_handover_fds,
+        .handover_live = true,
         .adopt = tap_adopt,
 };

@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/kcmp.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/socket.h>
@@ -32,6 +31,7 @@
 #include <unistd.h>
 
 #include "daemon/ctl.h"
+#include "daemon/fdstore.h"
 #include "daemon/handover_state.h"
 #include "daemon/port.h"
 #include "daemon/sd.h"
@@ -117,7 +117,8 @@ enum {
 
 #define PORT_LISTEN_PATH_OURS 0x1 /* the old process bound the path itself: unlink it when stopping */
 #define PORT_HANDED_CONNECTION 0x2
-#define PORT_FLAGS_KNOWN (PORT_LISTEN_PATH_OURS | PORT_HANDED_CONNECTION)
+#define PORT_REOPEN 0x4 /* no backend fds: open the port anew (a live state, fdstore.h) */
+#define PORT_FLAGS_KNOWN (PORT_LISTEN_PATH_OURS | PORT_HANDED_CONNECTION | PORT_REOPEN)
 
 struct daemon_rec {
         uint32_t pid, nports;
@@ -210,14 +211,21 @@ static void failf(const char *fmt, ...)
         finish(false, text);
 }
 
-static int put_port(struct state_writer *w, struct port *p, char *err, size_t errlen)
+/*
+ * live: written while the workers run, for a start after a crash (fdstore.h): the rings' positions are left to
+ * guest memory, a port whose backend keeps positions of its own is opened anew instead of handed over, and a
+ * connection in the middle of a message is left out (it ends with the crash; the front-end reconnects).
+ */
+static int put_port(struct state_writer *w, struct port *p, bool live, char *err, size_t errlen)
 {
         int befds[BACKEND_HANDOVER_FDS_MAX];
         struct port_rec pr = {0};
         uint64_t notes[CONFIG_MAX_QUEUES] = {0};
-        int n, r;
+        bool reopen = live && !p->be->ops->handover_live;
+        int n = 0, r;
 
-        n = p->be->ops->handover_fds(p->be, befds, BACKEND_HANDOVER_FDS_MAX, notes);
+        if (!reopen)
+                n = p->be->ops->handover_fds(p->be, befds, BACKEND_HANDOVER_FDS_MAX, notes);
         if (n < 0) {
                 snprintf(err, errlen, "%s: its %s port cannot be handed over: %s", p->name, p->be->ops->name,
                          strerror(-n));
@@ -228,7 +236,7 @@ static int put_port(struct state_writer *w, struct port *p, char *err, size_t er
         pr.nqueues = htole32(p->cfg->queues);
         pr.nbackend_fds = htole32((uint32_t)n);
         pr.flags = htole32((p->listen_fd >= 0 && !p->listen_fd_inherited ? PORT_LISTEN_PATH_OURS : 0) |
-                           (p->handed_connection ? PORT_HANDED_CONNECTION : 0));
+                           (p->handed_connection ? PORT_HANDED_CONNECTION : 0) | (reopen ? PORT_REOPEN : 0));
         pr.connections = htole64(p->connections);
         state_put(w, REC_PORT, STATE_REC_REQUIRED, &pr, sizeof(pr));
         for (unsigned q = 0; q < p->cfg->queues; q++)
@@ -241,17 +249,21 @@ static int put_port(struct state_writer *w, struct port *p, char *err, size_t er
         if (p->dev) {
                 static struct hs_dev hs; /* large; the control thread is the only user */
 
-                if ((r = vu_dev_export(p->dev, &hs, err, errlen)) < 0)
+                r = vu_dev_export(p->dev, &hs, live, err, errlen);
+                if (r == -EAGAIN && live)
+                        goto out; /* half a message: the connection is not in this state */
+                if (r < 0)
                         return r;
                 state_put_fd(w, REC_CONN_FD, p->dev->fd);
                 hs_save(w, &hs);
         }
+out:
         if (w->err)
                 snprintf(err, errlen, "cannot write the state: %s", strerror(-w->err));
         return w->err;
 }
 
-static int build_state(struct state_writer *w, uint64_t paused_ns, bool with_ctl, char *err, size_t errlen)
+static int build_state(struct state_writer *w, uint64_t paused_ns, bool with_ctl, bool live, char *err, size_t errlen)
 {
         struct daemon_rec d = {htole32((uint32_t)getpid()), htole32(env.nports), htole64(paused_ns)};
         int r;
@@ -261,7 +273,7 @@ static int build_state(struct state_writer *w, uint64_t paused_ns, bool with_ctl
         if (with_ctl && env.ctl && env.ctl->fd >= 0)
                 state_put_fd(w, REC_CTL_FD, env.ctl->fd);
         for (unsigned i = 0; i < env.nports; i++)
-                if ((r = put_port(w, &env.ports[i], err, errlen)) < 0)
+                if ((r = put_port(w, &env.ports[i], live, err, errlen)) < 0)
                         return r;
         if ((r = state_finish(w)) < 0)
                 snprintf(err, errlen, "cannot write the state: %s", strerror(-r));
@@ -282,7 +294,7 @@ static void hand_over(void)
         uint64_t paused = now_ns();
 
         for_each_dev(quiesce_dev);
-        r = build_state(&w, paused, true, err, sizeof(err));
+        r = build_state(&w, paused, true, false, err, sizeof(err));
         if (r == 0) {
                 (void)setsockopt(up.sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
                 r = state_send(up.sock, w.buf, w.len, w.fds, w.nfds);
@@ -305,6 +317,12 @@ static void hand_over(void)
         }
         state_writer_free(&w);
         if (r == 0) {
+                /*
+                 * The new process stores everything again under its own names: once it is the main process,
+                 * systemd would not take our removals any more (NotifyAccess=main).
+                 */
+                if (fdstore_enabled())
+                        fdstore_forget();
                 /* From here on the new process is the main one: systemd must hear it before the new one speaks. */
                 snprintf(status, sizeof(status), "MAINPID=%d", (int)pid);
                 (void)sd_notify_str(status);
@@ -318,6 +336,7 @@ static void hand_over(void)
         }
         if (r < 0) {
                 for_each_dev(vu_dev_resume);
+                (void)handover_checkpoint();
                 finish(false, err);
                 return;
         }
@@ -499,6 +518,8 @@ struct taker {
         uint8_t fd_used[STATE_FDS_MAX / 8];
         char *err;
         size_t errlen;
+        bool live;                    /* a state stored while running (FDSTORE_LIVE): the last process crashed */
+        bool busy[FDSTORE_PORTS_MAX]; /* by port record: it was handling a message of that port's front-end */
 };
 
 static int take_errf(struct taker *t, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -542,8 +563,8 @@ static struct port *port_named(struct port *ports, unsigned nports, const char *
 }
 
 /* One port: its record was read into pr. */
-static int take_port(struct taker *t, const struct port_rec *pr, struct ev_loop *loop, struct port *ports,
-                     unsigned nports, struct taken_port *tp)
+static int take_port(struct taker *t, const struct port_rec *pr, unsigned index, struct ev_loop *loop,
+                     struct port *ports, unsigned nports, struct taken_port *tp)
 {
         char name[33], kind[17];
         int befds[BACKEND_HANDOVER_FDS_MAX], listen_fd = -1, conn_fd = -1, r;
@@ -586,7 +607,14 @@ static int take_port(struct taker *t, const struct port_rec *pr, struct ev_loop 
                         return r < 0 ? r : take_errf(t, -EBADMSG, "port %s: %u of its %u backend fds", name, i, nbe);
                 }
         }
-        r = ops->adopt(&p->cfg->backend, nqueues, befds, nbe, notes, &p->be);
+        if (flags & PORT_REOPEN) {
+                /* Its backend kept positions of its own that died with the last process: a new one, as at a start. */
+                if (nbe || !t->live)
+                        return take_errf(t, -EBADMSG, "port %s: to be opened anew, but with %u fds", name, nbe);
+                r = port_open_backend(p);
+        } else {
+                r = ops->adopt(&p->cfg->backend, nqueues, befds, nbe, notes, &p->be);
+        }
         if (r < 0) {
                 if (listen_fd >= 0)
                         close(listen_fd);
@@ -608,6 +636,17 @@ static int take_port(struct taker *t, const struct port_rec *pr, struct ev_loop 
         if ((r = hs_load(&t->r, tp->hs, t->fd_used, t->err, t->errlen)) < 0) {
                 close(conn_fd);
                 return r;
+        }
+        if (t->live && index < FDSTORE_PORTS_MAX && t->busy[index]) {
+                /* The front-end may wait for an answer, or have sent what the state lacks: it must start over. */
+                log_warn("%s: the last vhostd ended while handling a message of its front-end; closing the "
+                         "connection so that the front-end reconnects",
+                         p->name);
+                close(conn_fd);
+                free(tp->hs);
+                tp->hs = NULL;
+                port_adopt_unconnected(p);
+                return 0;
         }
         if ((r = port_adopt_connection(p, conn_fd)) < 0)
                 return take_errf(t, r, "port %s: cannot set the connection up: %s", name, strerror(-r));
@@ -648,7 +687,7 @@ static int take_all(struct taker *t, struct ev_loop *loop, struct port *ports, u
                         return take_errf(t, -EBADMSG, "a port record of %u bytes, or more ports than %u", rec.len,
                                          nports);
                 memcpy(&pr, rec.value, sizeof(pr));
-                if ((r = take_port(t, &pr, loop, ports, nports, &taken[ntaken])) < 0)
+                if ((r = take_port(t, &pr, ntaken, loop, ports, nports, &taken[ntaken])) < 0)
                         return r;
                 taken[ntaken].port = port_named(ports, nports, pr.name);
                 ntaken++;
@@ -744,117 +783,48 @@ out:
         return r;
 }
 
-/* ---- systemd's fd store: the same state across a restart of the unit ---- */
-
-#define STORE_STATE_NAME "vhstate"
-#define STORE_FD_PREFIX "vh"
+/* ---- systemd's fd store: the same state across a restart of the unit or a crash (fdstore.h) ---- */
 
 int handover_store(char *err, size_t errlen)
 {
         struct state_writer w;
-        char msg[300];
-        int memfd = -1, r;
+        int r;
 
         for_each_dev(quiesce_dev);
         /* Not the control socket: the unit removes its path when it stops, so the next start makes a new one. */
-        r = build_state(&w, now_ns(), false, err, errlen);
-        if (r == 0) {
-                memfd = memfd_create("vhostd-state", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-                if (memfd < 0 || write(memfd, w.buf, w.len) != (ssize_t)w.len ||
-                    fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
-                        r = -errno;
-                        snprintf(err, errlen, "cannot write the state to a memfd: %s", strerror(-r));
-                }
-        }
-        /*
-         * Each fd under the name of its indices, as the store may give them back in any order; and once per open
-         * file: systemd keeps one copy of fds that share one (QEMU sends the same memfd for several regions), so
-         * the name lists every index it stands for, as ranges ("vh3-5_9").
-         */
-        bool *done = calloc(w.nfds ? w.nfds : 1, sizeof(bool));
-        if (!done && r == 0) {
-                snprintf(err, errlen, "out of memory");
-                r = -ENOMEM;
-        }
-        for (unsigned i = 0; r == 0 && i < w.nfds; i++) {
-                char name[256];
-                size_t n;
-                unsigned run_start = i, last = i;
-
-                if (done[i])
-                        continue;
-                n = (size_t)snprintf(name, sizeof(name), STORE_FD_PREFIX "%u", i);
-                for (unsigned k = i + 1; k <= w.nfds; k++) {
-                        bool same = k < w.nfds && !done[k] &&
-                                    (w.fds[k] == w.fds[i] ||
-                                     syscall(SYS_kcmp, getpid(), getpid(), KCMP_FILE, w.fds[i], w.fds[k]) == 0);
-                        if (same)
-                                done[k] = true;
-                        if (same && k == last + 1) {
-                                last = k;
-                                continue;
-                        }
-                        if (last > run_start) {
-                                n += (size_t)snprintf(name + n, n < sizeof(name) ? sizeof(name) - n : 0, "-%u", last);
-                                run_start = last;
-                        }
-                        if (same) {
-                                n += (size_t)snprintf(name + n, n < sizeof(name) ? sizeof(name) - n : 0, "_%u", k);
-                                run_start = last = k;
-                        }
-                        if (n >= 250)
-                                break;
-                }
-                if (n >= 250) {
-                        snprintf(err, errlen, "fd %u is shared by too many records to name it in the store", i);
-                        r = -E2BIG;
-                        break;
-                }
-                snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s", name);
-                if ((r = sd_notify_fds(msg, &w.fds[i], 1)) < 0)
-                        snprintf(err, errlen, "cannot put fd %u into systemd's fd store: %s", i, strerror(-r));
-        }
-        free(done);
-        if (r == 0 && (r = sd_notify_fds("FDSTORE=1\nFDNAME=" STORE_STATE_NAME, &memfd, 1)) < 0)
-                snprintf(err, errlen, "cannot put the state into systemd's fd store: %s", strerror(-r));
-        if (r == 0)
+        r = build_state(&w, now_ns(), false, false, err, errlen);
+        if (r == 0 && (r = fdstore_put(w.fds, w.nfds, w.buf, w.len, 0, err, errlen)) == 0)
                 log_info("state (%zu bytes) and %u fds in systemd's fd store: the next start takes them over", w.len,
                          w.nfds);
-        if (memfd >= 0)
-                close(memfd);
         state_writer_free(&w);
         if (r < 0)
-                for_each_dev(vu_dev_resume); /* fds stored before the failure: the next start removes them */
+                for_each_dev(vu_dev_resume); /* the last state stored while running stays in the store */
         return r;
 }
 
-static bool stored_name(const char *name)
+int handover_checkpoint(void)
 {
-        return !strncmp(name, STORE_FD_PREFIX, 2) && name[2] >= '0' && name[2] <= '9';
+        struct state_writer w;
+        char err[512];
+        int r;
+
+        if (!fdstore_enabled() || up.active)
+                return 0; /* during an upgrade the old state stays: the new process stores its own */
+        r = build_state(&w, now_ns(), false, true, err, sizeof(err));
+        if (r == 0)
+                r = fdstore_put(w.fds, w.nfds, w.buf, w.len, FDSTORE_LIVE, err, sizeof(err));
+        state_writer_free(&w);
+        if (r < 0)
+                log_err("fd store: the state after this change is not stored (%s); a crash now closes the "
+                        "connections",
+                        err);
+        return r;
 }
 
-/* "a", "a-b", then "_" before the next: the indices a name stands for (handover_store()). */
-static int next_range(const char **p, unsigned *a, unsigned *b)
+void handover_busy(const struct port *p, bool busy)
 {
-        char *end;
-        unsigned long x = strtoul(*p, &end, 10), y = x;
-
-        if (end == *p || x >= STATE_FDS_MAX)
-                return -EINVAL;
-        if (*end == '-') {
-                const char *q = end + 1;
-                y = strtoul(q, &end, 10);
-                if (end == q || y < x || y >= STATE_FDS_MAX)
-                        return -EINVAL;
-        }
-        if (*end == '_')
-                end++;
-        else if (*end)
-                return -EINVAL;
-        *p = end;
-        *a = (unsigned)x;
-        *b = (unsigned)y;
-        return 0;
+        if (fdstore_enabled() && p >= env.ports && p < env.ports + env.nports)
+                fdstore_busy((unsigned)(p - env.ports), busy);
 }
 
 int handover_take_stored(int *fds, char names[][64], int nfds, struct ev_loop *loop, struct port *ports,
@@ -862,101 +832,38 @@ int handover_take_stored(int *fds, char names[][64], int nfds, struct ev_loop *l
 {
         struct taker *t = calloc(1, sizeof(*t));
         struct taken_port *taken = calloc(nports ? nports : 1, sizeof(*taken));
-        int state_fd = -1, r = 0;
-        uint8_t *blob = NULL;
-        unsigned count = 0;
-        struct stat st;
-        char msg[300];
+        struct fdstore_state fs;
+        int r;
 
-        for (int i = 0; i < nfds; i++)
-                if (!strcmp(names[i], STORE_STATE_NAME))
-                        state_fd = fds[i];
-                else if (stored_name(names[i]))
-                        for (const char *p = names[i] + 2; *p;) {
-                                unsigned a, b;
-                                if (next_range(&p, &a, &b) < 0)
-                                        break;
-                                count = b + 1 > count ? b + 1 : count;
-                        }
-        if (state_fd < 0) {
-                /* No state: fds a failed store left behind are of no use; out of the store with them. */
-                for (int i = 0; i < nfds; i++) {
-                        if (!stored_name(names[i]))
-                                continue;
-                        snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=%s", names[i]);
-                        (void)sd_notify_str(msg);
-                        close(fds[i]);
-                        fds[i] = -1;
-                }
+        if (!t || !taken) {
                 free(t);
                 free(taken);
-                return 0; /* nothing stored: an ordinary start */
+                snprintf(err, errlen, "out of memory");
+                return -ENOMEM;
         }
-        if (!t || !taken || count > STATE_FDS_MAX || !(t->fds = malloc((count ? count : 1) * sizeof(int)))) {
-                snprintf(err, errlen, "out of memory, or %u fds", count);
-                r = -ENOMEM;
-                goto out;
+        r = fdstore_take(fds, names, nfds, &fs, err, errlen);
+        if (r <= 0) {
+                taker_free(t, taken, nports, NULL);
+                return r;
         }
         t->err = err;
         t->errlen = errlen;
-        t->nfds = count;
-        for (unsigned i = 0; i < count; i++)
-                t->fds[i] = -1;
-        for (int i = 0; i < nfds; i++) {
-                bool first = true;
-
-                if (!stored_name(names[i]))
-                        continue;
-                for (const char *p = names[i] + 2; *p;) {
-                        unsigned a, b;
-
-                        if (next_range(&p, &a, &b) < 0 || b >= count) {
-                                snprintf(err, errlen, "fd store: a name I did not write: %s", names[i]);
-                                r = -EBADMSG;
-                                goto out;
-                        }
-                        for (unsigned k = a; k <= b; k++) {
-                                if (t->fds[k] >= 0) {
-                                        snprintf(err, errlen, "fd store: index %u twice (%s)", k, names[i]);
-                                        r = -EBADMSG;
-                                        goto out;
-                                }
-                                t->fds[k] = first ? fds[i] : fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
-                                first = false;
-                        }
-                }
-                fds[i] = -1; /* ours now */
-        }
-        for (unsigned i = 0; i < count; i++)
-                if (t->fds[i] < 0) {
-                        snprintf(err, errlen, "fd store: " STORE_FD_PREFIX "%u is missing", i);
-                        r = -EBADMSG;
-                        goto out;
-                }
-        if (fstat(state_fd, &st) < 0 || st.st_size <= 0 || st.st_size > STATE_BLOB_MAX ||
-            !(blob = malloc((size_t)st.st_size)) || pread(state_fd, blob, (size_t)st.st_size, 0) != st.st_size) {
-                snprintf(err, errlen, "cannot read the stored state");
-                r = -EIO;
+        t->fds = fs.fds;
+        t->nfds = fs.nfds;
+        t->live = fs.flags & FDSTORE_LIVE;
+        memcpy(t->busy, fs.busy, sizeof(t->busy));
+        fs.fds = NULL;
+        if (t->live)
+                log_warn("restart: the last vhostd ended without stopping (a crash?): taking over the state it "
+                         "stored last; ring positions come from guest memory");
+        if ((r = state_reader_init(&t->r, fs.blob, fs.len, t->nfds, err, errlen)) < 0 ||
+            (r = take_all(t, loop, ports, nports, ctl, ctl_path, taken)) < 0) {
+                fdstore_forget(); /* a state that failed once would fail again */
                 goto out;
         }
-        if ((r = state_reader_init(&t->r, blob, (size_t)st.st_size, t->nfds, err, errlen)) < 0 ||
-            (r = take_all(t, loop, ports, nports, ctl, ctl_path, taken)) < 0)
-                goto out;
         start_taken(t, taken, nports, "restart");
         r = 1;
 out:
-        /* Taken or not, the store is emptied: a state that failed once would fail again. */
-        for (int i = 0; i < nfds; i++) {
-                if (!stored_name(names[i]))
-                        continue;
-                snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=%s", names[i]);
-                (void)sd_notify_str(msg);
-        }
-        (void)sd_notify_str("FDSTOREREMOVE=1\nFDNAME=" STORE_STATE_NAME);
-        for (int i = 0; i < nfds; i++)
-                if (fds[i] == state_fd)
-                        fds[i] = -1;
-        close(state_fd);
-        taker_free(t, taken, nports, blob);
+        taker_free(t, taken, nports, fs.blob);
         return r;
 }

@@ -46,16 +46,21 @@ int handover_take(int sock, struct ev_loop *loop, struct port *ports, unsigned n
                   const char *ctl_path, char *err, size_t errlen);
 
 /*
- * systemd's fd store (vhostd --fd-store, vhostd@.service): on SIGTERM, the same state and fds go into the store
- * (FDSTORE=1, each fd named vh<index>, the state in a sealed memfd named vhstate), so that the next start of the
- * unit (systemctl restart) takes every connection over as an upgrade would. 0, or -errno with err (nothing
- * stored then, and the workers run again).
+ * systemd's fd store (vhostd --fd-store, vhostd@.service; fdstore.h). handover_checkpoint() stores the state as it
+ * is, workers running, after each change of a connection (the control loop calls it), so that a start after a
+ * crash takes the connections over; 0 or -errno (logged; the store keeps the state before). handover_busy()
+ * marks port p while a message of its front-end is handled and not stored yet. handover_store(), on SIGTERM:
+ * quiesces the workers and stores the state exactly (ring positions, every port's fds), for "systemctl restart".
+ * 0, or -errno with err (the workers run again; the last state stored while running stays).
  */
+int handover_checkpoint(void);
+void handover_busy(const struct port *p, bool busy);
 int handover_store(char *err, size_t errlen);
 /*
  * At start: when the fds passed in (fds, names: LISTEN_FDS/LISTEN_FDNAMES) hold a stored state, takes every port
- * over from it and empties the store. 1: taken over (the fds used are set to -1); 0: no state stored; -errno: a
- * stored state that could not be taken (err says why; the store is emptied, start as usual).
+ * over from it (the store keeps it until this process stores its own). 1: taken over (the fds used are set to -1);
+ * 0: no state stored; -errno: a stored state that could not be taken (err says why; the store is emptied, start as
+ * usual).
  */
 int handover_take_stored(int *fds, char names[][64], int nfds, struct ev_loop *loop, struct port *ports,
                          unsigned nports, struct ctl *ctl, const char *ctl_path, char *err, size_t errlen);

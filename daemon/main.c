@@ -12,6 +12,7 @@
 #include "daemon/caps.h"
 #include "daemon/ctl.h"
 #include "daemon/fault.h"
+#include "daemon/fdstore.h"
 #include "daemon/handover.h"
 #include "daemon/isolate.h"
 #include "daemon/linkmon.h"
@@ -353,14 +354,12 @@ static void link_changed(void *arg, const char *ifname, bool gone)
                 port_link_event(&ports[i], ifname ? ifname : ports[i].cfg->backend.ifname, gone);
 }
 
-static bool fd_store; /* --fd-store */
-
 static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
         char err[512];
 
         log_info("signal %d: stopping", w->signum);
-        if (fd_store && getenv("NOTIFY_SOCKET")) {
+        if (fdstore_enabled()) {
                 if (handover_store(err, sizeof(err)) == 0) {
                         (void)sd_notify_str("STOPPING=1\nSTATUS=connections kept in the fd store");
                         _exit(0); /* close and unlink nothing: the store holds it all for the next start */
@@ -489,6 +488,7 @@ int main(int argc, char **argv)
         ev_signal_start(loop, &sig_int);
         ev_signal_start(loop, &sig_hup);
         ev_signal_start(loop, &sig_usr2);
+        fdstore_enable(cli.fd_store);
         if (cli.handover_fd >= 0) {
                 char err[512];
                 char pid[24];
@@ -529,7 +529,6 @@ int main(int argc, char **argv)
                         goto out;
                 }
         }
-        fd_store = cli.fd_store;
         ctl.upgrade = handover_upgrade;
         /* Without it a deleted interface is still noticed by the data path, but not always. */
         if (any_netdev_port() && (r = linkmon_start(&linkmon, loop, link_changed, NULL)) < 0)
@@ -541,6 +540,11 @@ int main(int argc, char **argv)
                                               .argv = argv,
                                               .self = self[0] ? self : NULL,
                                               .seccomp = cfg.seccomp});
+        if (fdstore_enabled()) {
+                /* From now on the store follows every change, so that a crash keeps the connections too. */
+                port_hooks = (struct port_hooks){.busy = handover_busy, .changed = handover_checkpoint};
+                (void)handover_checkpoint();
+        }
         /* Handed over: this process has the old one's identity, which dropped privileges already. */
         if (isolate_drop(cli.handover_fd >= 0 ? NULL : cfg.user, cfg.group) < 0 ||
             (cfg.seccomp && isolate_seccomp() < 0)) {

@@ -68,6 +68,22 @@ static void connection_closed_cb(void *owner)
         port_connection_closed(owner);
 }
 
+struct port_hooks port_hooks;
+
+static void changed(void)
+{
+        if (port_hooks.changed)
+                (void)port_hooks.changed();
+}
+
+static void reading_cb(void *owner, bool begin)
+{
+        if (begin && port_hooks.busy)
+                port_hooks.busy(owner, true);
+        if (!begin)
+                changed();
+}
+
 static struct vu_dev_params dev_params(struct port *p)
 {
         return (struct vu_dev_params){
@@ -78,6 +94,7 @@ static struct vu_dev_params dev_params(struct port *p)
                 .port_faults = &p->faults,
                 .port_recoveries = &p->recoveries,
                 .closed = connection_closed_cb,
+                .reading = reading_cb,
                 .owner = p,
         };
 }
@@ -107,6 +124,7 @@ static void new_connection(struct port *p, int fd)
         }
         p->connections++;
         log_info("%s: front-end connected", p->name);
+        changed();
 }
 
 static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
@@ -304,6 +322,7 @@ int port_adopt_connection(struct port *p, int fd)
 void port_connection_closed(struct port *p)
 {
         connection_gone(p);
+        changed();
         if (p->cfg->mode == PORT_MODE_CLIENT && p->listen_fd < 0) {
                 p->retry_delay = RETRY_MIN;
                 ev_timer_set(&p->retry_timer, RETRY_MIN, 0);

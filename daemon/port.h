@@ -30,6 +30,17 @@ struct port {
         uint64_t kernel_drops_seen[CONFIG_MAX_QUEUES]; /* per queue, as the control socket last read them */
 };
 
+/*
+ * What the fd store follows (daemon/handover.c), set once by main; members may be NULL. busy: a message of p's
+ * front-end is being read and handled; changed: a connection came, went or changed (after busy, the message is
+ * handled).
+ */
+struct port_hooks {
+        void (*busy)(const struct port *p, bool busy);
+        int (*changed)(void);
+};
+extern struct port_hooks port_hooks;
+
 int port_open_backend(struct port *p);
 /* Sets up the socket side; listen_fd >= 0 is an inherited (socket-activated) listening socket. */
 int port_start(struct port *p, struct ev_loop *loop, int listen_fd);

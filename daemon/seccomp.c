@@ -43,6 +43,8 @@ static const int allowed[] = {
         SYS_fstat,
         SYS_newfstatat,
         SYS_eventfd2,
+        SYS_memfd_create, /* --fd-store: each state stored is a sealed memfd */
+        SYS_kcmp,         /* --fd-store: is this fd in the store already? */
         SYS_poll,
         SYS_ppoll,
         SYS_pselect6,

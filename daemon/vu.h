@@ -36,6 +36,8 @@ struct vu_dev_params {
         struct ev_loop *loop;
         atomic_ulong *port_faults, *port_recoveries; /* the port's counters, moved by the workers */
         void (*closed)(void *owner);
+        /* Optional: called before (begin) and after the front-end's messages are read and handled. */
+        void (*reading)(void *owner, bool begin);
         void *owner;
 };
 

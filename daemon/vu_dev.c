@@ -119,9 +119,14 @@ static void async_cb(struct ev_loop *loop, ev_async *a, int revents)
 static void io_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
         struct vu_dev *dev = io->data;
+        const struct vu_dev_params p = dev->p; /* dev may be freed below */
 
+        if (p.reading)
+                p.reading(p.owner, true);
         if (vu_dev_read(dev) < 0)
-                dev->p.closed(dev->p.owner); /* frees dev */
+                p.closed(p.owner); /* frees dev */
+        if (p.reading)
+                p.reading(p.owner, false);
 }
 
 int vu_dev_new(const struct vu_dev_params *params, int fd, struct vu_dev **ret)

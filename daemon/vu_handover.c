@@ -24,7 +24,7 @@ static atomic_ulong *counter(struct vring_stats *s, unsigned k)
         return all[k];
 }
 
-int vu_dev_export(struct vu_dev *dev, struct hs_dev *hs, char *err, size_t errlen)
+int vu_dev_export(struct vu_dev *dev, struct hs_dev *hs, bool live, char *err, size_t errlen)
 {
         memset(hs, 0, sizeof(*hs));
         if (dev->rx_have || dev->rx_nfds) {
@@ -59,7 +59,9 @@ int vu_dev_export(struct vu_dev *dev, struct hs_dev *hs, char *err, size_t errle
                 *v = (struct hs_vring){
                         .index = i,
                         .num = vr->vq.num,
-                        .base = vr->vq.packed ? vq_packed_get_base(&vr->vq) : vr->vq.last_avail_idx,
+                        .base = live            ? (vr->vq.packed ? VQ_PACKED_BASE_UNKNOWN : 0)
+                                : vr->vq.packed ? vq_packed_get_base(&vr->vq)
+                                                : vr->vq.last_avail_idx,
                         .desc_uva = vr->desc_uva,
                         .avail_uva = vr->avail_uva,
                         .used_uva = vr->used_uva,
@@ -73,7 +75,7 @@ int vu_dev_export(struct vu_dev *dev, struct hs_dev *hs, char *err, size_t errle
                 v->flags = (vr->addr_set ? HS_VR_ADDR_SET : 0) | (vr->enabled ? HS_VR_ENABLED : 0) |
                            (vr->log_used ? HS_VR_LOG_USED : 0) | (vr->vq.packed ? HS_VR_PACKED : 0);
                 /* A ring the guest broke stays stopped in the new process too. */
-                if (vr->started && vr->kick_fd >= 0 && !vr->vq.broken)
+                if (vr->started && vr->kick_fd >= 0 && (live || !vr->vq.broken))
                         v->flags |= HS_VR_STARTED;
                 else
                         v->kick_fd = -1;

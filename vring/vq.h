@@ -144,6 +144,9 @@ int vq_map_rings_packed(struct vq *vq, const struct mem_table *mem, uint64_t des
  * below num (-EINVAL with *ret_why set) and forgets every popped chain.
  */
 uint32_t vq_packed_get_base(const struct vq *vq);
+/* Slot 0 with wrap 1 and no used half: the base a front-end sends when it knows nothing; vq_resume() then finds the
+ * position in the ring itself. */
+#define VQ_PACKED_BASE_UNKNOWN 0x8000u
 int vq_packed_set_base(struct vq *vq, uint32_t base, const char **ret_why);
 
 /*

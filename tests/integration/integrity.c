@@ -7,7 +7,7 @@
  * A window of frames in flight keeps kernel queues from overflowing, so any loss is a real one.
  *
  *   integrity --socket SOCK (--loopback | --ifname IF) [--frames N] [--max-size B] [--packed] [--ring N]
- *             [--queues N [--every-queue]]
+ *             [--queues N [--every-queue]] [--until FILE] [--allow-loss N]
  *
  * --packed drives packed rings (VIRTIO_F_RING_PACKED, which must then be negotiated); --ring sets the ring size
  * (default 256; packed rings take any size from 1 to 32768).
@@ -20,6 +20,11 @@
  *
  * --until FILE: a direction sends until FILE exists (instead of N frames), then waits for what it sent, removes
  * FILE and ends; the next direction does the same. A test changes things under traffic meanwhile (upgrade.sh).
+ *
+ * --allow-loss N (loopback and guest->port): vhostd is killed meanwhile (a crash test), which may lose or repeat
+ * the frames it had in hand: when nothing arrives for a second, the frames in flight are given up on (counted
+ * lost unless they come later) and sending goes on; the run passes when nothing is corrupted and lost +
+ * duplicated <= N. The connection is never set up again: frames that arrive after the kill went through it.
  *
  * Prints per direction: sent, received, corrupted, duplicated, lost, and with N > 1 per queue pair; exit 0 only
  * when all are perfect.
@@ -49,13 +54,15 @@
 struct tally {
         const char *name;
         unsigned long sent, received, corrupted, duplicated;
-        uint8_t *seen; /* one byte per sequence number */
+        unsigned long given_up, stalls; /* --allow-loss: frames in flight given up on at the last stall; stalls */
+        uint8_t *seen;                  /* one byte per sequence number */
         /* per queue pair: frames of lane q sent and received, and frames that came out of queue pair q's rx ring */
         unsigned long lane_sent[QUEUES_MAX], lane_received[QUEUES_MAX], ring_received[QUEUES_MAX];
 };
 
 static unsigned long nframes = 1000000;
 static const char *until_file;
+static long allow_loss = -1; /* --allow-loss N; -1: none */
 static unsigned max_size = 1514;
 static unsigned nq = 1;
 static const uint8_t dst_mac[6] = {0x02, 0, 0, 0, 0, 0x02}, src_mac[6] = {0x02, 0, 0, 0, 0, 0x01};
@@ -121,10 +128,15 @@ static void account(struct tally *t, const uint8_t *f, size_t len, int ring)
 static int report(const struct tally *t, bool every_queue, bool by_ring)
 {
         unsigned long lost = t->sent - t->received;
-        bool ok = t->received == t->sent && !t->corrupted && !t->duplicated;
+        bool ok = allow_loss >= 0 ? !t->corrupted && lost + t->duplicated <= (unsigned long)allow_loss
+                                  : t->received == t->sent && !t->corrupted && !t->duplicated;
 
-        printf("%-12s sent %lu received %lu corrupted %lu duplicated %lu lost %lu: %s\n", t->name, t->sent, t->received,
-               t->corrupted, t->duplicated, lost, ok ? "ok" : "FAILED");
+        printf("%-12s sent %lu received %lu corrupted %lu duplicated %lu lost %lu", t->name, t->sent, t->received,
+               t->corrupted, t->duplicated, lost);
+        if (allow_loss >= 0)
+                printf(" (at most %ld lost + duplicated allowed; %lu stall%s)", allow_loss, t->stalls,
+                       t->stalls == 1 ? "" : "s");
+        printf(": %s\n", ok ? "ok" : "FAILED");
         for (unsigned q = 0; nq > 1 && q < nq; q++) {
                 unsigned long carried = by_ring ? t->ring_received[q] : t->lane_received[q];
                 bool q_ok = !every_queue || carried > 0;
@@ -160,12 +172,12 @@ static int guest_to_port(struct fe *fe, int pkt, struct tally *t)
         long long last_progress = now_ms();
         bool stopped = false;
 
-        while (t->received + t->corrupted < (told_to_stop(&stopped) ? t->sent : nframes)) {
+        while (t->received + t->corrupted + t->given_up < (told_to_stop(&stopped) ? t->sent : nframes)) {
                 unsigned long before = t->received + t->corrupted;
                 bool posted[QUEUES_MAX] = {false};
 
                 /* Frame s on tx ring s % nq: a full ring stops the posting, so every ring's frames stay in order. */
-                while (!stopped && t->sent < nframes && t->sent - t->received < WINDOW) {
+                while (!stopped && t->sent < nframes && t->sent < t->received + t->given_up + WINDOW) {
                         size_t len = frame_size(t->sent);
                         unsigned q = t->sent % nq;
                         fe_frame_build(buf, len, (uint32_t)t->sent, dst_mac, src_mac);
@@ -201,10 +213,18 @@ static int guest_to_port(struct fe *fe, int pkt, struct tally *t)
                         while ((n = recv(pkt, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
                                 account(t, buf, (size_t)n, -1);
                 }
-                if (t->received + t->corrupted != before)
+                if (t->received + t->corrupted != before) {
                         last_progress = now_ms();
-                else if (now_ms() - last_progress > STALL_MS)
+                } else if (allow_loss >= 0 && now_ms() - last_progress > 1000) {
+                        /* Given up on; any that come later count as received (given_up only opens the window). */
+                        t->given_up = t->sent - t->received;
+                        t->stalls++;
+                        last_progress = now_ms();
+                        if (t->stalls > 60)
+                                break; /* a minute without a frame: it is not coming back */
+                } else if (allow_loss < 0 && now_ms() - last_progress > STALL_MS) {
                         break; /* lost frames: report them */
+                }
         }
         return 0;
 }
@@ -296,17 +316,13 @@ static int open_packet(const char *ifname, bool bypass)
 
 int main(int argc, char **argv)
 {
-        static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
-                                             {"ifname", required_argument, NULL, 'i'},
-                                             {"loopback", no_argument, NULL, 'l'},
-                                             {"frames", required_argument, NULL, 'n'},
-                                             {"max-size", required_argument, NULL, 'm'},
-                                             {"packed", no_argument, NULL, 'p'},
-                                             {"ring", required_argument, NULL, 'r'},
-                                             {"queues", required_argument, NULL, 'q'},
-                                             {"every-queue", no_argument, NULL, 'e'},
-                                             {"until", required_argument, NULL, 'u'},
-                                             {0}};
+        static const struct option opts[] = {
+                {"socket", required_argument, NULL, 's'},     {"ifname", required_argument, NULL, 'i'},
+                {"loopback", no_argument, NULL, 'l'},         {"frames", required_argument, NULL, 'n'},
+                {"max-size", required_argument, NULL, 'm'},   {"packed", no_argument, NULL, 'p'},
+                {"ring", required_argument, NULL, 'r'},       {"queues", required_argument, NULL, 'q'},
+                {"every-queue", no_argument, NULL, 'e'},      {"until", required_argument, NULL, 'u'},
+                {"allow-loss", required_argument, NULL, 'a'}, {0}};
         const char *sock = NULL, *ifname = NULL;
         bool loopback = false, packed = false, every_queue = false;
         unsigned ring = 256;
@@ -345,6 +361,9 @@ int main(int argc, char **argv)
                 case 'u':
                         until_file = optarg;
                         break;
+                case 'a':
+                        allow_loss = strtol(optarg, NULL, 10);
+                        break;
                 default:
                         return 2;
                 }
@@ -354,7 +373,7 @@ int main(int argc, char **argv)
                 fprintf(stderr,
                         "usage: integrity --socket SOCK (--loopback | --ifname IF) [--frames N] "
                         "[--max-size 60..9000] [--packed] [--ring 1..32768] [--queues 1..%d [--every-queue]] [--until "
-                        "FILE]\n",
+                        "FILE] [--allow-loss N]\n",
                         QUEUES_MAX);
                 return 2;
         }
