@@ -52,7 +52,7 @@ for suite in "${SUITES[@]}"; do
         done ;;
     e2e)
         for t in tests/e2e/*.sh; do
-            case ${t##*/} in lib.sh | mkguest.sh | mkroot.sh | demo.sh | selftest_*) continue ;; esac
+            case ${t##*/} in lib.sh | container.sh | mkguest.sh | mkroot.sh | demo.sh | selftest_*) continue ;; esac
             [ -x "$t" ] && run_one "e2e/${t##*/}" "$t"
         done ;;
     *) echo "unknown suite $suite (unit, integration, e2e)"; exit 2 ;;
