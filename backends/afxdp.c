@@ -203,6 +203,47 @@ static uint64_t ax_kernel_drops(struct backend *be, unsigned qi)
 }
 
 /*
+ * The program attached to ifindex in this XDP mode when it is libxdp's default one: left by a vhostd that died or
+ * could not detach it (the privileges to do so were dropped), or serving other queues. Its XSKMAP, with room for
+ * our queues, is then as good as our own program's: we put our sockets in it and leave the program where it is.
+ */
+static int reuse_attached_prog(struct ax_backend *ax, int ifindex, __u32 xdp_flags, unsigned slots)
+{
+        struct bpf_prog_info info = {0};
+        __u32 prog_id = 0, map_ids[8] = {0}, len = sizeof(info);
+        int prog_fd, r;
+
+        if (bpf_xdp_query_id(ifindex, (int)(xdp_flags & XDP_FLAGS_MODES), &prog_id) < 0 || !prog_id)
+                return -EBUSY;
+        if ((prog_fd = bpf_prog_get_fd_by_id(prog_id)) < 0)
+                return -errno;
+        info.nr_map_ids = 8;
+        info.map_ids = (__u64)(uintptr_t)map_ids;
+        r = bpf_obj_get_info_by_fd(prog_fd, &info, &len);
+        close(prog_fd);
+        if (r < 0 || strcmp(info.name, "xsk_def_prog") || info.nr_map_ids > 8)
+                return -EBUSY; /* someone else's program: not ours to use */
+        for (unsigned i = 0; i < info.nr_map_ids; i++) {
+                struct bpf_map_info mi = {0};
+                int map_fd = bpf_map_get_fd_by_id(map_ids[i]);
+
+                len = sizeof(mi);
+                if (map_fd >= 0 && bpf_obj_get_info_by_fd(map_fd, &mi, &len) == 0 && mi.type == BPF_MAP_TYPE_XSKMAP &&
+                    mi.max_entries >= slots) {
+                        ax->map_fd = map_fd;
+                        ax->own_map_fd = true;
+                        ax->prog_ifindex = ifindex;
+                        ax->base.degraded =
+                                "libxdp's XDP program was attached already (left by an earlier vhostd): using it";
+                        return 0;
+                }
+                if (map_fd >= 0)
+                        close(map_fd);
+        }
+        return -EBUSY;
+}
+
+/*
  * Attaches libxdp's default program (redirect each queue to the socket in its XSKMAP slot) to ifindex. We do
  * it ourselves, not through xsk_socket__create(): libxdp 1.3 keeps a map fd open for every socket it deletes,
  * and a port whose interface comes and goes must not leak.
@@ -229,7 +270,7 @@ static int attach_prog(struct ax_backend *ax, int ifindex, __u32 xdp_flags)
                 r = xdp_program__attach(prog, ifindex, mode, 0);
         if (r < 0) {
                 xdp_program__close(prog);
-                return r;
+                return r == -EBUSY || r == -EEXIST ? reuse_attached_prog(ax, ifindex, xdp_flags, slots) : r;
         }
         ax->prog = prog;
         ax->prog_ifindex = ifindex;

@@ -97,7 +97,9 @@ static int notify_store_name(const char *name, int fd)
 {
         char msg[128];
 
-        snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s", name);
+        /* FDPOLL=0: systemd would drop an fd that polls as hung up or in error (an AF_XDP socket may); we remove
+         * what ends ourselves. */
+        snprintf(msg, sizeof(msg), "FDSTORE=1\nFDPOLL=0\nFDNAME=%s", name);
         return sd_notify_fds(msg, &fd, 1);
 }
 
@@ -351,7 +353,10 @@ int fdstore_take(int *fds, char names[][64], int nfds, struct fdstore_state *s, 
                         whole = false;
                 }
                 for (unsigned k = 0; whole && k < cand.nfds; k++)
-                        whole = find_serial(names, nfds, fds, ser[k]) >= 0;
+                        if (!(whole = find_serial(names, nfds, fds, ser[k]) >= 0))
+                                log_warn("fd store: %s names fd %u as %s%" PRIu64 ", which is not in the store; "
+                                         "not taken",
+                                         names[i], k, FD_PREFIX, ser[k]);
                 if (whole && (best < 0 || gen > best_gen)) {
                         fdstore_state_free(s);
                         free(serials);
