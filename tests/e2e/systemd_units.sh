@@ -30,7 +30,8 @@
 #   5. kill -9 of the main PID under traffic: Restart=on-failure brings a new main PID, which takes the front-end's
 #      connection over from the state vhostd keeps current in the fd store: frames flow again on the same
 #      connection (at most 1024 lost or repeated, counted); the socket is still active, and a new front-end
-#      connection moves frames too.
+#      connection moves frames too. The same with packed rings; and a front-end caught in the middle of a message
+#      has its connection closed by the restarted vhostd (the half message died with the old one).
 #   6. systemctl stop: the service ends with Result=success (vhostd exits 0 on SIGTERM), no vhostd process is
 #      left, its control socket is gone; stopping the socket removes /run/vhostd/vm1.sock (RemoveOnStop=yes).
 # The container is stopped with "systemctl poweroff" through nsenter, or else by killing the systemd-nspawn PID
@@ -252,6 +253,29 @@ grep -q "restart: serving every connection kept in systemd's fd store" <<<"$j" |
 ! grep -q "closing the connection so that the front-end reconnects" <<<"$j" ||
     fail "the restarted vhostd closed the connection instead of taking it over"
 e2e_log "5. ok: kill -9 $PID1 under traffic -> restarted as $PID2 (NRestarts $((nr0 + 1))), the front-end's connection carried on: $(tr '\n' ' ' <"$T/crash.out")"
+# The same with packed rings: after a crash their position is read from the descriptors' flags.
+"$INTEGRITY" --socket "$RUNDIR/vm1.sock" --loopback --packed --frames 50000000 --until "$T/crash2.stop" \
+    --allow-loss 1024 >"$T/crash2.out" 2>&1 &
+CRASH_FE=$!
+sleep 1
+cx sh -c "kill -KILL $PID2" || fail "kill -9 $PID2 in the container failed"
+wait_for_restart "$PID2" 10 || fail "no restart after the second kill -9"
+PID2=$(show vhostd@vm1.service MainPID)
+sleep 2
+touch "$T/crash2.stop"
+wait "$CRASH_FE" || fail "packed rings: the connection did not carry on after kill -9: $(cat "$T/crash2.out")"
+e2e_log "5. ok: packed rings: kill -9 under traffic -> $PID2 took the connection over: $(tr '\n' ' ' <"$T/crash2.out")"
+# A front-end in the middle of a message when vhostd dies: the half message died with it, so the restarted
+# vhostd must not take that connection over (the stream would be out of step) but close it.
+"$O_DIR/tests/half_msg" "$RUNDIR/vm1.sock" 20 >"$T/half.out" 2>&1 &
+HALF_FE=$!
+e2e_wait_for 10 grep -q half "$T/half.out" || fail "half_msg did not get half a message out: $(cat "$T/half.out")"
+sleep 0.5
+cx sh -c "kill -KILL $PID2" || fail "kill -9 $PID2 in the container failed"
+wait_for_restart "$PID2" 10 || fail "no restart after the third kill -9"
+PID2=$(show vhostd@vm1.service MainPID)
+wait "$HALF_FE" || fail "a connection left in the middle of a message was not closed after the crash: $(cat "$T/half.out")"
+e2e_log "5. ok: a front-end in the middle of a message at kill -9: the connection was $(tail -n 1 "$T/half.out") (the front-end reconnects)"
 s=$(show vhostd@vm1.socket ActiveState)
 [[ $s = active && -S $RUNDIR/vm1.sock ]] || fail "vhostd@vm1.socket is $s after the restart (or its socket file is gone)"
 res=$(frames "connection after kill -9")

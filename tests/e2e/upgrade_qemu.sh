@@ -1,8 +1,9 @@
 #!/bin/bash
 # vhostctl upgrade under a real QEMU guest (issue #16): a guest with 2 queue pairs runs iperf3 (TCP, 2 streams,
 # one report a second) while the host pings it 200 times a second, and vhostd is upgraded UPGRADES (20) times in a row,
-# alternating the normal and the ASan build, on a tap port, then an AF_PACKET port on a veth (KINDS=afxdp: an AF_XDP port, skb mode). After each
-# upgrade the old process is gone and the new one holds the fds, threads and guest mappings the first one held.
+# alternating the normal and the ASan build, on a tap port, then an AF_PACKET port and an AF_XDP port (skb mode) on
+# a veth. After each upgrade the old process is gone and the new one holds the fds, threads and guest mappings the
+# first one held.
 # At the end: the guest's eth0 carrier_changes unchanged, iperf3 finished without error and never had a second
 # without traffic, no ping lost, vhostd never saw the front-end disconnect. Prints the longest gap
 # between two ping replies. Exit 0 pass, 1 fail, 77 skip.
@@ -95,10 +96,17 @@ run() { # name host-interface vhostd-args...
     [ -z "$zero" ] || e2e_fail "$name: iperf3 had seconds without traffic: $zero"
     loss=$(grep -oE '[0-9.]+% packet loss' "$E2E_TMP/$name-ping.log" | head -n 1)
     # One ping (of 12000) was seen lost once (rawsock, guest under iperf3 load); more is a failure, any is reported.
-    local sent got
+    # afxdp: its rx ring overflows now and then under iperf3 on these 2 saturated CPUs, upgrades or not (0.1-0.7 %
+    # of pings, one at a time, spread over the run): up to 1 % is allowed, but never 3 in a row (15 ms: an
+    # upgrade's pause that lost what waited would lose a run).
+    local sent got allowed=1 run
+    [ "$name" = afxdp ] && allowed=$(((IPERF_S - 30) * 2))
     sent=$(grep -oE '^[0-9]+ packets transmitted' "$E2E_TMP/$name-ping.log" | grep -oE '^[0-9]+')
     got=$(grep -oE '[0-9]+ received' "$E2E_TMP/$name-ping.log" | grep -oE '^[0-9]+')
-    [ -n "$sent" ] && [ -n "$got" ] && [ $((sent - got)) -le 1 ] || e2e_fail "$name: pings: ${loss:-no summary}"
+    [ -n "$sent" ] && [ -n "$got" ] && [ $((sent - got)) -le "$allowed" ] || e2e_fail "$name: pings: ${loss:-no summary}"
+    run=$(grep -oE 'icmp_seq=[0-9]+' "$E2E_TMP/$name-ping.log" | cut -d= -f2 |
+        awk 'NR > 1 && $1 - p - 1 > r { r = $1 - p - 1 } { p = $1 } END { print r + 0 }')
+    [ "$run" -le 2 ] || e2e_fail "$name: $run pings in a row were lost (${loss:-})"
     gap=$(grep -aoE '^\[[0-9.]+\]' "$E2E_TMP/$name-ping.log" | tr -d '[]' |
         awk 'NR > 1 && $1 - p > g { g = $1 - p } { p = $1 } END { printf "%.0f", g * 1000 }')
     pause=$(sed -n 's/.*the rings run again \([0-9.]*\) ms after.*/\1/p' "$E2E_TMP/vhostd-V_$name.log" | sort -g | tail -n 1)
@@ -113,10 +121,7 @@ run() { # name host-interface vhostd-args...
 }
 
 # The ASan build's run (CI's sanitize stage) does tap only: the normal build's run alternates with ASan already.
-# afxdp (KINDS=afxdp) passes every check but the pings here: under iperf3 its 1024-frame rx ring overflows now and
-# then on these 2 saturated CPUs, upgrades or not (0.1-0.7 % of pings lost, one at a time, spread over the whole
-# run, none at the upgrades' pauses of 1-11 ms); upgrade.sh covers its handover with a window of checksummed frames.
-DEFAULT_KINDS="tap rawsock"
+DEFAULT_KINDS="tap rawsock afxdp"
 [[ $VHOSTD_BIN == */build-asan/* ]] && DEFAULT_KINDS=tap
 for kind in ${KINDS:-$DEFAULT_KINDS}; do
     case $kind in
@@ -128,4 +133,4 @@ for kind in ${KINDS:-$DEFAULT_KINDS}; do
         run afxdp vf0 -b afxdp -i vp0 -o xdp_mode=skb ;;
     esac
 done
-e2e_pass "$UPGRADES upgrades (normal and ASan builds alternating) under iperf3 and 200 pings/s, ports: ${KINDS:-$DEFAULT_KINDS}, 2 queue pairs: no carrier change, no loss, no reconnect"
+e2e_pass "$UPGRADES upgrades (normal and ASan builds alternating) under iperf3 and 200 pings/s, ports: ${KINDS:-$DEFAULT_KINDS}, 2 queue pairs: no carrier change, no loss (afxdp: see above), no reconnect"
