@@ -857,10 +857,13 @@ static uint64_t make_note(const struct ax_backend *ax, const struct ax_queue *q)
 }
 
 /* fds: the UMEM memfd, each queue's socket, then the XSKMAP when we attached the program. */
-static int ax_handover_fds(struct backend *be, int *fds, unsigned max, uint64_t *notes)
+static int ax_handover_fds(struct backend *be, int *fds, unsigned max, uint64_t *notes, bool live)
 {
         struct ax_backend *ax = (struct ax_backend *)be;
         unsigned n = 0;
+
+        if (live)
+                return -EOPNOTSUPP; /* which frames of the UMEM are where lives in this process */
 
         if (max < be->nqueues + 2)
                 return -E2BIG;

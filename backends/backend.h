@@ -95,14 +95,16 @@ struct backend_ops {
          * (at most max) with what the port is made of, and notes[q] for each queue with what the next process needs
          * besides them to go on where this one stops (a receive cursor...); the fds stay this port's. Called with
          * every worker quiesced, and the port goes on unchanged if the handover fails. Returns how many fds, or
-         * -errno.
+         * -errno. live: called while the workers run, for a process that starts after this one crashed (systemd's
+         * fd store): what it gives must stay right whenever the process dies; -EOPNOTSUPP when the port cannot
+         * (it keeps positions of its own that die with the process), and it is then opened anew.
          */
-        int (*handover_fds)(struct backend *be, int *fds, unsigned max, uint64_t *notes);
+        int (*handover_fds)(struct backend *be, int *fds, unsigned max, uint64_t *notes, bool live);
         /*
-         * handover_fds() may also be called while the workers run, and what it gives is still right after a crash:
-         * the port keeps no position of its own (tap queues). Otherwise a start after a crash opens it anew.
+         * Optional. Called by queue q's worker after each rx_burst(), once what the burst gave the guest is in
+         * the used ring: a port whose live handover carries a receive position records it here.
          */
-        bool handover_live;
+        void (*rx_done)(struct backend *be, unsigned q);
         /* Opens the port from what handover_fds() gave another process, without privileges and without changing
          * anything the old process would see. The fds are the port's from the call on (closed if it fails). */
         int (*adopt)(const struct backend_cfg *cfg, unsigned nqueues, const int *fds, unsigned nfds,

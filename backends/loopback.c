@@ -123,10 +123,12 @@ static int lo_open(const struct backend_cfg *cfg, unsigned nqueues, struct backe
         return 0;
 }
 
-static int lo_handover_fds(struct backend *be, int *fds, unsigned max, uint64_t *notes)
+static int lo_handover_fds(struct backend *be, int *fds, unsigned max, uint64_t *notes, bool live)
 {
         struct lo_backend *lo = (struct lo_backend *)be;
 
+        if (live)
+                return -EOPNOTSUPP; /* the FIFOs' indices live in this process */
         if (max < 1)
                 return -E2BIG;
         for (unsigned i = 0; i < be->nqueues; i++) {

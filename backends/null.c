@@ -244,7 +244,7 @@ static uint64_t null_kernel_drops(struct backend *be, unsigned qi)
 }
 
 /* Nothing to carry over: the frames are made up, and the next process makes them up from where its clock is. */
-static int null_handover_fds(struct backend *be, int *fds, unsigned max, uint64_t *notes)
+static int null_handover_fds(struct backend *be, int *fds, unsigned max, uint64_t *notes, bool live)
 {
         return 0;
 }
@@ -271,6 +271,5 @@ const struct backend_ops backend_null_ops = {
         .rx_burst = null_rx_burst,
         .kernel_drops = null_kernel_drops,
         .handover_fds = null_handover_fds,
-        .handover_live = true,
         .adopt = null_adopt,
 };

@@ -17,6 +17,11 @@
  * otherwise). PACKET_IGNORE_OUTGOING (and its fanout flag) keeps our own frames off the receive ring.
  *
  * The guest's MTU (cfg->mtu) may not exceed the interface's: open() fails with -EMSGSIZE.
+ *
+ * A block read to the end goes back to the kernel only at rx_done(), after the worker put what it held into the
+ * guest's used ring, and the receive position is stored then in a page of shared memory: a process that takes
+ * the port over after this one crashed (systemd's fd store) reads on from there, so that frames the old process
+ * had taken but not delivered are delivered, and at most one burst twice.
  */
 #include <arpa/inet.h>
 #include <endian.h>
@@ -44,7 +49,10 @@
 #define RS_RETIRE_MS 1
 #define RS_TX_BATCH 64 /* frames per sendmmsg */
 #define RS_TX_IOV (RS_TX_BATCH * 4 + 256)
-#define RS_HDR_MAX 256 /* Ethernet + VLAN + IP + L4 headers of a frame we segment */
+#define RS_HDR_MAX 256
+#define CURSOR_PAGE                                                                                                    \
+        4096 /* a u64 cursor per queue (CONFIG_MAX_QUEUES of them fit) */ /* Ethernet + VLAN + IP + L4 headers of a    \
+                                                                             frame we segment */
 
 #ifndef PACKET_FANOUT_FLAG_IGNORE_OUTGOING
 #define PACKET_FANOUT_FLAG_IGNORE_OUTGOING 0x4000
@@ -64,6 +72,7 @@ struct rs_queue {
         uint32_t left;                  /* packets left in cur */
         uint8_t *pkt;                   /* next packet in cur */
         unsigned seg;                   /* software GSO: next segment of the packet at pkt */
+        unsigned pending;               /* blocks read to the end before blk, given back at rx_done() */
         uint64_t kernel_drops;          /* the ring's tp_drops, summed: reading them resets the kernel's count */
 
         /* what the guest accepted */
@@ -92,6 +101,12 @@ struct rs_backend {
         pthread_mutex_t recover_lock;
         int fanout_ifindex; /* the interface fanout belongs to: a group is tied to one device */
         struct fanout fanout;
+        /*
+         * Each queue's receive position as of its last rx_done() (a note, below), in a memfd that systemd's fd
+         * store keeps: a process started after this one crashed reads on from there.
+         */
+        int cursor_fd;
+        uint64_t *cursors;
         struct rs_queue q[];
 };
 
@@ -131,6 +146,10 @@ static void rs_close(struct backend *be)
                 return;
         for (unsigned i = 0; i < be->nqueues; i++)
                 close_queue(&rs->q[i]);
+        if (rs->cursors)
+                munmap(rs->cursors, CURSOR_PAGE);
+        if (rs->cursor_fd >= 0)
+                close(rs->cursor_fd);
         pthread_mutex_destroy(&rs->recover_lock);
         free(rs);
 }
@@ -253,12 +272,33 @@ static struct rs_backend *rs_alloc(const struct backend_cfg *cfg, unsigned nqueu
         rs->base.nqueues = nqueues;
         rs->cfg = *cfg;
         rs->offloads = cfg->offloads;
+        rs->cursor_fd = -1;
         pthread_mutex_init(&rs->recover_lock, NULL);
         for (unsigned i = 0; i < nqueues; i++) {
                 rs->q[i].fd = -1;
                 rs->q[i].hdr_len = sizeof(struct virtio_net_hdr_mrg);
         }
         return rs;
+}
+
+/* Maps the cursor page from fd (-1: a new one); the fd is rs's from the call on. */
+static int map_cursors(struct rs_backend *rs, int fd)
+{
+        if (fd < 0 &&
+            ((fd = memfd_create("vhostd-rawsock-cursors", MFD_CLOEXEC)) < 0 || ftruncate(fd, CURSOR_PAGE) < 0)) {
+                int r = -errno;
+
+                if (fd >= 0)
+                        close(fd);
+                return r;
+        }
+        rs->cursor_fd = fd;
+        rs->cursors = mmap(NULL, CURSOR_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (rs->cursors == MAP_FAILED) {
+                rs->cursors = NULL;
+                return -errno;
+        }
+        return 0;
 }
 
 static int rs_open(const struct backend_cfg *cfg, unsigned nqueues, struct backend **ret)
@@ -281,7 +321,7 @@ static int rs_open(const struct backend_cfg *cfg, unsigned nqueues, struct backe
                 if (r < 0)
                         goto fail;
         }
-        if ((r = backend_link_state(cfg->ifname, NULL, &rs->mtu)) < 0)
+        if ((r = map_cursors(rs, -1)) < 0 || (r = backend_link_state(cfg->ifname, NULL, &rs->mtu)) < 0)
                 goto fail;
         if (cfg->mtu > rs->mtu) {
                 r = -EMSGSIZE; /* the guest would send frames the interface refuses */
@@ -529,11 +569,25 @@ static int deliver(struct rs_queue *q, struct rx_sink *sink, unsigned budget, bo
         return r;
 }
 
-static void release_block(struct rs_queue *q)
+/*
+ * Done with the current block. It goes back to the kernel at rx_done(), once the guest's used ring has what it
+ * held: a process that takes over after a crash then finds every frame not yet delivered still in the ring.
+ */
+static void finish_block(struct rs_queue *q)
 {
-        __atomic_store_n(&q->cur->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
         q->cur = NULL;
         q->blk = (q->blk + 1) % RS_BLOCK_NR;
+        q->pending++;
+}
+
+static void release_pending(struct rs_queue *q)
+{
+        for (; q->pending; q->pending--) {
+                unsigned b = (q->blk + RS_BLOCK_NR - q->pending) % RS_BLOCK_NR;
+                struct tpacket_block_desc *bd = (struct tpacket_block_desc *)(q->ring + (size_t)b * RS_BLOCK_SIZE);
+
+                __atomic_store_n(&bd->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+        }
 }
 
 static int rs_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, unsigned budget)
@@ -549,6 +603,8 @@ static int rs_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, un
                         struct tpacket_block_desc *bd =
                                 (struct tpacket_block_desc *)(q->ring + (size_t)q->blk * RS_BLOCK_SIZE);
 
+                        if (q->pending == RS_BLOCK_NR)
+                                break; /* every block read, none given back yet: blk is the first of them */
                         if (!(__atomic_load_n(&bd->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER))
                                 break;
                         q->cur = bd;
@@ -556,7 +612,7 @@ static int rs_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, un
                         q->pkt = (uint8_t *)bd + bd->hdr.bh1.offset_to_first_pkt;
                         q->seg = 0;
                         if (!q->left) {
-                                release_block(q);
+                                finish_block(q);
                                 continue;
                         }
                 }
@@ -568,7 +624,7 @@ static int rs_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, un
                         break;
                 q->seg = 0;
                 if (--q->left == 0)
-                        release_block(q);
+                        finish_block(q);
                 else
                         q->pkt += ((struct tpacket3_hdr *)q->pkt)->tp_next_offset;
         }
@@ -640,6 +696,7 @@ static int rs_recover(struct backend *be, unsigned qi)
         q->cur = NULL;
         q->left = 0;
         q->seg = 0;
+        q->pending = 0; /* the old ring is gone */
         r = 1;
 out:
         if (r >= 0 && !(flags & IFF_UP))
@@ -663,25 +720,53 @@ static uint64_t rs_kernel_drops(struct backend *be, unsigned qi)
 #define NOTE_HAS_CUR 0x100ull
 #define NOTE_CONSUMED(n) ((uint32_t)(((n) >> 16) & 0xffffff))
 #define NOTE_SEG(n) ((unsigned)(((n) >> 40) & 0xffff))
+#define NOTE_LIVE (1ull << 63) /* the cursor is in the page handed over after the sockets */
 
-static int rs_handover_fds(struct backend *be, int *fds, unsigned max, uint64_t *notes)
+static uint64_t queue_note(const struct rs_queue *q)
+{
+        uint64_t note = q->blk;
+
+        if (q->cur)
+                note |= NOTE_HAS_CUR | (uint64_t)(q->cur->hdr.bh1.num_pkts - q->left) << 16 |
+                        (uint64_t)(q->seg & 0xffff) << 40;
+        return note;
+}
+
+static void rs_rx_done(struct backend *be, unsigned qi)
 {
         struct rs_backend *rs = (struct rs_backend *)be;
+        struct rs_queue *q = &rs->q[qi];
 
-        if (max < be->nqueues)
+        /* The cursor first: until it is stored, a crash must find the blocks it pointed into still ours. */
+        __atomic_store_n(&rs->cursors[qi], queue_note(q), __ATOMIC_RELEASE);
+        release_pending(q);
+}
+
+/* live: the sockets and the cursor page; each note says "in the page" (the workers move the cursors meanwhile). */
+static int rs_handover_fds(struct backend *be, int *fds, unsigned max, uint64_t *notes, bool live)
+{
+        struct rs_backend *rs = (struct rs_backend *)be;
+        int r = (int)be->nqueues;
+
+        if (max < be->nqueues + 1)
                 return -E2BIG;
-        for (unsigned i = 0; i < be->nqueues; i++) {
-                const struct rs_queue *q = &rs->q[i];
+        pthread_mutex_lock(&rs->recover_lock); /* a worker's recover() may be replacing a socket */
+        for (unsigned i = 0; i < be->nqueues && r > 0; i++) {
+                struct rs_queue *q = &rs->q[i];
 
-                if (q->fd < 0)
-                        return -ENODEV; /* lost with its interface, not re-created yet */
+                if (q->fd < 0) {
+                        r = live ? -EOPNOTSUPP : -ENODEV; /* lost with its interface, not re-created yet */
+                        break;
+                }
                 fds[i] = q->fd;
-                notes[i] = q->blk;
-                if (q->cur)
-                        notes[i] |= NOTE_HAS_CUR | (uint64_t)(q->cur->hdr.bh1.num_pkts - q->left) << 16 |
-                                    (uint64_t)(q->seg & 0xffff) << 40;
+                if (!live)
+                        release_pending(q);
+                notes[i] = live ? NOTE_LIVE : queue_note(q);
         }
-        return (int)be->nqueues;
+        pthread_mutex_unlock(&rs->recover_lock);
+        if (r > 0 && live)
+                fds[r++] = rs->cursor_fd;
+        return r;
 }
 
 /* Maps q's ring from its socket and puts the cursor where notes says, checking it against the ring. */
@@ -727,24 +812,35 @@ static int rs_adopt(const struct backend_cfg *cfg, unsigned nqueues, const int *
                     const uint64_t *notes, struct backend **ret)
 {
         struct rs_backend *rs = rs_alloc(cfg, nqueues);
+        bool live = nqueues && (notes[0] & NOTE_LIVE);
         int ifindex, r;
 
         for (unsigned i = 0; i < nfds; i++) {
                 if (rs && i < nqueues)
                         rs->q[i].fd = fds[i];
+                else if (rs && live && i == nqueues)
+                        rs->cursor_fd = fds[i];
                 else
                         close(fds[i]);
         }
         if (!rs)
                 return -ENOMEM;
         ifindex = (int)if_nametoindex(cfg->ifname);
-        if (nfds != nqueues || !ifindex) {
-                r = nfds != nqueues ? -EINVAL : -ENODEV;
+        if (nfds != nqueues + live || !ifindex) {
+                r = nfds != nqueues + live ? -EINVAL : -ENODEV;
                 goto fail;
         }
+        /* A live state's cursors are in the page; it goes on being ours (a new one after an upgrade). */
+        if ((r = map_cursors(rs, rs->cursor_fd)) < 0)
+                goto fail;
         for (unsigned i = 0; i < nqueues; i++) {
-                if ((r = adopt_queue(&rs->q[i], notes[i])) < 0)
+                uint64_t note = live ? __atomic_load_n(&rs->cursors[i], __ATOMIC_ACQUIRE) : notes[i];
+
+                if ((live && !(notes[i] & NOTE_LIVE)) || (r = adopt_queue(&rs->q[i], note)) < 0) {
+                        r = r < 0 ? r : -EBADMSG;
                         goto fail;
+                }
+                __atomic_store_n(&rs->cursors[i], note, __ATOMIC_RELEASE);
                 if (rs->q[i].ifindex != ifindex) {
                         r = -EINVAL; /* bound to another interface than the configuration names */
                         goto fail;
@@ -788,5 +884,6 @@ const struct backend_ops backend_rawsock_ops = {
         .recover = rs_recover,
         .kernel_drops = rs_kernel_drops,
         .handover_fds = rs_handover_fds,
+        .rx_done = rs_rx_done,
         .adopt = rs_adopt,
 };

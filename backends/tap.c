@@ -221,7 +221,7 @@ fail:
 #define NOTE_HDR_SHIFT 8
 #define NOTE_OFFLOADS_SHIFT 16
 
-static int tap_handover_fds(struct backend *be, int *fds, unsigned max, uint64_t *notes)
+static int tap_handover_fds(struct backend *be, int *fds, unsigned max, uint64_t *notes, bool live)
 {
         struct tap_backend *t = (struct tap_backend *)be;
 
@@ -528,6 +528,5 @@ const struct backend_ops backend_tap_ops = {
         .rx_burst = tap_rx_burst,
         .recover = tap_recover,
         .handover_fds = tap_handover_fds,
-        .handover_live = true,
         .adopt = tap_adopt,
 };

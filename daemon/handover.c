@@ -221,11 +221,15 @@ static int put_port(struct state_writer *w, struct port *p, bool live, char *err
         int befds[BACKEND_HANDOVER_FDS_MAX];
         struct port_rec pr = {0};
         uint64_t notes[CONFIG_MAX_QUEUES] = {0};
-        bool reopen = live && !p->be->ops->handover_live;
-        int n = 0, r;
+        bool reopen = false;
+        int n, r;
 
-        if (!reopen)
-                n = p->be->ops->handover_fds(p->be, befds, BACKEND_HANDOVER_FDS_MAX, notes);
+        n = p->be->ops->handover_fds(p->be, befds, BACKEND_HANDOVER_FDS_MAX, notes, live);
+        if (n == -EOPNOTSUPP && live) {
+                reopen = true; /* its positions die with the process: the next one opens it anew */
+                n = 0;
+                memset(notes, 0, sizeof(notes));
+        }
         if (n < 0) {
                 snprintf(err, errlen, "%s: its %s port cannot be handed over: %s", p->name, p->be->ops->name,
                          strerror(-n));

@@ -547,6 +547,8 @@ static unsigned handle_rx(struct worker_data *d, struct vu_vring *vr)
                 stat_add(&vr->stats.frames, d->rx_frames);
                 stat_add(&vr->stats.bytes, d->rx_bytes);
         }
+        if (be->ops->rx_done)
+                be->ops->rx_done(be, d->w->ctx.qp);
         if (vr->vq.broken) {
                 if (!vr->broken_reported)
                         report_broken(d->w, vr);

@@ -89,7 +89,7 @@ static void test_loopback_frames_survive(void **state)
         assert_int_equal(ops->configure(old, 1, 0, HDR), 0);
         for (unsigned i = 0; i < 5; i++)
                 send_frame(old, 1, i);
-        n = ops->handover_fds(old, fds, 4, notes);
+        n = ops->handover_fds(old, fds, 4, notes, false);
         assert_int_equal(n, 1);
         dup_fd = fcntl(fds[0], F_DUPFD_CLOEXEC, 3); /* what SCM_RIGHTS would give the new process */
         assert_true(dup_fd >= 0);
@@ -122,7 +122,7 @@ static void test_loopback_refuses_damaged_fifo(void **state)
         (void)state;
 
         assert_int_equal(ops->open(&cfg, 1, &old), 0);
-        assert_int_equal(ops->handover_fds(old, fds, 1, notes), 1);
+        assert_int_equal(ops->handover_fds(old, fds, 1, notes, false), 1);
         counters = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
         assert_true(counters != MAP_FAILED);
         counters[0] = 8;
