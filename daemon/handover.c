@@ -340,8 +340,8 @@ static void hand_over(void)
         }
         if (r < 0) {
                 for_each_dev(vu_dev_resume);
-                (void)handover_checkpoint();
                 finish(false, err);
+                (void)handover_checkpoint(); /* the store again, as it may have been emptied for the new process */
                 return;
         }
         log_info("upgrade: vhostd pid %d (%s) serves every port now; pid %d exits", (int)pid, up.binary, (int)getpid());
