@@ -61,6 +61,9 @@ vhostd_start V3 "$CTL" --netns "$NS" -s "$SOCK" -b tap -i vtap0 -q 2
 tap_ip
 before=$(proc_snapshot "$V3")
 for round in 1 2; do
+    # Each guest has its own MAC: the host must not keep sending to the last one's (a stale neighbour
+    # entry took about 50 s to be found out here).
+    ip -n "$NS" neigh flush dev vtap0
     vm_add_vhost_user_nic "$SOCK" 2
     vm_start "k$round" --smp 2 vm_ip="$GUEST_IP/24" vm_queues=2 --cmd "sleep 600"
     vm_wait_marker "k$round" 'VM-NET-UP' 60 || e2e_fail "guest k$round network did not come up"
