@@ -2,7 +2,7 @@
 # systemd_qemu.sh - a real QEMU guest served by vhostd@vm1 under a real systemd (issue #16): systemd 252 is PID 1
 # of a container (container.sh) whose network is a namespace this test creates, so the tap port vhostd opens lands
 # there; QEMU runs on the host on /run/vhostd/vm1.sock (a host directory bound into the container), and its
-# connection starts the service through vhostd@vm1.socket.
+# connection starts the service through vhostd@vm1.socket (inactive until then).
 #
 # For each port kind in KINDS (tap rawsock afxdp; the ASan build tap only): tap creates vm1-net0
 # in the namespace, rawsock and afxdp (skb mode) sit on a veth there whose peer has the host's address. The guest
@@ -55,6 +55,8 @@ run() { # KIND HOST_IF PORT_KEYS: one guest through vhostd@vm1 with a port of KI
     cx sh -c "printf '%s\n' '[global]' 'user = vhostd' 'group = vhostd' 'control_socket = /run/vhostd/vm1.ctl' \
         '[port net0]' 'fd_name = net0' 'queues = 2' $keys >/etc/vhostd/vm1.conf" || fail "$kind: cannot write vm1.conf"
     out=$(cx vhostd --check-config /etc/vhostd/vm1.conf 2>&1) || fail "$kind: vhostd --check-config: $out"
+    [[ $(show vhostd@vm1.service ActiveState) = inactive ]] ||
+        fail "$kind: vhostd@vm1.service is $(show vhostd@vm1.service ActiveState) before QEMU connects"
     vm_add_vhost_user_nic "$RUNDIR/vm1.sock" 2
     vm_start "$vm" --smp 2 vm_ip="$GUEST_IP/24" vm_queues=2 \
         --cmd "echo CARRIER-BEFORE=\$(cat /sys/class/net/eth0/carrier_changes); iperf3 -c $HOST_IP -t $IPERF_S -P 2 -i 1 --forceflush; rc=\$?; echo CARRIER-AFTER=\$(cat /sys/class/net/eth0/carrier_changes); echo IPERF-RC=\$rc"
