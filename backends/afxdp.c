@@ -77,6 +77,7 @@
 #define AX_TX_FRAMES AX_TX_RING
 #define AX_FRAMES (AX_RX_FRAMES + AX_TX_FRAMES)
 #define AX_HEADROOM 256     /* XDP_PACKET_HEADROOM: where the kernel puts received frames in a UMEM frame */
+#define AX_TXMD_LEN 24      /* sizeof(struct xsk_tx_metadata): before each tx frame's data, which starts there */
 #define AX_KICKS_MAX 64     /* sendto() calls per burst in copy mode (each moves up to 32 frames) */
 #define AX_BUSY_RETRIES 100 /* of 20 ms: a queue still held by sockets being released */
 #define AX_GSO_MAX (65535 + BACKEND_ETH_OVERHEAD) /* a whole GSO frame from the guest, headers included */
@@ -94,21 +95,19 @@
  * every socket unbound, the queues that recover register the same area again: the same pages, no new memory.
  */
 struct ax_umem {
-        struct xsk_umem *umem;
         int ifindex;    /* the interface its first socket was bound to */
         unsigned users; /* queue pairs whose socket uses it */
 };
 
-/* A ring mapped by adopt() itself (libxdp made the others, and unmaps them in xsk_socket__delete()). */
+/* A ring of a socket, mapped by us (libxdp 1.3 cannot register a UMEM with TX metadata: we make the sockets). */
 struct ax_map {
         void *addr;
         size_t len;
 };
 
 struct ax_queue {
-        struct ax_umem *um;     /* the registration its socket uses; NULL without a socket */
-        struct xsk_socket *xsk; /* libxdp's, when open_queue() made the socket; NULL when adopted */
-        struct ax_map maps[4];  /* adopted: rx, tx, fill, completion rings */
+        struct ax_umem *um;    /* the registration its socket uses; NULL without a socket */
+        struct ax_map maps[4]; /* rx, tx, fill, completion rings, mapped by us */
         struct xsk_ring_prod fill;
         struct xsk_ring_cons comp;
         struct xsk_ring_cons rx;
@@ -141,6 +140,9 @@ struct ax_backend {
         size_t slice_len;
         struct ax_umem *umems; /* nqueues slots: every registration in use (each has a socket) */
         unsigned max_frame;    /* largest Ethernet frame we send: the MTU, an Ethernet header and a VLAN tag */
+        /* The registration reserves AX_TXMD_LEN bytes before each tx frame for its TX metadata (Linux >= 6.8):
+         * a partial checksum goes to the kernel (XDP_TXMD_FLAGS_CHECKSUM) instead of being finished here. */
+        bool txmd;
         struct ax_queue q[];
 };
 
@@ -173,20 +175,15 @@ static void close_queue(struct ax_backend *ax, struct ax_queue *q)
         uint8_t *gso_buf = q->gso_buf;
         uint64_t kernel_drops = q->gone_kernel_drops + socket_kernel_drops(q);
 
-        if (q->xsk) {
-                xsk_socket__delete(q->xsk);
-        } else if (q->fd >= 0) { /* adopted */
+        if (q->fd >= 0) {
                 for (unsigned i = 0; i < 4; i++)
                         if (q->maps[i].addr)
                                 munmap(q->maps[i].addr, q->maps[i].len);
                 close(q->fd);
         }
-        /* The registration goes with its last socket (libxdp closes the first socket's fd only then). */
-        if (q->um && --q->um->users == 0) {
-                if (q->um->umem)
-                        (void)xsk_umem__delete(q->um->umem);
+        /* The registration goes with its last socket (the kernel keeps it while a socket uses it). */
+        if (q->um && --q->um->users == 0)
                 memset(q->um, 0, sizeof(*q->um));
-        }
         memset(q, 0, sizeof(*q));
         q->fd = -1;
         q->hdr_len = hdr_len;
@@ -345,6 +342,88 @@ static void free_all_tx(struct ax_backend *ax, unsigned qi)
         ax->q[qi].nfree = AX_TX_FRAMES;
 }
 
+/* libxdp's ring fields (struct xsk_ring_prod and xsk_ring_cons have this same set). */
+#define SET_RING(r, p, off, entries, producer_side)                                                                    \
+        do {                                                                                                           \
+                (r)->mask = (entries)-1;                                                                               \
+                (r)->size = (entries);                                                                                 \
+                (r)->producer = (__u32 *)((p) + (off)->producer);                                                      \
+                (r)->consumer = (__u32 *)((p) + (off)->consumer);                                                      \
+                (r)->flags = (__u32 *)((p) + (off)->flags);                                                            \
+                (r)->ring = (p) + (off)->desc;                                                                         \
+                (r)->cached_prod = __atomic_load_n((r)->producer, __ATOMIC_ACQUIRE);                                   \
+                /* producer rings keep the consumer index plus the size (xsk_prod_nb_free()) */                        \
+                (r)->cached_cons =                                                                                     \
+                        __atomic_load_n((r)->consumer, __ATOMIC_ACQUIRE) + ((producer_side) ? (entries) : 0);          \
+        } while (0)
+
+/* Maps ring pgoff of q's socket (entries of entry_size bytes after off->desc) as q->maps[which]; NULL on failure. */
+static uint8_t *map_ring(struct ax_queue *q, unsigned which, off_t pgoff, const struct xdp_ring_offset *off,
+                         __u32 entries, size_t entry_size)
+{
+        size_t len = off->desc + entries * entry_size;
+        uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, q->fd, pgoff);
+
+        if (p == MAP_FAILED)
+                return NULL; /* EINVAL also when the ring is smaller than this build's */
+        q->maps[which] = (struct ax_map){p, len};
+        return p;
+}
+
+/* Maps the four rings of q's socket into libxdp's ring structs, where the kernel has them now. */
+static int map_rings(struct ax_queue *q)
+{
+        struct xdp_mmap_offsets off;
+        socklen_t optlen = sizeof(off);
+        uint8_t *rx, *tx, *fill, *comp;
+
+        if (getsockopt(q->fd, SOL_XDP, XDP_MMAP_OFFSETS, &off, &optlen) < 0)
+                return -errno;
+        if (!(rx = map_ring(q, 0, XDP_PGOFF_RX_RING, &off.rx, AX_RX_RING, sizeof(struct xdp_desc))) ||
+            !(tx = map_ring(q, 1, XDP_PGOFF_TX_RING, &off.tx, AX_TX_RING, sizeof(struct xdp_desc))) ||
+            !(fill = map_ring(q, 2, XDP_UMEM_PGOFF_FILL_RING, &off.fr, AX_RX_RING, sizeof(__u64))) ||
+            !(comp = map_ring(q, 3, XDP_UMEM_PGOFF_COMPLETION_RING, &off.cr, AX_TX_RING, sizeof(__u64))))
+                return -errno;
+        SET_RING(&q->rx, rx, &off.rx, AX_RX_RING, false);
+        SET_RING(&q->tx, tx, &off.tx, AX_TX_RING, true);
+        SET_RING(&q->fill, fill, &off.fr, AX_RX_RING, true);
+        SET_RING(&q->comp, comp, &off.cr, AX_TX_RING, false);
+        return 0;
+}
+
+/* struct xdp_umem_reg of Linux >= 6.8 (Debian 12's headers stop before tx_metadata_len). */
+struct ax_umem_reg {
+        __u64 addr, len;
+        __u32 chunk_size, headroom, flags, tx_metadata_len;
+};
+
+#define AX_UMEM_TX_METADATA_LEN (1u << 2)
+
+/*
+ * Registers the area as a UMEM on fd, with room for TX metadata before each tx frame where the kernel has it
+ * (older kernels refuse the flag or the field: registered then without, and partial checksums are finished
+ * here).
+ */
+static int register_umem(struct ax_backend *ax, int fd)
+{
+        struct ax_umem_reg reg = {
+                .addr = (__u64)(uintptr_t)ax->area,
+                .len = ax->area_len,
+                .chunk_size = ax->frame_size,
+                .flags = AX_UMEM_TX_METADATA_LEN,
+                .tx_metadata_len = AX_TXMD_LEN,
+        };
+
+        if (setsockopt(fd, SOL_XDP, XDP_UMEM_REG, &reg, sizeof(reg)) == 0) {
+                ax->txmd = true;
+                return 0;
+        }
+        reg.flags = 0;
+        reg.tx_metadata_len = 0;
+        ax->txmd = false;
+        return setsockopt(fd, SOL_XDP, XDP_UMEM_REG, &reg, offsetof(struct ax_umem_reg, flags) + 4) < 0 ? -errno : 0;
+}
+
 /*
  * Opens queue qi's socket and puts it into the XSKMAP map_fd. It shares the UMEM registration that already has
  * a socket on this interface, or registers the area anew (the first queue to open, or to recover after the
@@ -361,58 +440,53 @@ static void free_all_tx(struct ax_backend *ax, unsigned qi)
 static int open_queue(struct ax_backend *ax, const struct backend_cfg *cfg, unsigned qi, int map_fd)
 {
         struct ax_queue *q = &ax->q[qi];
-        struct xsk_umem_config ucfg = {
-                .fill_size = AX_RX_RING,
-                .comp_size = AX_TX_RING,
-                .frame_size = ax->frame_size,
-                .frame_headroom = 0,
-        };
-        /* With XDP_SHARED_UMEM the kernel takes copy/zero-copy and need_wakeup from the first socket. */
-        struct xsk_socket_config scfg = {
-                .rx_size = AX_RX_RING,
-                .tx_size = AX_TX_RING,
-                .libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD,
-                .xdp_flags = ax->xdp_flags,
-                .bind_flags =
-                        XDP_USE_NEED_WAKEUP | (cfg->force_copy ? XDP_COPY : 0) | (cfg->zero_copy ? XDP_ZEROCOPY : 0),
-        };
         uint64_t base = (uint64_t)qi * ax->slice_len;
         struct ax_umem *um = NULL, *slot = NULL;
-        __u32 idx;
-        int r;
+        struct sockaddr_xdp sxdp = {.sxdp_family = AF_XDP};
+        int sizes[4][2] = {{XDP_UMEM_FILL_RING, AX_RX_RING},
+                           {XDP_UMEM_COMPLETION_RING, AX_TX_RING},
+                           {XDP_RX_RING, AX_RX_RING},
+                           {XDP_TX_RING, AX_TX_RING}};
+        int sibling = -1, r;
+        __u32 idx, key = cfg->start_queue + qi;
 
         q->ifindex = (int)if_nametoindex(cfg->ifname);
         for (unsigned i = 0; i < ax->base.nqueues && !um; i++) {
-                if (ax->umems[i].users && ax->umems[i].umem && ax->umems[i].ifindex == q->ifindex)
+                if (ax->umems[i].users && ax->umems[i].ifindex == q->ifindex)
                         um = &ax->umems[i];
                 else if (!ax->umems[i].users && !slot)
                         slot = &ax->umems[i];
         }
-        if (!um) {
-                /* A slot is free: each registration in use has a socket, and queue qi has none. */
-                r = xsk_umem__create(&slot->umem, ax->area, ax->area_len, &q->fill, &q->comp, &ucfg);
-                if (r < 0) {
-                        slot->umem = NULL;
-                        return r;
-                }
-                slot->ifindex = q->ifindex;
-        }
-        /* The first socket of a registration gets the fill and completion rings made with it (the same structs). */
-        r = xsk_socket__create_shared(&q->xsk, cfg->ifname, cfg->start_queue + qi, um ? um->umem : slot->umem, &q->rx,
-                                      &q->tx, &q->fill, &q->comp, &scfg);
-        if (r < 0) {
-                q->xsk = NULL;
-                if (!um) {
-                        (void)xsk_umem__delete(slot->umem);
-                        memset(slot, 0, sizeof(*slot));
-                }
+        /* A socket of the registration in use, to share it (XDP_SHARED_UMEM): any of its sockets will do. */
+        for (unsigned i = 0; um && i < ax->base.nqueues && sibling < 0; i++)
+                if (i != qi && ax->q[i].um == um && ax->q[i].fd >= 0)
+                        sibling = ax->q[i].fd;
+        q->fd = socket(AF_XDP, SOCK_RAW | SOCK_CLOEXEC, 0);
+        if (q->fd < 0)
+                return -errno;
+        if (!um && (r = register_umem(ax, q->fd)) < 0)
                 return r;
+        for (unsigned i = 0; i < 4; i++)
+                if (setsockopt(q->fd, SOL_XDP, sizes[i][0], &sizes[i][1], sizeof(sizes[i][1])) < 0)
+                        return -errno;
+        if ((r = map_rings(q)) < 0)
+                return r;
+        /* With XDP_SHARED_UMEM the kernel takes copy/zero-copy and need_wakeup from the first socket. */
+        sxdp.sxdp_ifindex = (__u32)q->ifindex;
+        sxdp.sxdp_queue_id = key;
+        if (um && sibling >= 0) {
+                sxdp.sxdp_flags = XDP_SHARED_UMEM;
+                sxdp.sxdp_shared_umem_fd = (__u32)sibling;
+        } else {
+                sxdp.sxdp_flags =
+                        XDP_USE_NEED_WAKEUP | (cfg->force_copy ? XDP_COPY : 0) | (cfg->zero_copy ? XDP_ZEROCOPY : 0);
         }
+        if (bind(q->fd, (struct sockaddr *)&sxdp, sizeof(sxdp)) < 0)
+                return -errno;
         q->um = um ? um : slot;
+        if (!um)
+                *q->um = (struct ax_umem){.ifindex = q->ifindex};
         q->um->users++;
-        q->fd = xsk_socket__fd(q->xsk);
-        /* libxdp makes its sockets without SOCK_CLOEXEC: an upgrade's new binary would inherit them. */
-        (void)fcntl(q->fd, F_SETFD, FD_CLOEXEC);
 
         /* Lend the rx frames to the kernel before the socket is in the map, so none arrives to an empty fill ring. */
         if (xsk_ring_prod__reserve(&q->fill, AX_RX_FRAMES, &idx) != AX_RX_FRAMES)
@@ -422,8 +496,8 @@ static int open_queue(struct ax_backend *ax, const struct backend_cfg *cfg, unsi
         xsk_ring_prod__submit(&q->fill, AX_RX_FRAMES);
         free_all_tx(ax, qi);
 
-        if ((r = xsk_socket__update_xskmap(q->xsk, map_fd)) < 0)
-                return r;
+        if (bpf_map_update_elem(map_fd, &key, &q->fd, 0) < 0)
+                return -errno;
         if (cfg->busy_poll && (r = set_busy_poll(q->fd)) < 0)
                 return r;
 
@@ -635,12 +709,13 @@ static int ax_queue_fd(const struct backend *be, unsigned q)
 
 /* ---- guest -> port ---- */
 
-static void reclaim(struct ax_queue *q)
+static void reclaim(const struct ax_backend *ax, struct ax_queue *q)
 {
         __u32 idx, n = xsk_ring_cons__peek(&q->comp, AX_TX_RING, &idx);
 
+        /* The frame itself: with TX metadata its data started AX_TXMD_LEN bytes in (frame sizes are powers of 2). */
         for (__u32 i = 0; i < n; i++)
-                q->free[q->nfree++] = *xsk_ring_cons__comp_addr(&q->comp, idx + i);
+                q->free[q->nfree++] = *xsk_ring_cons__comp_addr(&q->comp, idx + i) & ~(uint64_t)(ax->frame_size - 1);
         if (n)
                 xsk_ring_cons__release(&q->comp, n);
 }
@@ -665,13 +740,29 @@ static int kick_tx(struct ax_queue *q)
 }
 
 /* A tx descriptor for the UMEM frame at addr holding len bytes; the caller reserved it at *idx. */
-static void put_desc(struct ax_queue *q, __u32 *idx, uint64_t addr, size_t len)
+static void put_desc(struct ax_queue *q, __u32 *idx, uint64_t addr, size_t len, __u32 options)
 {
         struct xdp_desc *d = xsk_ring_prod__tx_desc(&q->tx, (*idx)++);
 
         d->addr = addr;
         d->len = (__u32)len;
-        d->options = 0;
+        d->options = options;
+}
+
+/* struct xsk_tx_metadata of Linux >= 6.8, as far as a checksum request goes. */
+struct ax_txmd {
+        __u64 flags;
+        __u16 csum_start, csum_offset;
+        __u32 pad;
+        __u64 launch_time;
+};
+#define AX_TXMD_FLAGS_CHECKSUM (1u << 1)
+#define AX_TX_METADATA (1u << 1) /* xdp_desc options: metadata precedes the data */
+
+/* Where queue q's next tx frame's data goes: after the room for its TX metadata, when the registration has it. */
+static uint64_t take_tx_frame(struct ax_backend *ax, struct ax_queue *q)
+{
+        return q->free[--q->nfree] + (ax->txmd ? AX_TXMD_LEN : 0);
 }
 
 /*
@@ -696,13 +787,13 @@ static int tx_gso(struct ax_backend *ax, struct ax_queue *q, const struct frame 
                 return -EAGAIN;
         for (unsigned i = 0; i < g.nseg; i++) {
                 size_t off = g.hdrs + (size_t)i * g.mss, seglen = len - off < g.mss ? len - off : g.mss;
-                uint64_t addr = q->free[--q->nfree];
+                uint64_t addr = take_tx_frame(ax, q);
                 uint8_t *p = ax->area + addr;
 
                 memcpy(p, q->gso_buf, g.hdrs);
                 memcpy(p + g.hdrs, q->gso_buf + off, seglen);
                 gso_segment_headers(p, &g, i, p + g.hdrs, (unsigned)seglen);
-                put_desc(q, &idx, addr, g.hdrs + seglen);
+                put_desc(q, &idx, addr, g.hdrs + seglen, 0);
         }
         return (int)g.nseg;
 }
@@ -716,7 +807,7 @@ static int tx_frame(struct ax_backend *ax, struct ax_queue *q, const struct fram
         struct virtio_net_hdr vh = {0};
         size_t len = f->len - q->hdr_len;
         uint64_t addr;
-        __u32 idx;
+        __u32 idx, options = 0;
 
         if (f->len < q->hdr_len + 14)
                 return -EMSGSIZE;
@@ -730,12 +821,25 @@ static int tx_frame(struct ax_backend *ax, struct ax_queue *q, const struct fram
                 return -ENOBUFS;
         if (xsk_ring_prod__reserve(&q->tx, 1, &idx) != 1)
                 return -EAGAIN;
-        addr = q->free[--q->nfree];
+        addr = take_tx_frame(ax, q);
         iov_to_buf(f->iov, f->iovcnt, q->hdr_len, ax->area + addr, len);
-        /* A partial checksum is finished here; one that points outside the frame goes as it is. */
-        if (q->tx_offload && (vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM))
-                (void)csum_complete(ax->area + addr, len, &vh);
-        put_desc(q, &idx, addr, len);
+        /*
+         * A partial checksum goes to the kernel in the frame's TX metadata (it finishes it, or the device does),
+         * or is finished here without; one that points outside the frame goes as it is.
+         */
+        if (q->tx_offload && (vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM)) {
+                if (ax->txmd && (size_t)vh.csum_start + vh.csum_offset + 2 <= len) {
+                        struct ax_txmd *md = (struct ax_txmd *)(ax->area + addr - AX_TXMD_LEN);
+
+                        *md = (struct ax_txmd){.flags = AX_TXMD_FLAGS_CHECKSUM,
+                                               .csum_start = vh.csum_start,
+                                               .csum_offset = vh.csum_offset};
+                        options = AX_TX_METADATA;
+                } else {
+                        (void)csum_complete(ax->area + addr, len, &vh);
+                }
+        }
+        put_desc(q, &idx, addr, len, options);
         return 1;
 }
 
@@ -754,10 +858,10 @@ static int ax_tx_burst(struct backend *be, unsigned qi, const struct frame *fram
                         return r;
                 q->kick_err = 0;
         }
-        reclaim(q);
+        reclaim(ax, q);
         if (!q->nfree) {
                 (void)kick_tx(q);
-                reclaim(q);
+                reclaim(ax, q);
                 if (!q->nfree)
                         return -ENOBUFS; /* every frame in flight: try again shortly */
         }
@@ -845,15 +949,16 @@ static int ax_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, un
 #define NOTE_XDP_FLAGS(n) ((__u32)((n)&0xff))
 #define NOTE_FRAME_SHIFT(n) ((unsigned)(((n) >> 8) & 0xff))
 #define NOTE_RX_SHIFT(n) ((unsigned)(((n) >> 16) & 0xff))
-#define NOTE_TX_SHIFT(n) ((unsigned)(((n) >> 24) & 0xff))
+#define NOTE_TX_SHIFT(n) ((unsigned)(((n) >> 24) & 0x7f))
+#define NOTE_TXMD (1ull << 31) /* the registration has room for TX metadata (an older vhostd refuses the note) */
 #define NOTE_IFINDEX(n) ((int)((n) >> 32))
 #define AX_TX_DRAIN_MS 200
 
 static uint64_t make_note(const struct ax_backend *ax, const struct ax_queue *q)
 {
-        return (uint64_t)(ax->xdp_flags & 0xff) | (uint64_t)__builtin_ctz(ax->frame_size) << 8 |
-               (uint64_t)__builtin_ctz(AX_RX_RING) << 16 | (uint64_t)__builtin_ctz(AX_TX_RING) << 24 |
-               (uint64_t)(uint32_t)q->ifindex << 32;
+        return (ax->txmd ? NOTE_TXMD : 0) | (uint64_t)(ax->xdp_flags & 0xff) |
+               (uint64_t)__builtin_ctz(ax->frame_size) << 8 | (uint64_t)__builtin_ctz(AX_RX_RING) << 16 |
+               (uint64_t)__builtin_ctz(AX_TX_RING) << 24 | (uint64_t)(uint32_t)q->ifindex << 32;
 }
 
 /* fds: the UMEM memfd, each queue's socket, then the XSKMAP when we attached the program. */
@@ -879,7 +984,7 @@ static int ax_handover_fds(struct backend *be, int *fds, unsigned max, uint64_t 
 
                         if (q->nfree < AX_TX_FRAMES) {
                                 (void)kick_tx(q);
-                                reclaim(q);
+                                reclaim(ax, q);
                                 busy += q->nfree < AX_TX_FRAMES;
                         }
                 }
@@ -899,52 +1004,13 @@ static int ax_handover_fds(struct backend *be, int *fds, unsigned max, uint64_t 
         return (int)n;
 }
 
-/* libxdp's ring fields (struct xsk_ring_prod and xsk_ring_cons have this same set). */
-#define SET_RING(r, p, off, entries, producer_side)                                                                    \
-        do {                                                                                                           \
-                (r)->mask = (entries)-1;                                                                               \
-                (r)->size = (entries);                                                                                 \
-                (r)->producer = (__u32 *)((p) + (off)->producer);                                                      \
-                (r)->consumer = (__u32 *)((p) + (off)->consumer);                                                      \
-                (r)->flags = (__u32 *)((p) + (off)->flags);                                                            \
-                (r)->ring = (p) + (off)->desc;                                                                         \
-                (r)->cached_prod = __atomic_load_n((r)->producer, __ATOMIC_ACQUIRE);                                   \
-                /* producer rings keep the consumer index plus the size (xsk_prod_nb_free()) */                        \
-                (r)->cached_cons =                                                                                     \
-                        __atomic_load_n((r)->consumer, __ATOMIC_ACQUIRE) + ((producer_side) ? (entries) : 0);          \
-        } while (0)
-
-/* Maps ring pgoff of q's socket (entries of entry_size bytes after off->desc) as q->maps[which]; NULL on failure. */
-static uint8_t *map_ring(struct ax_queue *q, unsigned which, off_t pgoff, const struct xdp_ring_offset *off,
-                         __u32 entries, size_t entry_size)
-{
-        size_t len = off->desc + entries * entry_size;
-        uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, q->fd, pgoff);
-
-        if (p == MAP_FAILED)
-                return NULL; /* EINVAL also when the ring is smaller than this build's */
-        q->maps[which] = (struct ax_map){p, len};
-        return p;
-}
-
 static int adopt_queue(struct ax_backend *ax, unsigned qi, uint64_t note)
 {
         struct ax_queue *q = &ax->q[qi];
-        struct xdp_mmap_offsets off;
-        socklen_t optlen = sizeof(off);
-        uint8_t *rx, *tx, *fill, *comp;
+        int r = map_rings(q);
 
-        if (getsockopt(q->fd, SOL_XDP, XDP_MMAP_OFFSETS, &off, &optlen) < 0)
-                return -errno;
-        if (!(rx = map_ring(q, 0, XDP_PGOFF_RX_RING, &off.rx, AX_RX_RING, sizeof(struct xdp_desc))) ||
-            !(tx = map_ring(q, 1, XDP_PGOFF_TX_RING, &off.tx, AX_TX_RING, sizeof(struct xdp_desc))) ||
-            !(fill = map_ring(q, 2, XDP_UMEM_PGOFF_FILL_RING, &off.fr, AX_RX_RING, sizeof(__u64))) ||
-            !(comp = map_ring(q, 3, XDP_UMEM_PGOFF_COMPLETION_RING, &off.cr, AX_TX_RING, sizeof(__u64))))
-                return -errno;
-        SET_RING(&q->rx, rx, &off.rx, AX_RX_RING, false);
-        SET_RING(&q->tx, tx, &off.tx, AX_TX_RING, true);
-        SET_RING(&q->fill, fill, &off.fr, AX_RX_RING, true);
-        SET_RING(&q->comp, comp, &off.cr, AX_TX_RING, false);
+        if (r < 0)
+                return r;
         q->ifindex = NOTE_IFINDEX(note);
         free_all_tx(ax, qi);
         return 0;
@@ -972,6 +1038,7 @@ static int ax_adopt(const struct backend_cfg *cfg, unsigned nqueues, const int *
                 goto fail;
         }
         ax->xdp_flags = NOTE_XDP_FLAGS(notes[0]);
+        ax->txmd = notes[0] & NOTE_TXMD;
         ax->area_fd = fds[0];
         for (unsigned i = 0; i < nqueues; i++)
                 ax->q[i].fd = fds[1 + i];
