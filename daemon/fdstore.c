@@ -36,7 +36,8 @@ static const char store_magic[8] = "VHSTORE1";
 
 struct entry {
         uint64_t serial;
-        int fd; /* our own copy: compared with kcmp to find an fd that is stored already */
+        int fd;  /* our own copy: compared with kcmp to find an fd that is stored already */
+        int src; /* the fd number it was stored from: the same number usually holds the same file next time */
         bool named;
 };
 
@@ -116,15 +117,21 @@ static bool same_file(int a, int b)
         return a == b || syscall(SYS_kcmp, getpid(), getpid(), KCMP_FILE, a, b) == 0;
 }
 
+/* One kcmp per fd in the usual case (an fd kept under its number), every entry only for the others. */
 static struct entry *entry_for(int fd)
 {
         for (unsigned i = 0; i < st.n; i++)
-                if (same_file(st.entries[i].fd, fd))
+                if (st.entries[i].src == fd && same_file(st.entries[i].fd, fd))
                         return &st.entries[i];
+        for (unsigned i = 0; i < st.n; i++)
+                if (st.entries[i].src != fd && same_file(st.entries[i].fd, fd)) {
+                        st.entries[i].src = fd; /* found under this number from now on */
+                        return &st.entries[i];
+                }
         return NULL;
 }
 
-static int entry_add(uint64_t serial, int fd)
+static int entry_add(uint64_t serial, int fd, int src)
 {
         if (st.n == st.cap) {
                 unsigned cap = st.cap ? 2 * st.cap : 64;
@@ -135,7 +142,7 @@ static int entry_add(uint64_t serial, int fd)
                 st.entries = e;
                 st.cap = cap;
         }
-        st.entries[st.n++] = (struct entry){.serial = serial, .fd = fd};
+        st.entries[st.n++] = (struct entry){.serial = serial, .fd = fd, .src = src};
         if (serial >= st.next_serial)
                 st.next_serial = serial + 1;
         return 0;
@@ -211,7 +218,7 @@ int fdstore_put(const int *fds, unsigned nfds, const void *blob, size_t len, uin
                 if (!e) {
                         int copy = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
 
-                        if (copy < 0 || (r = entry_add(st.next_serial, copy)) < 0) {
+                        if (copy < 0 || (r = entry_add(st.next_serial, copy, fds[i])) < 0) {
                                 r = copy < 0 ? -errno : r;
                                 if (copy >= 0)
                                         close(copy);
@@ -389,7 +396,7 @@ int fdstore_take(int *fds, char names[][64], int nfds, struct fdstore_state *s, 
                 for (unsigned k = 0; k < s->nfds; k++) {
                         int i = find_serial(names, nfds, fds, serials[k]);
 
-                        if (!entry_for(fds[i]) && (r = entry_add(serials[k], fds[i])) < 0) {
+                        if (!entry_for(fds[i]) && (r = entry_add(serials[k], fds[i], -1)) < 0) {
                                 r = errf(err, errlen, r, "fd store");
                                 goto out;
                         }

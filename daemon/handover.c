@@ -731,12 +731,8 @@ static void start_taken(struct taker *t, struct taken_port *taken, unsigned npor
                     vu_dev_import_start(taken[i].port->dev, taken[i].hs, t->fds, why, sizeof(why)) < 0)
                         log_err("%s: %s", what, why);
         }
-        if (t->live)
-                log_info("%s: the rings run again; the state was stored %.1f ms before, while they ran", what,
-                         (double)(now_ns() - t->paused_ns) / 1e6);
-        else
-                log_info("%s: the rings run again %.1f ms after the old vhostd paused them", what,
-                         (double)(now_ns() - t->paused_ns) / 1e6);
+        log_info("%s: the rings run again %.1f ms after %s", what, (double)(now_ns() - t->paused_ns) / 1e6,
+                 t->live ? "the state was stored, while they ran" : "the old vhostd paused them");
 }
 
 int handover_take(int sock, struct ev_loop *loop, struct port *ports, unsigned nports, struct ctl *ctl,
