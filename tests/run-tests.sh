@@ -30,6 +30,8 @@ run_one() {
     77) skip=$((skip + 1)); printf 'SKIP  %-36s %6ss  %s\n' "$name" "$secs" "$(grep -v '^\s*$' "$log" | tail -n1)" ;;
     *) fail=$((fail + 1)); failed+=("$name")
        printf 'FAIL  %-36s %6ss  (exit %d, log %s)\n' "$name" "$secs" "$rc" "$log"
+       # The reason first: a failing test's dump of logs can push its FAIL line out of the tail.
+       grep -a -m 3 '^FAIL' "$log" | sed 's/^/    > /'
        tail -n 40 "$log" | sed 's/^/    | /' ;;
     esac
 }

@@ -26,7 +26,7 @@ netns_wait_listen "$NS" 5201 10 || e2e_fail "iperf3 server did not start"
 # The guest runs iperf3 both ways, then answers pings until the test is done.
 vm_add_vhost_user_nic "$SOCK" 2 "" reconnect=1 packed=on
 vm_start g1 --smp 2 vm_ip="$GUEST_IP/24" vm_queues=2 \
-    --cmd "ping -c 3 -W 2 $HOST_IP && iperf3 -c $HOST_IP -t 4 -P 4 && iperf3 -c $HOST_IP -t 4 -P 4 -R && echo TRAFFIC-DONE && sleep 1000000"
+    --cmd "taskset -c 0 ping -c 3 -W 2 $HOST_IP && taskset -c 1 ping -c 3 -W 2 $HOST_IP && iperf3 -c $HOST_IP -t 4 -P 4 && iperf3 -c $HOST_IP -t 4 -P 4 -R && echo TRAFFIC-DONE && sleep 1000000"
 vm_wait_boot g1 60 || e2e_fail "guest did not boot"
 vm_wait_marker g1 '^TRAFFIC-DONE' 150 || e2e_fail "guest traffic did not finish: $(grep -a 'iperf3:\|packets' "$(vm_log g1)" | tail -n 3)"
 grep -aq '3 packets transmitted, 3 packets received' "$(vm_log g1)" || e2e_fail "guest ping did not get 3 replies"

@@ -24,7 +24,7 @@ netns_wait_listen "$NS" 5201 10 || e2e_fail "iperf3 server did not start"
 # The guest pings us, then after the host pings it, runs iperf3 both ways with 4 streams.
 vm_add_vhost_user_nic "$SOCK" 2
 vm_start g1 --smp 2 vm_ip="$GUEST_IP/24" vm_queues=2 \
-    --cmd "ping -c 3 -W 2 $HOST_IP && sleep 4 && iperf3 -c $HOST_IP -t 4 -P 4 && iperf3 -c $HOST_IP -t 4 -P 4 -R && echo TRAFFIC-DONE && sleep 5"
+    --cmd "taskset -c 0 ping -c 3 -W 2 $HOST_IP && taskset -c 1 ping -c 3 -W 2 $HOST_IP && sleep 4 && iperf3 -c $HOST_IP -t 4 -P 4 && iperf3 -c $HOST_IP -t 4 -P 4 -R && echo TRAFFIC-DONE && sleep 5"
 vm_wait_boot g1 60 || e2e_fail "guest did not boot"
 vm_wait_marker g1 'VM-NET-UP' 30 || e2e_fail "guest network did not come up"
 e2e_wait_for 20 ip netns exec "$NS" busybox ping -c 1 -W 1 "$GUEST_IP" >/dev/null || e2e_fail "host cannot ping the guest"
