@@ -81,6 +81,12 @@
 #define AX_KICKS_MAX 64     /* sendto() calls per burst in copy mode (each moves up to 32 frames) */
 #define AX_BUSY_RETRIES 100 /* of 20 ms: a queue still held by sockets being released */
 #define AX_GSO_MAX (65535 + BACKEND_ETH_OVERHEAD) /* a whole GSO frame from the guest, headers included */
+#define AX_SG_MTU 9000 /* the largest MTU with multi-buffer, a frame spread over several UMEM frames */
+#define AX_SG_FRAME_MAX (AX_SG_MTU + BACKEND_ETH_OVERHEAD)
+#define AX_RX_FRAGS_MAX 18 /* descriptors of one received frame, at most (the kernel's MAX_SKB_FRAGS + 1) */
+/* Linux >= 6.6, newer than Debian 12's headers: bind flag and descriptor option of multi-buffer AF_XDP. */
+#define AX_USE_SG (1u << 4)
+#define AX_PKT_CONTD (1u << 0) /* the frame goes on in the next descriptor */
 
 #ifndef SO_PREFER_BUSY_POLL
 #define SO_PREFER_BUSY_POLL 69
@@ -118,6 +124,7 @@ struct ax_queue {
         unsigned hdr_len;
         bool tx_offload;             /* the guest acked CSUM: its frames may be partial or GSO */
         uint8_t *gso_buf;            /* a whole GSO frame, to cut into segments (with offloads) */
+        uint8_t *seg_buf;            /* one segment of it larger than a UMEM frame (multi-buffer only) */
         uint64_t free[AX_TX_FRAMES]; /* tx frames of its slice not in flight */
         unsigned nfree;
         uint64_t gone_kernel_drops; /* counted by sockets recover() replaced */
@@ -143,6 +150,9 @@ struct ax_backend {
         /* The registration reserves AX_TXMD_LEN bytes before each tx frame for its TX metadata (Linux >= 6.8):
          * a partial checksum goes to the kernel (XDP_TXMD_FLAGS_CHECKSUM) instead of being finished here. */
         bool txmd;
+        /* Multi-buffer (XDP_USE_SG, Linux >= 6.6): a frame larger than a UMEM frame spans several, up to
+         * AX_SG_MTU; without it max_frame is what one UMEM frame holds. */
+        bool sg;
         struct ax_queue q[];
 };
 
@@ -172,7 +182,7 @@ static void close_queue(struct ax_backend *ax, struct ax_queue *q)
         /* What the queue was configured with outlives its socket (recover() opens a new one). */
         unsigned hdr_len = q->hdr_len;
         bool tx_offload = q->tx_offload;
-        uint8_t *gso_buf = q->gso_buf;
+        uint8_t *gso_buf = q->gso_buf, *seg_buf = q->seg_buf;
         uint64_t kernel_drops = q->gone_kernel_drops + socket_kernel_drops(q);
 
         if (q->fd >= 0) {
@@ -189,6 +199,7 @@ static void close_queue(struct ax_backend *ax, struct ax_queue *q)
         q->hdr_len = hdr_len;
         q->tx_offload = tx_offload;
         q->gso_buf = gso_buf;
+        q->seg_buf = seg_buf;
         q->gone_kernel_drops = kernel_drops;
 }
 
@@ -263,6 +274,9 @@ static int attach_prog(struct ax_backend *ax, int ifindex, __u32 xdp_flags)
                 r = -ENOENT;
         else if (slots > bpf_map__max_entries(map))
                 r = bpf_map__set_max_entries(map, slots);
+        /* Multi-buffer frames reach the socket only through a program that says it takes them (it just redirects). */
+        if (r == 0)
+                r = xdp_program__set_xdp_frags_support(prog, ax->sg);
         if (r == 0)
                 r = xdp_program__attach(prog, ifindex, mode, 0);
         if (r < 0) {
@@ -304,6 +318,7 @@ static void ax_close(struct backend *be)
         for (unsigned i = 0; i < be->nqueues; i++) {
                 close_queue(ax, &ax->q[i]);
                 free(ax->q[i].gso_buf);
+                free(ax->q[i].seg_buf);
         }
         release_prog(ax, ax->prog_ifindex && ax->prog_ifindex == (int)if_nametoindex(ax->cfg.ifname));
         if (ax->area)
@@ -478,8 +493,8 @@ static int open_queue(struct ax_backend *ax, const struct backend_cfg *cfg, unsi
                 sxdp.sxdp_flags = XDP_SHARED_UMEM;
                 sxdp.sxdp_shared_umem_fd = (__u32)sibling;
         } else {
-                sxdp.sxdp_flags =
-                        XDP_USE_NEED_WAKEUP | (cfg->force_copy ? XDP_COPY : 0) | (cfg->zero_copy ? XDP_ZEROCOPY : 0);
+                sxdp.sxdp_flags = XDP_USE_NEED_WAKEUP | (cfg->force_copy ? XDP_COPY : 0) |
+                                  (cfg->zero_copy ? XDP_ZEROCOPY : 0) | (ax->sg ? AX_USE_SG : 0);
         }
         if (bind(q->fd, (struct sockaddr *)&sxdp, sizeof(sxdp)) < 0)
                 return -errno;
@@ -573,12 +588,34 @@ static int alloc_area(struct ax_backend *ax)
         return map_area(ax);
 }
 
-/* The largest MTU the port carries with frames of frame_size on an interface of MTU if_mtu. */
-static unsigned port_max_mtu(unsigned frame_size, unsigned if_mtu)
+/* The largest MTU one UMEM frame of frame_size holds (a received frame starts after the XDP headroom). */
+static unsigned frame_max_mtu(unsigned frame_size)
 {
-        unsigned max_mtu = frame_size - AX_HEADROOM - BACKEND_ETH_OVERHEAD;
+        return frame_size - AX_HEADROOM - BACKEND_ETH_OVERHEAD;
+}
+
+/* The largest MTU the port carries with frames of frame_size, with multi-buffer or not, on an interface of if_mtu. */
+static unsigned port_max_mtu(unsigned frame_size, bool sg, unsigned if_mtu)
+{
+        unsigned max_mtu = sg ? AX_SG_MTU : frame_max_mtu(frame_size);
 
         return if_mtu < max_mtu ? if_mtu : max_mtu;
+}
+
+/* What the port uses, logged when it opens (indexed by txmd | sg << 1). */
+static const char *const ax_details[4] = {
+        "one UMEM frame per frame (no multi-buffer AF_XDP here: Linux >= 6.6 and, for zero-copy, a driver with it); "
+        "transmit checksums finished in software (no AF_XDP TX metadata here: Linux >= 6.8)",
+        "one UMEM frame per frame (no multi-buffer AF_XDP here: Linux >= 6.6 and, for zero-copy, a driver with it); "
+        "transmit checksums to the kernel in TX metadata",
+        "multi-buffer: frames up to MTU 9000 over several UMEM frames; transmit checksums finished in software (no "
+        "AF_XDP TX metadata here: Linux >= 6.8)",
+        "multi-buffer: frames up to MTU 9000 over several UMEM frames; transmit checksums to the kernel in TX metadata",
+};
+
+static void set_details(struct ax_backend *ax)
+{
+        ax->base.details = ax_details[(ax->txmd ? 1 : 0) | (ax->sg ? 2 : 0)];
 }
 
 /* A backend without sockets or UMEM yet; NULL when out of memory. */
@@ -603,7 +640,7 @@ static struct ax_backend *ax_new(const struct backend_cfg *cfg, unsigned nqueues
                 ax->q[i].hdr_len = sizeof(struct virtio_net_hdr_mrg);
         }
         for (unsigned i = 0; cfg->offloads && i < nqueues; i++)
-                if (!(ax->q[i].gso_buf = malloc(AX_GSO_MAX))) {
+                if (!(ax->q[i].gso_buf = malloc(AX_GSO_MAX)) || !(ax->q[i].seg_buf = malloc(AX_SG_FRAME_MAX))) {
                         ax_close(&ax->base);
                         return NULL;
                 }
@@ -617,10 +654,55 @@ static struct ax_backend *ax_new(const struct backend_cfg *cfg, unsigned nqueues
         return ax;
 }
 
+/*
+ * Opens every queue in the XDP mode asked for (auto: native, else skb), retrying while the sockets of an earlier
+ * instance still hold a queue.
+ */
+static int open_in_mode(struct ax_backend *ax)
+{
+        const struct backend_cfg *cfg = &ax->cfg;
+        int r;
+
+        if (cfg->xsks_map[0])
+                return open_queues(ax, 0);
+        if (cfg->xdp_mode == BACKEND_XDP_SKB) {
+                /* A previous instance's sockets may still hold the queue for a moment (deferred release). */
+                for (unsigned t = 0; t < AX_BUSY_RETRIES; t++) {
+                        r = open_queues(ax, XDP_FLAGS_SKB_MODE);
+                        if (r != -EBUSY)
+                                break;
+                        (void)nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
+                }
+                return r;
+        }
+        for (unsigned t = 0; t < AX_BUSY_RETRIES; t++) {
+                r = open_queues(ax, XDP_FLAGS_DRV_MODE);
+                if (r != -EBUSY)
+                        break;
+                (void)nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
+        }
+        /*
+         * auto: a driver without XDP refuses native mode; generic mode always works, but never zero-copy. The
+         * kernel frees the failed sockets' UMEM binding later (deferred work), and binding the queue again
+         * meanwhile says EBUSY: retry for a while.
+         */
+        if (r < 0 && cfg->xdp_mode == BACKEND_XDP_AUTO && !cfg->zero_copy && r != -ENODEV && r != -EPERM &&
+            r != -EACCES) {
+                for (unsigned t = 0; t < AX_BUSY_RETRIES; t++) {
+                        r = open_queues(ax, XDP_FLAGS_SKB_MODE);
+                        if (r != -EBUSY)
+                                break;
+                        (void)nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
+                }
+        }
+        return r;
+}
+
 static int ax_open(const struct backend_cfg *cfg, unsigned nqueues, struct backend **ret)
 {
-        unsigned frame_size = cfg->frame_size, max_mtu, if_mtu = 0;
+        unsigned frame_size = cfg->frame_size, max_mtu, single_mtu, if_mtu = 0;
         struct ax_backend *ax;
+        bool sg;
         int r;
 
         if (!cfg->ifname[0] || nqueues == 0 || (frame_size && frame_size != 2048 && frame_size != 4096) ||
@@ -631,49 +713,32 @@ static int ax_open(const struct backend_cfg *cfg, unsigned nqueues, struct backe
                 return r;
         /* auto: half the memory when the guest's MTU (1500 unless set) fits a 2 KiB frame */
         if (!frame_size)
-                frame_size = (cfg->mtu ? cfg->mtu : 1500) <= 2048 - AX_HEADROOM - BACKEND_ETH_OVERHEAD ? 2048 : 4096;
-        max_mtu = port_max_mtu(frame_size, if_mtu);
+                frame_size = (cfg->mtu ? cfg->mtu : 1500) <= frame_max_mtu(2048) ? 2048 : 4096;
+        /* Multi-buffer only where a frame may not fit one UMEM frame: the MTU asked for or the interface's. */
+        sg = (cfg->mtu ? cfg->mtu : 1500) > frame_max_mtu(frame_size) || if_mtu > frame_max_mtu(frame_size);
+        max_mtu = port_max_mtu(frame_size, sg, if_mtu);
+        single_mtu = port_max_mtu(frame_size, false, if_mtu);
         if (cfg->mtu > max_mtu)
                 return -EMSGSIZE;
         if (!(ax = ax_new(cfg, nqueues, frame_size, max_mtu)))
                 return -ENOMEM;
+        ax->sg = sg;
         if ((r = alloc_area(ax)) < 0)
                 goto fail;
-
-        if (cfg->xsks_map[0]) {
-                r = open_queues(ax, 0);
-        } else if (cfg->xdp_mode == BACKEND_XDP_SKB) {
-                /* A previous instance's sockets may still hold the queue for a moment (deferred release). */
-                for (unsigned t = 0; t < AX_BUSY_RETRIES; t++) {
-                        r = open_queues(ax, XDP_FLAGS_SKB_MODE);
-                        if (r != -EBUSY)
-                                break;
-                        (void)nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
-                }
-        } else {
-                for (unsigned t = 0; t < AX_BUSY_RETRIES; t++) {
-                        r = open_queues(ax, XDP_FLAGS_DRV_MODE);
-                        if (r != -EBUSY)
-                                break;
-                        (void)nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
-                }
-                /*
-                 * auto: a driver without XDP refuses native mode; generic mode always works, but never
-                 * zero-copy. The kernel frees the failed sockets' UMEM binding later (deferred work), and
-                 * binding the queue again meanwhile says EBUSY: retry for a while.
-                 */
-                if (r < 0 && cfg->xdp_mode == BACKEND_XDP_AUTO && !cfg->zero_copy && r != -ENODEV && r != -EPERM &&
-                    r != -EACCES) {
-                        for (unsigned t = 0; t < AX_BUSY_RETRIES; t++) {
-                                r = open_queues(ax, XDP_FLAGS_SKB_MODE);
-                                if (r != -EBUSY)
-                                        break;
-                                (void)nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
-                        }
+        r = open_in_mode(ax);
+        if (r < 0 && sg && (r == -EINVAL || r == -EOPNOTSUPP) && cfg->mtu <= single_mtu) {
+                /* A kernel (< 6.6) or zero-copy driver without multi-buffer: one UMEM frame per frame. */
+                ax->sg = false;
+                ax->max_frame = single_mtu + BACKEND_ETH_OVERHEAD;
+                if (open_in_mode(ax) == 0) {
+                        r = 0;
+                        ax->base.degraded = "no multi-buffer AF_XDP (Linux >= 6.6, and for zero-copy a driver with "
+                                            "it): the MTU is capped at what one UMEM frame holds";
                 }
         }
         if (r < 0)
                 goto fail;
+        set_details(ax);
         *ret = &ax->base;
         return 0;
 fail:
@@ -765,14 +830,64 @@ static uint64_t take_tx_frame(struct ax_backend *ax, struct ax_queue *q)
         return q->free[--q->nfree] + (ax->txmd ? AX_TXMD_LEN : 0);
 }
 
+/* Bytes of a frame one UMEM frame carries on transmit. */
+static size_t tx_chunk(const struct ax_backend *ax)
+{
+        return ax->frame_size - (ax->txmd ? AX_TXMD_LEN : 0);
+}
+
+/* UMEM frames (and descriptors) a frame of len bytes takes: more than one only with multi-buffer. */
+static unsigned tx_descs(const struct ax_backend *ax, size_t len)
+{
+        return (unsigned)((len + tx_chunk(ax) - 1) / tx_chunk(ax));
+}
+
 /*
- * Cuts the GSO frame f (len bytes after the guest's header, described by vh) into segments, one UMEM frame
- * each. Returns the descriptors used (0: a frame that cannot be cut, dropped), or -ENOBUFS / -EAGAIN when
- * there are not enough free frames or descriptors for all its segments (then nothing was used).
+ * Puts a frame of len bytes on the tx ring at *idx, copied from lin, or from f's buffers after the guest's header
+ * when lin is NULL, over tx_descs(len) UMEM frames chained with XDP_PKT_CONTD; md, when not NULL, is the first
+ * one's TX metadata. The caller has checked the free frames and reserved the descriptors. Returns the first
+ * frame's data (in the UMEM).
+ */
+static uint8_t *put_frame(struct ax_backend *ax, struct ax_queue *q, __u32 *idx, const uint8_t *lin,
+                          const struct frame *f, size_t len, const struct ax_txmd *md)
+{
+        size_t chunk = tx_chunk(ax), off = 0;
+        uint8_t *first = NULL;
+
+        do {
+                size_t n = len - off < chunk ? len - off : chunk;
+                uint64_t addr = take_tx_frame(ax, q);
+                uint8_t *p = ax->area + addr;
+                __u32 options = off + n < len ? AX_PKT_CONTD : 0;
+
+                if (lin)
+                        memcpy(p, lin + off, n);
+                else
+                        iov_to_buf(f->iov, f->iovcnt, q->hdr_len + off, p, n);
+                if (!off) {
+                        first = p;
+                        if (md) {
+                                memcpy(p - AX_TXMD_LEN, md, sizeof(*md));
+                                options |= AX_TX_METADATA;
+                        }
+                }
+                put_desc(q, idx, addr, n, options);
+                off += n;
+        } while (off < len);
+        return first;
+}
+
+/*
+ * Cuts the GSO frame f (len bytes after the guest's header, described by vh) into segments of one UMEM frame
+ * each, or several with multi-buffer. Returns the descriptors used (0: a frame that cannot be cut, dropped), or
+ * -ENOBUFS / -EAGAIN when there are not enough free frames or descriptors for all its segments (then nothing was
+ * used).
  */
 static int tx_gso(struct ax_backend *ax, struct ax_queue *q, const struct frame *f, size_t len,
                   const struct virtio_net_hdr *vh)
 {
+        size_t chunk = tx_chunk(ax);
+        unsigned descs = 0;
         struct gso_info g;
         __u32 idx;
 
@@ -781,21 +896,34 @@ static int tx_gso(struct ax_backend *ax, struct ax_queue *q, const struct frame 
         iov_to_buf(f->iov, f->iovcnt, q->hdr_len, q->gso_buf, len);
         if (!gso_parse(q->gso_buf, len, vh, &g) || g.hdrs + g.mss > ax->max_frame)
                 return 0; /* unparsable, or segments larger than the port carries: as the kernel, drop it */
-        if (q->nfree < g.nseg)
+        for (unsigned i = 0; i < g.nseg; i++) {
+                size_t off = g.hdrs + (size_t)i * g.mss;
+
+                descs += tx_descs(ax, g.hdrs + (len - off < g.mss ? len - off : g.mss));
+        }
+        if (q->nfree < descs)
                 return -ENOBUFS;
-        if (xsk_ring_prod__reserve(&q->tx, g.nseg, &idx) != g.nseg)
+        if (xsk_ring_prod__reserve(&q->tx, descs, &idx) != descs)
                 return -EAGAIN;
         for (unsigned i = 0; i < g.nseg; i++) {
                 size_t off = g.hdrs + (size_t)i * g.mss, seglen = len - off < g.mss ? len - off : g.mss;
-                uint64_t addr = take_tx_frame(ax, q);
-                uint8_t *p = ax->area + addr;
 
-                memcpy(p, q->gso_buf, g.hdrs);
-                memcpy(p + g.hdrs, q->gso_buf + off, seglen);
-                gso_segment_headers(p, &g, i, p + g.hdrs, (unsigned)seglen);
-                put_desc(q, &idx, addr, g.hdrs + seglen, 0);
+                if (g.hdrs + seglen <= chunk) { /* built in its UMEM frame */
+                        uint64_t addr = take_tx_frame(ax, q);
+                        uint8_t *p = ax->area + addr;
+
+                        memcpy(p, q->gso_buf, g.hdrs);
+                        memcpy(p + g.hdrs, q->gso_buf + off, seglen);
+                        gso_segment_headers(p, &g, i, p + g.hdrs, (unsigned)seglen);
+                        put_desc(q, &idx, addr, g.hdrs + seglen, 0);
+                } else { /* built aside, then spread over UMEM frames */
+                        memcpy(q->seg_buf, q->gso_buf, g.hdrs);
+                        memcpy(q->seg_buf + g.hdrs, q->gso_buf + off, seglen);
+                        gso_segment_headers(q->seg_buf, &g, i, q->seg_buf + g.hdrs, (unsigned)seglen);
+                        (void)put_frame(ax, q, &idx, q->seg_buf, NULL, g.hdrs + seglen, NULL);
+                }
         }
-        return (int)g.nseg;
+        return (int)descs;
 }
 
 /*
@@ -806,8 +934,12 @@ static int tx_frame(struct ax_backend *ax, struct ax_queue *q, const struct fram
 {
         struct virtio_net_hdr vh = {0};
         size_t len = f->len - q->hdr_len;
-        uint64_t addr;
-        __u32 idx, options = 0;
+        const uint8_t *lin = NULL;
+        struct ax_txmd md;
+        bool soft_csum = false, with_md = false;
+        unsigned descs;
+        uint8_t *p;
+        __u32 idx;
 
         if (f->len < q->hdr_len + 14)
                 return -EMSGSIZE;
@@ -817,30 +949,33 @@ static int tx_frame(struct ax_backend *ax, struct ax_queue *q, const struct fram
                 return tx_gso(ax, q, f, len, &vh);
         if (len > ax->max_frame)
                 return -EMSGSIZE;
-        if (!q->nfree)
+        descs = tx_descs(ax, len);
+        if (q->nfree < descs)
                 return -ENOBUFS;
-        if (xsk_ring_prod__reserve(&q->tx, 1, &idx) != 1)
+        if (xsk_ring_prod__reserve(&q->tx, descs, &idx) != descs)
                 return -EAGAIN;
-        addr = take_tx_frame(ax, q);
-        iov_to_buf(f->iov, f->iovcnt, q->hdr_len, ax->area + addr, len);
         /*
          * A partial checksum goes to the kernel in the frame's TX metadata (it finishes it, or the device does),
          * or is finished here without; one that points outside the frame goes as it is.
          */
         if (q->tx_offload && (vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM)) {
                 if (ax->txmd && (size_t)vh.csum_start + vh.csum_offset + 2 <= len) {
-                        struct ax_txmd *md = (struct ax_txmd *)(ax->area + addr - AX_TXMD_LEN);
-
-                        *md = (struct ax_txmd){.flags = AX_TXMD_FLAGS_CHECKSUM,
-                                               .csum_start = vh.csum_start,
-                                               .csum_offset = vh.csum_offset};
-                        options = AX_TX_METADATA;
+                        md = (struct ax_txmd){.flags = AX_TXMD_FLAGS_CHECKSUM,
+                                              .csum_start = vh.csum_start,
+                                              .csum_offset = vh.csum_offset};
+                        with_md = true;
+                } else if (descs == 1) {
+                        soft_csum = true; /* in its UMEM frame */
                 } else {
-                        (void)csum_complete(ax->area + addr, len, &vh);
+                        iov_to_buf(f->iov, f->iovcnt, q->hdr_len, q->gso_buf, len);
+                        (void)csum_complete(q->gso_buf, len, &vh);
+                        lin = q->gso_buf;
                 }
         }
-        put_desc(q, &idx, addr, len, options);
-        return 1;
+        p = put_frame(ax, q, &idx, lin, f, len, with_md ? &md : NULL);
+        if (soft_csum)
+                (void)csum_complete(p, len, &vh);
+        return (int)descs;
 }
 
 static int ax_tx_burst(struct backend *be, unsigned qi, const struct frame *frames, unsigned n)
@@ -895,36 +1030,56 @@ static int ax_tx_burst(struct backend *be, unsigned qi, const struct frame *fram
 
 /* ---- port -> guest ---- */
 
+/*
+ * Gives the guest up to budget frames. With multi-buffer a frame comes as several descriptors, all but the last
+ * with XDP_PKT_CONTD, and goes to the guest as one (one chain, or mergeable buffers): a frame whose descriptors
+ * are not all in the ring yet waits for the next burst.
+ */
 static int ax_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, unsigned budget)
 {
         static const struct virtio_net_hdr zero_vh;
         struct ax_backend *ax = (struct ax_backend *)be;
         struct ax_queue *q = &ax->q[qi];
-        __u32 idx, fidx, n, done = 0, used = 0;
+        __u32 idx, fidx, n, done = 0, used = 0, frames = 0;
 
         if (q->fd < 0)
                 return -ENODEV;
-        n = xsk_ring_cons__peek(&q->rx, budget, &idx);
+        n = xsk_ring_cons__peek(&q->rx, budget + (ax->sg ? AX_RX_FRAGS_MAX : 0), &idx);
         if (!n) {
                 kick_fill(q);
                 return 0;
         }
-        for (; used < n; used++) {
-                const struct xdp_desc *d = xsk_ring_cons__rx_desc(&q->rx, idx + used);
-                const uint8_t *data = xsk_umem__get_data(ax->area, d->addr);
-                size_t total = q->hdr_len + d->len;
+        while (used < n && frames < budget) {
+                __u32 end = used;
+                size_t total = q->hdr_len;
+                const struct xdp_desc *d;
                 const struct iovec *iov;
                 unsigned iovcnt;
-                int r = sink->reserve(sink, total, &iov, &iovcnt);
+                int r;
 
+                do {
+                        d = xsk_ring_cons__rx_desc(&q->rx, idx + end++);
+                        total += d->len;
+                } while ((d->options & AX_PKT_CONTD) && end < n);
+                if (d->options & AX_PKT_CONTD)
+                        break; /* the rest of this frame is not in the ring yet */
+                r = sink->reserve(sink, total, &iov, &iovcnt);
                 if (r == -ENOBUFS || r == -EIO)
                         break; /* keep this frame and the rest for later */
                 if (r == 0) {
+                        size_t off = q->hdr_len;
+
                         iov_from_buf(iov, iovcnt, 0, &zero_vh, sizeof(zero_vh));
-                        iov_from_buf(iov, iovcnt, q->hdr_len, data, d->len);
+                        for (__u32 i = used; i < end; i++) {
+                                d = xsk_ring_cons__rx_desc(&q->rx, idx + i);
+                                iov_from_buf(iov, iovcnt, off, xsk_umem__get_data(ax->area, d->addr), d->len);
+                                off += d->len;
+                        }
                         sink->commit(sink, total);
                         done++;
                 } /* else -EMSGSIZE: too big for the guest, dropped and counted by the sink */
+                frames++;
+                used = end;
         }
         if (used < n)
                 xsk_ring_cons__cancel(&q->rx, n - used);
@@ -946,7 +1101,8 @@ static int ax_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, un
 /* ---- upgrade ---- */
 
 /* A queue's note: what the new process must agree on to use the same rings and frames, and the interface. */
-#define NOTE_XDP_FLAGS(n) ((__u32)((n)&0xff))
+#define NOTE_XDP_FLAGS(n) ((__u32)((n)&0x7f))
+#define NOTE_SG (1ull << 7) /* the sockets are bound with XDP_USE_SG (multi-buffer) */
 #define NOTE_FRAME_SHIFT(n) ((unsigned)(((n) >> 8) & 0xff))
 #define NOTE_RX_SHIFT(n) ((unsigned)(((n) >> 16) & 0xff))
 #define NOTE_TX_SHIFT(n) ((unsigned)(((n) >> 24) & 0x7f))
@@ -956,7 +1112,7 @@ static int ax_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, un
 
 static uint64_t make_note(const struct ax_backend *ax, const struct ax_queue *q)
 {
-        return (ax->txmd ? NOTE_TXMD : 0) | (uint64_t)(ax->xdp_flags & 0xff) |
+        return (ax->txmd ? NOTE_TXMD : 0) | (ax->sg ? NOTE_SG : 0) | (uint64_t)(ax->xdp_flags & 0x7f) |
                (uint64_t)__builtin_ctz(ax->frame_size) << 8 | (uint64_t)__builtin_ctz(AX_RX_RING) << 16 |
                (uint64_t)__builtin_ctz(AX_TX_RING) << 24 | (uint64_t)(uint32_t)q->ifindex << 32;
 }
@@ -1033,12 +1189,14 @@ static int ax_adopt(const struct backend_cfg *cfg, unsigned nqueues, const int *
                 goto fail;
         if (backend_link_state(cfg->ifname, NULL, &if_mtu) < 0)
                 if_mtu = UINT32_MAX; /* gone: recover() finds it again, with its MTU */
-        if (!(ax = ax_new(cfg, nqueues, frame_size, port_max_mtu(frame_size, if_mtu)))) {
+        if (!(ax = ax_new(cfg, nqueues, frame_size, port_max_mtu(frame_size, notes[0] & NOTE_SG, if_mtu)))) {
                 r = -ENOMEM;
                 goto fail;
         }
         ax->xdp_flags = NOTE_XDP_FLAGS(notes[0]);
         ax->txmd = notes[0] & NOTE_TXMD;
+        ax->sg = notes[0] & NOTE_SG;
+        set_details(ax);
         ax->area_fd = fds[0];
         for (unsigned i = 0; i < nqueues; i++)
                 ax->q[i].fd = fds[1 + i];
@@ -1120,7 +1278,7 @@ const struct backend_ops backend_afxdp_ops = {
         .max_features = BIT_ULL(VIRTIO_NET_F_CSUM) | BIT_ULL(VIRTIO_NET_F_HOST_TSO4) | BIT_ULL(VIRTIO_NET_F_HOST_TSO6) |
                         BIT_ULL(VIRTIO_NET_F_HOST_ECN),
         /* the largest UMEM frame, less the XDP headroom, the Ethernet header and a VLAN tag */
-        .mtu_ceiling = 4096 - AX_HEADROOM - BACKEND_ETH_OVERHEAD,
+        .mtu_ceiling = AX_SG_MTU,
         .open = ax_open,
         .close = ax_close,
         .features = ax_features,

@@ -120,6 +120,9 @@ struct backend {
         /* Set by open() when the port works, but without something it would use where it can (a static string
          * naming what and why); the daemon logs it. NULL: nothing to say. */
         const char *degraded;
+        /* Set by open() or adopt() where the way the port carries frames depends on the kernel or the device (a
+         * static string); the daemon logs it with the port. NULL: nothing to say. */
+        const char *details;
 };
 
 /* backend_loopback_ops, backend_tap_ops...: one per kind in BACKEND_KINDS, defined in backends/<name>.c. */

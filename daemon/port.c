@@ -45,8 +45,9 @@ int port_open_backend(struct port *p)
                         hint);
                 return r;
         }
-        log_info("%s: %s port%s%s open with %u queue pair%s", p->name, bc->kind, bc->ifname[0] ? " " : "", bc->ifname,
-                 p->cfg->queues, p->cfg->queues > 1 ? "s" : "");
+        log_info("%s: %s port%s%s open with %u queue pair%s%s%s%s", p->name, bc->kind, bc->ifname[0] ? " " : "",
+                 bc->ifname, p->cfg->queues, p->cfg->queues > 1 ? "s" : "", p->be->details ? " (" : "",
+                 p->be->details ? p->be->details : "", p->be->details ? ")" : "");
         if (p->be->degraded)
                 log_warn("%s: %s", p->name, p->be->degraded);
         return 0;

@@ -7,7 +7,10 @@
  * A window of frames in flight keeps kernel queues from overflowing, so any loss is a real one.
  *
  *   integrity --socket SOCK (--loopback | --ifname IF) [--frames N] [--max-size B] [--packed] [--ring N]
- *             [--queues N [--every-queue]] [--until FILE] [--allow-loss N]
+ *             [--queues N [--every-queue]] [--until FILE] [--allow-loss N] [--rx-buf B] [--no-mrg]
+ *
+ * --rx-buf B posts rx buffers of B bytes (default: one that holds the largest frame): with mergeable rx buffers
+ * (negotiated unless --no-mrg) a larger frame arrives over several, which the report counts.
  *
  * --packed drives packed rings (VIRTIO_F_RING_PACKED, which must then be negotiated); --ring sets the ring size
  * (default 256; packed rings take any size from 1 to 32768).
@@ -58,6 +61,7 @@ struct tally {
         uint8_t *seen;                  /* one byte per sequence number */
         /* per queue pair: frames of lane q sent and received, and frames that came out of queue pair q's rx ring */
         unsigned long lane_sent[QUEUES_MAX], lane_received[QUEUES_MAX], ring_received[QUEUES_MAX];
+        unsigned long multi_buf; /* frames the guest received over more than one buffer (mergeable) */
 };
 
 static unsigned long nframes = 1000000;
@@ -65,6 +69,8 @@ static const char *until_file;
 static long allow_loss = -1; /* --allow-loss N; -1: none */
 static unsigned max_size = 1514;
 static unsigned nq = 1;
+static unsigned rx_buf;   /* --rx-buf B: the guest's rx buffers (0: one per frame) */
+static bool no_mrg_rxbuf; /* --no-mrg: VIRTIO_NET_F_MRG_RXBUF not negotiated */
 static const uint8_t dst_mac[6] = {0x02, 0, 0, 0, 0, 0x02}, src_mac[6] = {0x02, 0, 0, 0, 0, 0x01};
 
 static long long now_ms(void)
@@ -137,6 +143,8 @@ static int report(const struct tally *t, bool every_queue, bool by_ring)
                 printf(" (at most %ld lost + duplicated allowed; %lu stall%s)", allow_loss, t->stalls,
                        t->stalls == 1 ? "" : "s");
         printf(": %s\n", ok ? "ok" : "FAILED");
+        if (t->multi_buf)
+                printf("%-12s   %lu frames arrived over several guest buffers (mergeable)\n", "", t->multi_buf);
         for (unsigned q = 0; nq > 1 && q < nq; q++) {
                 unsigned long carried = by_ring ? t->ring_received[q] : t->lane_received[q];
                 bool q_ok = !every_queue || carried > 0;
@@ -200,7 +208,7 @@ static int guest_to_port(struct fe *fe, int pkt, struct tally *t)
                                 struct fe_rx_info info;
                                 int r;
                                 while ((r = fe_ring_recv(fe_rx(fe, q), buf, sizeof(buf), &info)) == 1)
-                                        account(t, buf, info.len, (int)q);
+                                        account(t, buf, info.len, (int)q), t->multi_buf += info.nbufs > 1;
                                 if (r < 0)
                                         return fprintf(stderr, "rx ring %u: %s\n", q, strerror(-r)), -1;
                         }
@@ -271,7 +279,7 @@ static int port_to_guest(struct fe *fe, int pkt, struct tally *t)
                 }
                 for (unsigned q = 0; q < nq; q++) {
                         while ((r = fe_ring_recv(fe_rx(fe, q), buf, sizeof(buf), &info)) == 1)
-                                account(t, buf, info.len, (int)q);
+                                account(t, buf, info.len, (int)q), t->multi_buf += info.nbufs > 1;
                         if (r < 0)
                                 return fprintf(stderr, "rx ring %u: %s\n", q, strerror(-r)), -1;
                 }
@@ -322,7 +330,8 @@ int main(int argc, char **argv)
                 {"max-size", required_argument, NULL, 'm'},   {"packed", no_argument, NULL, 'p'},
                 {"ring", required_argument, NULL, 'r'},       {"queues", required_argument, NULL, 'q'},
                 {"every-queue", no_argument, NULL, 'e'},      {"until", required_argument, NULL, 'u'},
-                {"allow-loss", required_argument, NULL, 'a'}, {0}};
+                {"allow-loss", required_argument, NULL, 'a'}, {"rx-buf", required_argument, NULL, 'b'},
+                {"no-mrg", no_argument, NULL, 'M'},           {0}};
         const char *sock = NULL, *ifname = NULL;
         bool loopback = false, packed = false, every_queue = false;
         unsigned ring = 256;
@@ -364,16 +373,22 @@ int main(int argc, char **argv)
                 case 'a':
                         allow_loss = strtol(optarg, NULL, 10);
                         break;
+                case 'b':
+                        rx_buf = (unsigned)strtoul(optarg, NULL, 10);
+                        break;
+                case 'M':
+                        no_mrg_rxbuf = true;
+                        break;
                 default:
                         return 2;
                 }
         }
-        if (!sock || (!loopback && !ifname) || nframes == 0 || max_size < 60 || max_size > 9000 || ring == 0 ||
-            ring > 32768 || nq == 0 || nq > QUEUES_MAX) {
+        if (!sock || (!loopback && !ifname) || nframes == 0 || max_size < 60 || max_size > 9018 || ring == 0 ||
+            ring > 32768 || nq == 0 || nq > QUEUES_MAX || (rx_buf && (rx_buf < 64 || rx_buf > 65536))) {
                 fprintf(stderr,
                         "usage: integrity --socket SOCK (--loopback | --ifname IF) [--frames N] "
-                        "[--max-size 60..9000] [--packed] [--ring 1..32768] [--queues 1..%d [--every-queue]] [--until "
-                        "FILE] [--allow-loss N]\n",
+                        "[--max-size 60..9018] [--packed] [--ring 1..32768] [--queues 1..%d [--every-queue]] [--until "
+                        "FILE] [--allow-loss N] [--rx-buf 64..65536] [--no-mrg]\n",
                         QUEUES_MAX);
                 return 2;
         }
@@ -384,14 +399,16 @@ int main(int argc, char **argv)
         }
         r = fe_connect(sock, 5000, &fe);
         if (r == 0)
-                r = fe_setup_ex(fe,
-                                &(struct fe_setup_opts){
-                                        .queue_pairs = nq,
-                                        .ring_size = ring,
-                                        .features = FE_FEATURES_DEFAULT | (packed ? BIT_ULL(VIRTIO_F_RING_PACKED) : 0),
-                                        /* a buffer per frame, header included: 2 KiB, or more for larger */
-                                        .buf_size = max_size + 12 <= 2048 ? 2048 : (max_size + 12 + 1023) & ~1023u,
-                                });
+                r = fe_setup_ex(fe, &(struct fe_setup_opts){
+                                            .queue_pairs = nq,
+                                            .ring_size = ring,
+                                            .features = (FE_FEATURES_DEFAULT &
+                                                         ~(no_mrg_rxbuf ? BIT_ULL(VIRTIO_NET_F_MRG_RXBUF) : 0)) |
+                                                        (packed ? BIT_ULL(VIRTIO_F_RING_PACKED) : 0),
+                                            /* a buffer per frame, header included: 2 KiB, or more for larger */
+                                            .buf_size = max_size + 12 <= 2048 ? 2048 : (max_size + 12 + 1023) & ~1023u,
+                                            .rx_buf_size = rx_buf,
+                                    });
         if (r == 0 && fe_tx(fe, 0)->packed != packed)
                 r = -EPROTO; /* the layout asked for was not negotiated */
         if (r < 0)

@@ -13,12 +13,16 @@
 # a checksum): in native mode every queue pair carries frames both ways (the host sends each lane from its own
 # CPU, so it reaches the veth queue of that queue pair), in skb mode both tx queues (rx is queue 0 only there);
 # none is lost, duplicated or corrupted. The UMEM is one memfd mapping of 2 x 1280 frames of 2 KiB, all resident.
+# Jumbo frames (multi-buffer): at MTU 9000, frames of 60..9014 bytes both ways in skb and native mode, to a guest
+# with one buffer per frame and to one with 1536-byte mergeable buffers; none lost, duplicated or corrupted.
 # Offloads from the guest (skb and native, 1 queue pair, port_vnet_check as the guest): 200 frames with partial
-# TCP checksums and 100 TSO frames of 10000 bytes; the far end's TCP must take 200 and 1000 segments with good
-# checksums (its rx checksum offload off; a control shows it counts bad ones).
-# Bad configuration: no such interface, MTU above the interface's or above what a UMEM frame holds (4096- and
-# 2048-byte frames; the largest that fits does open), a NIC queue the veth does not have, zero-copy on a veth,
-# no permission: vhostd exits 1 naming the reason.
+# TCP checksums (to the kernel in AF_XDP TX metadata, which vhostd must say it uses on Linux >= 6.8) and 100 TSO
+# frames of 10000 bytes; the far end's TCP must take 200 and 1000 segments with good checksums (its rx checksum
+# offload off; a control shows it counts bad ones); the same at MTU 9000 with 8000-byte frames and TSO frames
+# of 15000 bytes cut into 8960-byte segments.
+# Bad configuration: no such interface, MTU above the interface's or above 9000 (MTU 9000 opens with 2048- and
+# 4096-byte UMEM frames), a NIC queue the veth does not have, zero-copy on a veth, no permission: vhostd exits 1
+# naming the reason.
 # Exit 0 pass, 1 fail, 77 skip (not root, no dpdk-testpmd...).
 set -u
 . "$(dirname "$0")/port_lib.sh"
@@ -96,6 +100,30 @@ vhostd_stop
 ip -n "$NS" link set "$VP" mtu 1500
 ip -n "$NS" link set "$VF" mtu 1500
 
+# Jumbo frames (multi-buffer AF_XDP, Linux >= 6.6): MTU 9000 on both veth ends, frames of 60..9014 bytes both
+# ways in skb and native mode, spread over several 4096-byte UMEM frames; the guest with one large buffer per
+# frame (mergeable rx buffers not negotiated), and with 1536-byte mergeable buffers (a frame over several).
+kernel_at_least() { printf '%s\n%s\n' "$1" "$(uname -r)" | sort -V -C; }
+ip -n "$NS" link set "$VP" mtu 9000
+ip -n "$NS" link set "$VF" mtu 9000
+for m in skb native; do
+    every=()
+    [ $m = native ] && every=(--every-queue)
+    vhostd_start "jumbo_$m" -b afxdp -i "$VP" -q 2 -o xdp_mode=$m -o mtu=9000 || { bad "MTU 9000, $m: vhostd did not start"; continue; }
+    if grep -q 'multi-buffer: frames up to MTU 9000' "$VLOG"; then
+        ok "MTU 9000, $m: vhostd says it uses multi-buffer"
+    elif kernel_at_least 6.6; then
+        bad "MTU 9000, $m: no multi-buffer on Linux $(uname -r): $(grep 'afxdp port' "$VLOG")"
+    fi
+    integrity_check "$m, MTU 9000, one buffer per frame (no mergeable buffers)" 20000 --queues 2 --max-size 9014 \
+        --no-mrg "${every[@]}"
+    integrity_check "$m, MTU 9000, 1536-byte mergeable buffers" 20000 --queues 2 --max-size 9014 --rx-buf 1536 \
+        "${every[@]}"
+    vhostd_stop
+done
+ip -n "$NS" link set "$VP" mtu 1500
+ip -n "$NS" link set "$VF" mtu 1500
+
 run_mode skb generic 0 -o xdp_mode=skb
 run_mode native native 1 -o xdp_mode=native
 # Full-size frames, and busy polling asked of the kernel (SO_PREFER_BUSY_POLL).
@@ -106,15 +134,34 @@ port_to_guest "native, busy_poll: port->guest, full-size frames" 20000 10000 1 1
 vhostd_stop
 run_mode auto native 1
 
-# Offloads from the guest, finished in software: partial checksums completed, TSO frames cut into segments,
-# checked by the far end's TCP (one queue pair: the guest's frames all leave on it).
+# Offloads from the guest: partial checksums go to the kernel in AF_XDP TX metadata (Linux >= 6.8; finished in
+# software before), TSO frames are cut into segments here; checked by the far end's TCP (one queue pair: the
+# guest's frames all leave on it). The port end's tx checksum offload is off, so the kernel computes the
+# checksums the metadata asks for before the far end checks them. Then the same at MTU 9000, where a partial
+# frame or a segment spans several UMEM frames.
 far_checks_csum
 for m in skb native; do
     vhostd_start "offload_$m" -b afxdp -i "$VP" -q 1 -o xdp_mode=$m || { bad "offloads, $m: vhostd did not start"; continue; }
+    if grep -q 'transmit checksums to the kernel in TX metadata' "$VLOG"; then
+        ok "offloads, $m: checksums go to the kernel in TX metadata"
+    elif kernel_at_least 6.8; then
+        bad "offloads, $m: no TX metadata on Linux $(uname -r): $(grep 'afxdp port' "$VLOG")"
+    fi
     guest_tcp_out "$m: partial checksums from the guest" 200 1460 1000
     guest_tcp_out "$m: TSO from the guest" 100 1000 10000
     vhostd_stop
 done
+ip -n "$NS" link set "$VP" mtu 9000
+ip -n "$NS" link set "$VF" mtu 9000
+for m in skb native; do
+    vhostd_start "offload_jumbo_$m" -b afxdp -i "$VP" -q 1 -o xdp_mode=$m -o mtu=9000 ||
+        { bad "offloads at MTU 9000, $m: vhostd did not start"; continue; }
+    guest_tcp_out "$m, MTU 9000: partial checksums from the guest" 200 8960 8000
+    guest_tcp_out "$m, MTU 9000: TSO from the guest" 100 8960 15000
+    vhostd_stop
+done
+ip -n "$NS" link set "$VP" mtu 1500
+ip -n "$NS" link set "$VF" mtu 1500
 
 # Our own program and a pinned XSKMAP: vhostd needs no BPF privilege. bpffs is mounted in a private directory.
 mkdir -p "$T/bpffs"
@@ -143,17 +190,15 @@ fi
 # ---- bad configuration ----
 expect_open_error "no such interface" "No such device" -b afxdp -i nosuch$$
 expect_open_error "MTU above the interface's (1500)" "Message too long" -b afxdp -i "$VP" -o mtu=1501
-# The UMEM frame limits (frame_size - 256 - 14 - 4), on an interface that would carry more.
-ip -n "$NS" link set "$VP" mtu 4000
-expect_open_error "MTU above a 4096-byte UMEM frame" "Message too long" -b afxdp -i "$VP" -o mtu=3823
-expect_open_error "MTU above a 2048-byte UMEM frame" "Message too long" -b afxdp -i "$VP" -o frame_size=2048 -o mtu=1775
-for m in "4096 3822" "2048 1774"; do
-    set -- $m
-    if vhostd_start "mtu$2" -b afxdp -i "$VP" -q 1 -o xdp_mode=skb -o frame_size="$1" -o mtu="$2"; then
-        ok "MTU $2 with $1-byte UMEM frames opens"
+# Multi-buffer carries up to MTU 9000, on an interface that would carry more, with either UMEM frame size.
+ip -n "$NS" link set "$VP" mtu 9500
+expect_open_error "MTU above 9000" "Message too long" -b afxdp -i "$VP" -o mtu=9001
+for fs in 4096 2048; do
+    if vhostd_start "mtu_$fs" -b afxdp -i "$VP" -q 1 -o xdp_mode=skb -o frame_size="$fs" -o mtu=9000; then
+        ok "MTU 9000 with $fs-byte UMEM frames opens"
         vhostd_stop
     else
-        bad "MTU $2 with $1-byte UMEM frames does not open"
+        bad "MTU 9000 with $fs-byte UMEM frames does not open"
     fi
 done
 ip -n "$NS" link set "$VP" mtu 1500
