@@ -15,13 +15,18 @@
  * vhostd needs neither CAP_BPF nor CAP_SYS_ADMIN.
  *
  * Offloads, guest -> port only (offloads = yes): the guest may leave checksums partial (VIRTIO_NET_F_CSUM)
- * and send TCP/UDP GSO frames up to 64 KiB (HOST_TSO4/6, ECN); both are finished in software here
- * (backends/offload.c, shared with rawsock): a partial checksum is completed in the UMEM frame, a GSO frame
- * is cut into MSS-sized segments, one UMEM frame each, with their own headers and checksums. Port -> guest
- * frames carry no checksum or GSO state (XDP gives none), and the guest gets a zeroed virtio-net header.
- * The largest frame is a UMEM frame less the XDP headroom: max_mtu = frame_size - 256 - BACKEND_ETH_OVERHEAD
- * (Ethernet header and VLAN tag), or the interface's MTU when that is smaller; open() fails with -EMSGSIZE when
- * cfg->mtu is larger.
+ * and send TCP/UDP GSO frames up to 64 KiB (HOST_TSO4/6, ECN). A partial checksum goes to the kernel in the
+ * frame's TX metadata (XDP_TXMD_FLAGS_CHECKSUM, Linux >= 6.8: the UMEM is registered with room for it before
+ * each tx frame), or is completed here where the kernel has none; a GSO frame is cut into MSS-sized segments
+ * with their own headers and checksums (backends/offload.c, shared with rawsock). Port -> guest frames carry no
+ * checksum or GSO state (XDP gives none), and the guest gets a zeroed virtio-net header.
+ *
+ * Jumbo frames: when the MTU asked for, or the interface's, is larger than one UMEM frame holds (frame_size -
+ * 256 - BACKEND_ETH_OVERHEAD), the sockets are bound with XDP_USE_SG (multi-buffer, Linux >= 6.6) and the XDP
+ * program is loaded as frags-aware: a frame spans several UMEM frames, chained with XDP_PKT_CONTD, both ways,
+ * up to MTU 9000 and the interface's MTU. Where the kernel or a zero-copy driver refuses, the port falls back to
+ * one UMEM frame per frame if the MTU allows, and says so. open() fails with -EMSGSIZE when cfg->mtu is larger
+ * than the port carries.
  *
  * Errors at open: -ENODEV no such interface, -EMSGSIZE MTU too large, -EINVAL (from the kernel) queue beyond
  * the interface's, -EPERM/-EACCES no permission, -EOPNOTSUPP zero-copy (or native mode) not supported.
