@@ -660,9 +660,22 @@ static struct ax_backend *ax_new(const struct backend_cfg *cfg, unsigned nqueues
 }
 
 /*
- * Opens every queue in the XDP mode asked for (auto: native, else skb), retrying while the sockets of an earlier
- * instance still hold a queue.
+ * open_queues() in this XDP mode, retrying for a while on EBUSY: the kernel frees the UMEM binding of sockets
+ * that were closed (an earlier instance's, or ours that failed) later, in deferred work.
  */
+static int open_queues_retrying(struct ax_backend *ax, __u32 xdp_flags)
+{
+        int r = -EBUSY;
+
+        for (unsigned t = 0; t < AX_BUSY_RETRIES && r == -EBUSY; t++) {
+                if (t)
+                        (void)nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
+                r = open_queues(ax, xdp_flags);
+        }
+        return r;
+}
+
+/* Opens every queue in the XDP mode asked for (auto: native, else skb). */
 static int open_in_mode(struct ax_backend *ax)
 {
         const struct backend_cfg *cfg = &ax->cfg;
@@ -670,36 +683,13 @@ static int open_in_mode(struct ax_backend *ax)
 
         if (cfg->xsks_map[0])
                 return open_queues(ax, 0);
-        if (cfg->xdp_mode == BACKEND_XDP_SKB) {
-                /* A previous instance's sockets may still hold the queue for a moment (deferred release). */
-                for (unsigned t = 0; t < AX_BUSY_RETRIES; t++) {
-                        r = open_queues(ax, XDP_FLAGS_SKB_MODE);
-                        if (r != -EBUSY)
-                                break;
-                        (void)nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
-                }
-                return r;
-        }
-        for (unsigned t = 0; t < AX_BUSY_RETRIES; t++) {
-                r = open_queues(ax, XDP_FLAGS_DRV_MODE);
-                if (r != -EBUSY)
-                        break;
-                (void)nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
-        }
-        /*
-         * auto: a driver without XDP refuses native mode; generic mode always works, but never zero-copy. The
-         * kernel frees the failed sockets' UMEM binding later (deferred work), and binding the queue again
-         * meanwhile says EBUSY: retry for a while.
-         */
+        if (cfg->xdp_mode == BACKEND_XDP_SKB)
+                return open_queues_retrying(ax, XDP_FLAGS_SKB_MODE);
+        r = open_queues_retrying(ax, XDP_FLAGS_DRV_MODE);
+        /* auto: a driver without XDP refuses native mode; generic mode always works, but never zero-copy. */
         if (r < 0 && cfg->xdp_mode == BACKEND_XDP_AUTO && !cfg->zero_copy && r != -ENODEV && r != -EPERM &&
-            r != -EACCES) {
-                for (unsigned t = 0; t < AX_BUSY_RETRIES; t++) {
-                        r = open_queues(ax, XDP_FLAGS_SKB_MODE);
-                        if (r != -EBUSY)
-                                break;
-                        (void)nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
-                }
-        }
+            r != -EACCES)
+                r = open_queues_retrying(ax, XDP_FLAGS_SKB_MODE);
         return r;
 }
 

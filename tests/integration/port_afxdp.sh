@@ -140,26 +140,26 @@ run_mode auto native 1
 # checksums the metadata asks for before the far end checks them. Then the same at MTU 9000, where a partial
 # frame or a segment spans several UMEM frames.
 far_checks_csum
-for m in skb native; do
-    vhostd_start "offload_$m" -b afxdp -i "$VP" -q 1 -o xdp_mode=$m || { bad "offloads, $m: vhostd did not start"; continue; }
-    if grep -q 'transmit checksums to the kernel in TX metadata' "$VLOG"; then
-        ok "offloads, $m: checksums go to the kernel in TX metadata"
-    elif kernel_at_least 6.8; then
-        bad "offloads, $m: no TX metadata on Linux $(uname -r): $(grep 'afxdp port' "$VLOG")"
-    fi
-    guest_tcp_out "$m: partial checksums from the guest" 200 1460 1000
-    guest_tcp_out "$m: TSO from the guest" 100 1000 10000
-    vhostd_stop
-done
-ip -n "$NS" link set "$VP" mtu 9000
-ip -n "$NS" link set "$VF" mtu 9000
-for m in skb native; do
-    vhostd_start "offload_jumbo_$m" -b afxdp -i "$VP" -q 1 -o xdp_mode=$m -o mtu=9000 ||
-        { bad "offloads at MTU 9000, $m: vhostd did not start"; continue; }
-    guest_tcp_out "$m, MTU 9000: partial checksums from the guest" 200 8960 8000
-    guest_tcp_out "$m, MTU 9000: TSO from the guest" 100 8960 15000
-    vhostd_stop
-done
+# offload_round MTU MSS PAYLOAD TSO_PAYLOAD: partial-checksum and TSO frames from the guest, skb and native mode.
+offload_round() {
+    local mtu=$1 mss=$2 payload=$3 tso=$4 m
+    ip -n "$NS" link set "$VP" mtu "$mtu"
+    ip -n "$NS" link set "$VF" mtu "$mtu"
+    for m in skb native; do
+        vhostd_start "offload_${m}_$mtu" -b afxdp -i "$VP" -q 1 -o xdp_mode=$m -o mtu="$mtu" ||
+            { bad "offloads, $m, MTU $mtu: vhostd did not start"; continue; }
+        if grep -q 'transmit checksums to the kernel in TX metadata' "$VLOG"; then
+            ok "offloads, $m, MTU $mtu: checksums go to the kernel in TX metadata"
+        elif kernel_at_least 6.8; then
+            bad "offloads, $m, MTU $mtu: no TX metadata on Linux $(uname -r): $(grep 'afxdp port' "$VLOG")"
+        fi
+        guest_tcp_out "$m, MTU $mtu: partial checksums from the guest" 200 "$mss" "$payload"
+        guest_tcp_out "$m, MTU $mtu: TSO from the guest" 100 "$mss" "$tso"
+        vhostd_stop
+    done
+}
+offload_round 1500 1000 1000 10000
+offload_round 9000 8960 8000 15000
 ip -n "$NS" link set "$VP" mtu 1500
 ip -n "$NS" link set "$VF" mtu 1500
 
