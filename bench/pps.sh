@@ -57,7 +57,8 @@ RATE=${PPS_RATE:-0}
 # flags (comma-separated):
 #   nopeer: DPDK 22.11 net_af_xdp sizes itself from the "combined" channel count, which veth does not report
 #           (it has separate rx/tx channels), so it refuses queue_count=2 here: afxdp with 2 queue pairs is
-#           vhostd alone;
+#           vhostd alone; with jumbo in native mode, libxdp's xsk program (not frags-aware) is refused by the
+#           kernel on a veth at MTU 9000, so the peer cannot start;
 #   busy:   vhostd busy-polls its rings for 1 ms after the last frame (-o busy_poll_us=1000), as the peer
 #           always does; the groups without it show vhostd in its default mode (interrupt-driven, polling
 #           adaptively for up to 100 us while work comes back at once);
@@ -65,6 +66,9 @@ RATE=${PPS_RATE:-0}
 #   nouring: tap sends frame by frame (-o io_uring=no) instead of a burst per io_uring submission (the default).
 #   sweep:  the group offers port->guest load in steps (@rate cells): delivered and loss per step, a chart
 #           (pps-sweep.png); does the delivered rate level off, or fall, as the offered load grows?
+#   jumbo:  MTU 9000 on the veth pair and vhostd -o mtu=9000 (afxdp: multi-buffer, a frame over several UMEM
+#           frames); the front-end sends a cell larger than its 2 KiB mbufs as a chain of them (set txpkts
+#           2048,...). The peer runs too: what it carries at that size is measured, not assumed.
 #   half:   the group's cells run at half the peer's maximum (@half): CPU seconds per million frames below
 #           saturation, where a busy-polling peer spins anyway.
 #   packed, inorder: the ring layout the front-end asks for (virtio-user packed_vq=1, in_order=1; both: packed
@@ -90,6 +94,8 @@ afxdp:1:skb:g2p/64,p2g/64:inorder \
 afxdp:1:skb:g2p/64,p2g/64:packed \
 afxdp:1:skb:g2p/64,p2g/64:packed,inorder \
 afxdp:1:native:g2p/64,g2p/1500,p2g/64,p2g/1500 \
+afxdp:1:skb:g2p/9014:jumbo \
+afxdp:1:native:g2p/9014:jumbo,nopeer \
 tap:2::g2p/64,g2p/1500,p2g/64,p2g/1500 \
 rawsock:2::g2p/64,g2p/1500,p2g/64,p2g/1500 \
 afxdp:2:skb:g2p/64,g2p/1500,p2g/64,p2g/1500:nopeer \
@@ -230,6 +236,7 @@ others_pct() {
 }
 now() { date +%s.%N; }
 far_rx() { link_stat "$NSF" pf0 rx_packets; }
+far_rx_bytes() { link_stat "$NSF" pf0 rx_bytes; }
 
 # pmd_wait_rm PREFIX: DPDK leaves its runtime dir behind; remove ours.
 dpdk_rm() { rm -rf "/var/run/dpdk/$1"; }
@@ -268,6 +275,7 @@ be_start_once() {
         [ -n "$BUSY" ] && args+=(-o busy_poll_us=1000)
         [ -n "$INTR" ] && args+=(-o adaptive_poll=no)
         [ -n "$NOURING" ] && args+=(-o io_uring=no)
+        [ -n "$JUMBO" ] && args+=(-o mtu=9000)
         case $kind in
             tap) args+=(-i ptap0) ;;
             rawsock) args+=(-i pp0) ;;
@@ -412,7 +420,7 @@ fe_rx() {
 # count_frames: COUNT = the frames the cell counts now (see the header), COUNT_T = when they were counted.
 count_frames() {
     if [ "$dir" = g2p ] && [ "$KIND" != null ]; then
-        COUNT=$(far_rx) COUNT_T=$(now)
+        COUNT=$(far_rx) COUNT_T=$(now) COUNT_B=$(far_rx_bytes)
     else
         fe_rx
         COUNT=$FE_RX COUNT_T=$FE_T
@@ -420,19 +428,26 @@ count_frames() {
     fi
 }
 
+# txpkts SIZE: testpmd's segment list for a frame of SIZE bytes: 2 KiB mbufs chained for a larger one.
+txpkts() {
+    local s=$1 out=''
+    while ((s > 2048)); do out+=2048, s=$((s - 2048)); done
+    echo "$out$s"
+}
+
 # measure DIR SIZE Q WHO: one figure; sets MPPS, OFFERED, CPUPM (back-end CPU s per million frames).
 measure() {
-    local dir=$1 size=$2 q=$3 who=$4 t0 t1 c0 c1 r0 r1 spid='' perfpid='' slog frames pps
+    local dir=$1 size=$2 q=$3 who=$4 t0 t1 c0 c1 r0 r1 b0 b1 spid='' perfpid='' slog frames pps
     OFFERED=
     case $dir in
-        g2p) fe_cmd "set txpkts $size" "set fwd txonly" start ;;
+        g2p) fe_cmd "set txpkts $(txpkts "$size")" "set fwd txonly" start ;;
         p2g) fe_cmd "set fwd rxonly" start
              if [ "$KIND" != null ]; then # the null port is its own source
                  slog=$E2E_TMP/pktsend.$RANDOM.log
                  spawn spid "$slog" taskset -c 0 ip netns exec "$NSF" "${PKTSEND[@]}" -i pf0 -s "$size" \
                      -T "$(awk -v a="$WARM" -v b="$SECS" 'BEGIN{print a + b + 1}')" -r "$CELL_RATE" -d "$FAR_MAC" -f 64
              fi ;;
-        loop) fe_cmd "set txpkts $size" "set fwd io" "start tx_first" ;;
+        loop) fe_cmd "set txpkts $(txpkts "$size")" "set fwd io" "start tx_first" ;;
     esac
     sleep "$WARM"
     if [ "${PPS_PERF:-0}" = 1 ] && [ "$who" = vhostd ] && [ "$RUN" = 1 ]; then
@@ -441,11 +456,12 @@ measure() {
     fi
     proc_snap "$E2E_TMP/snap0"
     c0=$(cpu_ticks "$BE_PID")
+    COUNT_B=0
     count_frames
-    r0=$COUNT t0=$COUNT_T
+    r0=$COUNT t0=$COUNT_T b0=$COUNT_B
     sleep "$SECS"
     count_frames
-    r1=$COUNT t1=$COUNT_T
+    r1=$COUNT t1=$COUNT_T b1=$COUNT_B
     c1=$(cpu_ticks "$BE_PID")
     proc_snap "$E2E_TMP/snap1"
     others_pct "$E2E_TMP/snap0" "$E2E_TMP/snap1" "$(awk -v x="$t0" -v y="$t1" 'BEGIN{print y - x}')" \
@@ -456,6 +472,13 @@ measure() {
     pps=$(awk -v f="$frames" -v x="$t0" -v y="$t1" 'BEGIN{printf "%.0f", f / (y - x)}')
     CPUPM=$(awk -v c="$((c1 - c0))" -v hz="$HZ" -v f="$frames" 'BEGIN{ if (f > 0) printf "%.3f", c / hz / (f / 1e6); else print "nan" }')
     MPPS=$(awk -v p="$pps" 'BEGIN{printf "%.4f", p / 1e6}')
+    # guest->port: the far end's bytes per frame, to see that the frames are the cell's size (+ 4 for a VLAN-less
+    # FCS-less veth: equal), e.g. that the front-end did build the chained frames asked for.
+    FRAME_B=
+    if [ "$dir" = g2p ] && [ "$KIND" != null ] && ((frames > 0)); then
+        FRAME_B=$(((b1 - b0) / frames))
+        ((FRAME_B == size)) || e2e_log "$who $GNAME g2p $size B: frames at the far end are $FRAME_B bytes on average"
+    fi
     if [ -n "$spid" ]; then
         stop_pid "$spid"
         OFFERED=$(sed -n 's/.*pps=\([0-9]*\).*/\1/p' "$slog" | awk '{printf "%.4f", $1 / 1e6}')
@@ -533,18 +556,19 @@ parse_group() {
     local flags
     IFS=: read -r KIND Q XM CELLSPEC flags <<<"$1"
     GFLAGS=$flags
-    NOPEER='' BUSY='' INTR='' NOURING='' PACKED=0 INORDER=0
+    NOPEER='' BUSY='' INTR='' NOURING='' JUMBO='' PACKED=0 INORDER=0
     NULL_SIZE=${CELLSPEC%%,*}
     NULL_SIZE=${NULL_SIZE#*/} # null: the port makes frames of one size, the first cell's
     [[ ,$flags, == *,nopeer,* ]] && NOPEER=1
     [[ ,$flags, == *,busy,* ]] && BUSY=1
     [[ ,$flags, == *,interrupt,* ]] && INTR=1
     [[ ,$flags, == *,nouring,* ]] && NOURING=1
+    [[ ,$flags, == *,jumbo,* ]] && JUMBO=1
     [[ ,$flags, == *,packed,* ]] && PACKED=1
     [[ ,$flags, == *,inorder,* ]] && INORDER=1
     LAYOUT=$(layout_name "$PACKED" "$INORDER")
     PLAIN=$KIND${XM:+-$XM}-q$Q # the plain group's name: where @half finds the peer's maximum
-    GNAME=$PLAIN${BUSY:+-busy}${INTR:+-interrupt}${NOURING:+-nouring}
+    GNAME=$PLAIN${BUSY:+-busy}${INTR:+-interrupt}${NOURING:+-nouring}${JUMBO:+-mtu9000}
     [[ ,$flags, == *,sweep,* ]] && GNAME+=-sweep
     [[ ,$flags, == *,half,* ]] && GNAME+=-half
     [ "$LAYOUT" = split ] || GNAME+=-$LAYOUT
@@ -557,10 +581,18 @@ CELLS=()
 for g in $GROUPS_SEL; do
     parse_group "$g"
     IFS=, read -r -a GCELLS <<<"$CELLSPEC"
-    [ -n "$NOPEER" ] && e2e_log "group $GNAME: no dpdk-testpmd peer (net_af_xdp needs combined channels; veth has none)"
+    if [ -n "$NOPEER" ] && [ -n "$JUMBO" ]; then
+        e2e_log "group $GNAME: no dpdk-testpmd peer (libxdp's xsk program, which net_af_xdp uses, is not frags-aware: the kernel refuses it on a veth in native mode at MTU 9000)"
+    elif [ -n "$NOPEER" ]; then
+        e2e_log "group $GNAME: no dpdk-testpmd peer (net_af_xdp needs combined channels; veth has none)"
+    fi
     for c in "${GCELLS[@]}"; do CELLS+=("$GNAME/$c"); done
     GLAYOUT[$GNAME]=$LAYOUT
     e2e_log "group $GNAME: ${GCELLS[*]}"
+    mtu=1500
+    [ -n "$JUMBO" ] && mtu=9000
+    ip -n "$NSB" link set pp0 mtu $mtu
+    ip -n "$NSF" link set pf0 mtu $mtu
     for RUN in $(seq 1 "$RUNS"); do
         order="vhostd peer"
         ((RUN % 2 == 0)) && order="peer vhostd"
@@ -670,6 +702,21 @@ if [ "${#CROWS[@]}" -gt 0 ]; then
     echo "median as a share of the ceiling's median:"
     printf '%-36s %-24s %-10s %-10s\n' path ceiling vhostd peer
     printf '%s\n' "${CROWS[@]}"
+fi
+# afxdp guest->port with large frames in Gbit/s (frame bytes x frames/s), 1500 bytes and jumbo.
+gbit() { awk -v m="$1" -v s="$2" 'BEGIN{printf "%.2f", m * s * 8 / 1000}'; }
+GROWS=()
+for cell in "${CELLS[@]}"; do
+    [[ $cell == afxdp-*/g2p/* ]] && ((${cell##*/} >= 1500)) || continue
+    vm=$(median "${VAL[$cell,vhostd]}") pcol=n/a
+    [ -z "${VAL[$cell,peer]:-}" ] || pcol=$(gbit "$(median "${VAL[$cell,peer]}")" "${cell##*/}")
+    GROWS+=("$(printf '%-36s %-10s %-10s' "$cell" "$(gbit "$vm" "${cell##*/}")" "$pcol")")
+done
+if [ "${#GROWS[@]}" -gt 0 ]; then
+    echo
+    echo "afxdp guest->port, Gbit/s of Ethernet frames (median Mpps x frame bytes; mtu9000: MTU 9000, multi-buffer):"
+    printf '%-36s %-10s %-10s\n' path vhostd peer
+    printf '%s\n' "${GROWS[@]}"
 fi
 # Offered load in steps (sweep groups): delivered and loss, per back-end; and a chart of delivered against offered.
 SWEEP=$E2E_TMP/sweep.dat
