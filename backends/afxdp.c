@@ -1039,6 +1039,9 @@ static int ax_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, un
 
         if (q->fd < 0)
                 return -ENODEV;
+        /* Preferred busy polling: the device's receive work runs here, at the worker's pace, not in softirq. */
+        if (ax->cfg.busy_poll)
+                (void)recvfrom(q->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
         n = xsk_ring_cons__peek(&q->rx, budget + (ax->sg ? AX_RX_FRAGS_MAX : 0), &idx);
         if (!n) {
                 kick_fill(q);

@@ -66,6 +66,10 @@ RATE=${PPS_RATE:-0}
 #   nouring: tap sends frame by frame (-o io_uring=no) instead of a burst per io_uring submission (the default).
 #   sweep:  the group offers port->guest load in steps (@rate cells): delivered and loss per step, a chart
 #           (pps-sweep.png); does the delivered rate level off, or fall, as the offered load grows?
+#   xdpbusy: afxdp with preferred busy polling: vhostd -o busy_poll=yes (SO_PREFER_BUSY_POLL on its sockets, and
+#           a recvfrom() per burst that runs the device's NAPI in the worker), with napi_defer_hard_irqs 2 and
+#           gro_flush_timeout 200 us on pp0 while vhostd runs, as the kernel's AF_XDP docs describe (the peer
+#           runs without them, in its own default);
 #   jumbo:  MTU 9000 on the veth pair and vhostd -o mtu=9000 (afxdp: multi-buffer, a frame over several UMEM
 #           frames); the front-end sends a cell larger than its 2 KiB mbufs as a chain of them (set txpkts
 #           2048,...). The peer runs too: what it carries at that size is measured, not assumed.
@@ -94,6 +98,8 @@ afxdp:1:skb:g2p/64,p2g/64:inorder \
 afxdp:1:skb:g2p/64,p2g/64:packed \
 afxdp:1:skb:g2p/64,p2g/64:packed,inorder \
 afxdp:1:native:g2p/64,g2p/1500,p2g/64,p2g/1500 \
+afxdp:1:native:p2g/64@250000,p2g/64@500000,p2g/64@1000000,p2g/64@2000000:sweep \
+afxdp:1:native:p2g/64@250000,p2g/64@500000,p2g/64@1000000,p2g/64@2000000:sweep,xdpbusy \
 afxdp:1:skb:g2p/9014:jumbo \
 afxdp:1:native:g2p/9014:jumbo,nopeer \
 tap:2::g2p/64,g2p/1500,p2g/64,p2g/1500 \
@@ -276,6 +282,10 @@ be_start_once() {
         [ -n "$INTR" ] && args+=(-o adaptive_poll=no)
         [ -n "$NOURING" ] && args+=(-o io_uring=no)
         [ -n "$JUMBO" ] && args+=(-o mtu=9000)
+        if [ -n "$XDPBUSY" ]; then
+            args+=(-o busy_poll=yes)
+            ip netns exec "$NSB" sh -c 'echo 2 >/sys/class/net/pp0/napi_defer_hard_irqs; echo 200000 >/sys/class/net/pp0/gro_flush_timeout'
+        fi
         case $kind in
             tap) args+=(-i ptap0) ;;
             rawsock) args+=(-i pp0) ;;
@@ -333,6 +343,7 @@ be_start_once() {
 
 be_stop() {
     stop_pid "$BE_PID"
+    ip netns exec "$NSB" sh -c 'echo 0 >/sys/class/net/pp0/napi_defer_hard_irqs; echo 0 >/sys/class/net/pp0/gro_flush_timeout' 2>/dev/null || true
     dpdk_rm "${PFX}be"
     [ "$1" = afxdp ] && xdp_off
     ip -n "$NSB" link set pp0 nomaster 2>/dev/null || true
@@ -444,7 +455,11 @@ measure() {
         p2g) fe_cmd "set fwd rxonly" start
              if [ "$KIND" != null ]; then # the null port is its own source
                  slog=$E2E_TMP/pktsend.$RANDOM.log
-                 spawn spid "$slog" taskset -c 0 ip netns exec "$NSF" "${PKTSEND[@]}" -i pf0 -s "$size" \
+                 # afxdp native, 1 queue pair: only veth rx queue 0 has a socket. The veth hands a frame to the
+                 # peer's rx queue of the tx queue it left by: with qdisc bypass, the sending CPU's (0).
+                 local src_args=()
+                 [ "$KIND/$XM/$q" = afxdp/native/1 ] && src_args=(-B)
+                 spawn spid "$slog" taskset -c 0 ip netns exec "$NSF" "${PKTSEND[@]}" "${src_args[@]}" -i pf0 -s "$size" \
                      -T "$(awk -v a="$WARM" -v b="$SECS" 'BEGIN{print a + b + 1}')" -r "$CELL_RATE" -d "$FAR_MAC" -f 64
              fi ;;
         loop) fe_cmd "set txpkts $(txpkts "$size")" "set fwd io" "start tx_first" ;;
@@ -556,7 +571,7 @@ parse_group() {
     local flags
     IFS=: read -r KIND Q XM CELLSPEC flags <<<"$1"
     GFLAGS=$flags
-    NOPEER='' BUSY='' INTR='' NOURING='' JUMBO='' PACKED=0 INORDER=0
+    NOPEER='' BUSY='' INTR='' NOURING='' JUMBO='' XDPBUSY='' PACKED=0 INORDER=0
     NULL_SIZE=${CELLSPEC%%,*}
     NULL_SIZE=${NULL_SIZE#*/} # null: the port makes frames of one size, the first cell's
     [[ ,$flags, == *,nopeer,* ]] && NOPEER=1
@@ -564,11 +579,12 @@ parse_group() {
     [[ ,$flags, == *,interrupt,* ]] && INTR=1
     [[ ,$flags, == *,nouring,* ]] && NOURING=1
     [[ ,$flags, == *,jumbo,* ]] && JUMBO=1
+    [[ ,$flags, == *,xdpbusy,* ]] && XDPBUSY=1
     [[ ,$flags, == *,packed,* ]] && PACKED=1
     [[ ,$flags, == *,inorder,* ]] && INORDER=1
     LAYOUT=$(layout_name "$PACKED" "$INORDER")
     PLAIN=$KIND${XM:+-$XM}-q$Q # the plain group's name: where @half finds the peer's maximum
-    GNAME=$PLAIN${BUSY:+-busy}${INTR:+-interrupt}${NOURING:+-nouring}${JUMBO:+-mtu9000}
+    GNAME=$PLAIN${BUSY:+-busy}${INTR:+-interrupt}${NOURING:+-nouring}${JUMBO:+-mtu9000}${XDPBUSY:+-xdpbusy}
     [[ ,$flags, == *,sweep,* ]] && GNAME+=-sweep
     [[ ,$flags, == *,half,* ]] && GNAME+=-half
     [ "$LAYOUT" = split ] || GNAME+=-$LAYOUT

@@ -126,12 +126,15 @@ ip -n "$NS" link set "$VF" mtu 1500
 
 run_mode skb generic 0 -o xdp_mode=skb
 run_mode native native 1 -o xdp_mode=native
-# Full-size frames, and busy polling asked of the kernel (SO_PREFER_BUSY_POLL).
+# Full-size frames, and preferred busy polling (SO_PREFER_BUSY_POLL, the port end deferring its interrupts:
+# the workers run the veth's NAPI).
 PORT_RX_DROPPED_HAS_KERNEL=1
+nsx sh -c "echo 2 >/sys/class/net/$VP/napi_defer_hard_irqs; echo 200000 >/sys/class/net/$VP/gro_flush_timeout"
 vhostd_start big -b afxdp -i "$VP" -q 2 -o xdp_mode=native -o busy_poll=yes || bad "busy_poll: vhostd did not start"
 guest_to_port "native, busy_poll: guest->port, full-size frames" 1 1514
 port_to_guest "native, busy_poll: port->guest, full-size frames" 20000 10000 1 1514
 vhostd_stop
+nsx sh -c "echo 0 >/sys/class/net/$VP/napi_defer_hard_irqs; echo 0 >/sys/class/net/$VP/gro_flush_timeout"
 run_mode auto native 1
 
 # Offloads from the guest: partial checksums go to the kernel in AF_XDP TX metadata (Linux >= 6.8; finished in
