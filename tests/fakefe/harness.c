@@ -212,7 +212,7 @@ void print_log_tail(const char *path, int lines)
                 printf("  (cannot show it)\n");
 }
 
-bool file_contains(const char *path, long from, const char *needle)
+bool file_has_line(const char *path, long from, const char *needle, const char *also)
 {
         FILE *f = fopen(path, "re");
         char *line = NULL;
@@ -224,22 +224,32 @@ bool file_contains(const char *path, long from, const char *needle)
         if (from > 0)
                 fseek(f, from, SEEK_SET);
         while (!found && getline(&line, &cap, f) > 0)
-                found = strstr(line, needle) != NULL;
+                found = strstr(line, needle) && (!also || strstr(line, also));
         free(line);
         fclose(f);
         return found;
 }
 
-bool log_wait(const char *path, long from, const char *needle, int timeout_ms)
+bool file_contains(const char *path, long from, const char *needle)
+{
+        return file_has_line(path, from, needle, NULL);
+}
+
+bool log_wait_line(const char *path, long from, const char *needle, const char *also, int timeout_ms)
 {
         int64_t end = fe_now_ms() + timeout_ms;
 
-        while (!file_contains(path, from, needle)) {
+        while (!file_has_line(path, from, needle, also)) {
                 if (fe_now_ms() > end)
                         return false;
                 usleep(5000);
         }
         return true;
+}
+
+bool log_wait(const char *path, long from, const char *needle, int timeout_ms)
+{
+        return log_wait_line(path, from, needle, NULL, timeout_ms);
 }
 
 long file_size(const char *path)

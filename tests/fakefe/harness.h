@@ -82,7 +82,11 @@ int vstats(const struct vhostd *v, struct vstat *s, unsigned n, char *js, size_t
 int vhostd_start(struct vhostd *v, const char *tag, unsigned queues, const char *const *extra);
 void print_log_tail(const char *path, int lines);
 bool file_contains(const char *path, long from, const char *needle);
+/* Whether a line of the file from offset on has needle, and also (unless NULL) on the same line. */
+bool file_has_line(const char *path, long from, const char *needle, const char *also);
 bool log_wait(const char *path, long from, const char *needle, int timeout_ms);
+/* Waits up to timeout_ms for such a line. */
+bool log_wait_line(const char *path, long from, const char *needle, const char *also, int timeout_ms);
 long file_size(const char *path);
 int vhostd_stop(struct vhostd *v);
 bool vhostd_alive(const struct vhostd *v);
