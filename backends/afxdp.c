@@ -158,6 +158,7 @@ struct ax_backend {
         /* Multi-buffer (XDP_USE_SG, Linux >= 6.6): a frame larger than a UMEM frame spans several, up to
          * AX_SG_MTU; without it max_frame is what one UMEM frame holds. */
         bool sg;
+        char details[192]; /* base.details */
         struct ax_queue q[];
 };
 
@@ -607,20 +608,16 @@ static unsigned port_max_mtu(unsigned frame_size, bool sg, unsigned if_mtu)
         return if_mtu < max_mtu ? if_mtu : max_mtu;
 }
 
-/* What the port uses, logged when it opens (indexed by txmd | sg << 1). */
-static const char *const ax_details[4] = {
-        "one UMEM frame per frame (no multi-buffer AF_XDP here: Linux >= 6.6 and, for zero-copy, a driver with it); "
-        "transmit checksums finished in software (no AF_XDP TX metadata here: Linux >= 6.8)",
-        "one UMEM frame per frame (no multi-buffer AF_XDP here: Linux >= 6.6 and, for zero-copy, a driver with it); "
-        "transmit checksums to the kernel in TX metadata",
-        "multi-buffer: frames up to MTU 9000 over several UMEM frames; transmit checksums finished in software (no "
-        "AF_XDP TX metadata here: Linux >= 6.8)",
-        "multi-buffer: frames up to MTU 9000 over several UMEM frames; transmit checksums to the kernel in TX metadata",
-};
-
+/* What the port uses, logged when it opens: how frames map onto UMEM frames, and who finishes checksums. */
 static void set_details(struct ax_backend *ax)
 {
-        ax->base.details = ax_details[(ax->txmd ? 1 : 0) | (ax->sg ? 2 : 0)];
+        snprintf(ax->details, sizeof(ax->details), "%s; transmit checksums %s",
+                 ax->sg ? "multi-buffer: frames up to MTU 9000 over several UMEM frames"
+                        : "one UMEM frame per frame (no multi-buffer AF_XDP here: Linux >= 6.6 and, for zero-copy, a "
+                          "driver with it)",
+                 ax->txmd ? "to the kernel in TX metadata"
+                          : "finished in software (no AF_XDP TX metadata here: Linux >= 6.8)");
+        ax->base.details = ax->details;
 }
 
 /* A backend without sockets or UMEM yet; NULL when out of memory. */

@@ -121,7 +121,7 @@ struct backend {
          * naming what and why); the daemon logs it. NULL: nothing to say. */
         const char *degraded;
         /* Set by open() or adopt() where the way the port carries frames depends on the kernel or the device (a
-         * static string); the daemon logs it with the port. NULL: nothing to say. */
+         * string that lives as long as the backend); the daemon logs it with the port. NULL: nothing to say. */
         const char *details;
 };
 
