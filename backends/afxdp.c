@@ -67,6 +67,7 @@
 #include "backends/backend.h"
 #include "backends/offload.h"
 #include "backends/iov.h"
+#include "backends/napi.h"
 #include "backends/virtio_net.h"
 
 /*
@@ -81,10 +82,18 @@
 #define AX_RX_FRAMES AX_RX_RING
 #define AX_TX_FRAMES AX_TX_RING
 #define AX_FRAMES (AX_RX_FRAMES + AX_TX_FRAMES)
-#define AX_HEADROOM 256     /* XDP_PACKET_HEADROOM: where the kernel puts received frames in a UMEM frame */
-#define AX_TXMD_LEN 24      /* sizeof(struct xsk_tx_metadata): before each tx frame's data, which starts there */
-#define AX_KICKS_MAX 64     /* sendto() calls per burst in copy mode (each moves up to 32 frames) */
-#define AX_BUSY_RETRIES 100 /* of 20 ms: a queue still held by sockets being released */
+#define AX_HEADROOM 256 /* XDP_PACKET_HEADROOM: where the kernel puts received frames in a UMEM frame */
+#define AX_TXMD_LEN 24  /* sizeof(struct xsk_tx_metadata): before each tx frame's data, which starts there */
+#define AX_KICKS_MAX 64 /* sendto() calls per burst in copy mode (each moves up to 32 frames) */
+/* Preferred busy polling: how long a socket's or the worker's epoll polls the NAPI, and with what budget (at
+ * most 64 without CAP_NET_ADMIN, which a worker may no longer have). */
+#define AX_BUSY_POLL_US 20
+#define AX_BUSY_POLL_BUDGET 64
+/* ...and the interrupt deferral it needs of the NAPI: a busy poller that comes back within the flush timeout
+ * keeps the device's receive work in the worker (measured on veth: delivery levels off under overload). */
+#define AX_DEFER_HARD_IRQS 2
+#define AX_GRO_FLUSH_TIMEOUT_NS 200000
+#define AX_BUSY_RETRIES 100                       /* of 20 ms: a queue still held by sockets being released */
 #define AX_GSO_MAX (65535 + BACKEND_ETH_OVERHEAD) /* a whole GSO frame from the guest, headers included */
 #define AX_SG_MTU 9000 /* the largest MTU with multi-buffer, a frame spread over several UMEM frames */
 #define AX_SG_FRAME_MAX (AX_SG_MTU + BACKEND_ETH_OVERHEAD)
@@ -158,7 +167,13 @@ struct ax_backend {
         /* Multi-buffer (XDP_USE_SG, Linux >= 6.6): a frame larger than a UMEM frame spans several, up to
          * AX_SG_MTU; without it max_frame is what one UMEM frame holds. */
         bool sg;
-        char details[192]; /* base.details */
+        /* Preferred busy polling (busy_poll, or auto in native mode): the worker runs the device's NAPI. */
+        bool busy_poll;
+        /* The NAPIs whose interrupt deferral open() set, with what they had before (restored at close). */
+        struct napi_conf napi_saved[NAPI_LIST_MAX];
+        unsigned napi_count;
+        const char *napi_note; /* how busy polling goes, for details (a static string) */
+        char details[320];     /* base.details */
         struct ax_queue q[];
 };
 
@@ -321,6 +336,9 @@ static void ax_close(struct backend *be)
 
         if (!ax)
                 return;
+        /* Without CAP_NET_ADMIN by now (dropped privileges) this fails, and the deferral stays: said at open. */
+        for (unsigned i = 0; i < ax->napi_count; i++)
+                (void)napi_conf_set(&ax->napi_saved[i]);
         for (unsigned i = 0; i < be->nqueues; i++) {
                 close_queue(ax, &ax->q[i]);
                 free(ax->q[i].gso_buf);
@@ -336,9 +354,20 @@ static void ax_close(struct backend *be)
         free(ax);
 }
 
+/*
+ * auto: busy polling where the frames come from a NAPI of the device (native mode). In skb mode the frames
+ * reach the socket from wherever the kernel receives them (on veth the sender's own backlog), which no busy
+ * poller can drive.
+ */
+static bool wants_busy_poll(const struct ax_backend *ax)
+{
+        return ax->cfg.busy_poll == BACKEND_BUSY_POLL_YES ||
+               (ax->cfg.busy_poll == BACKEND_BUSY_POLL_AUTO && (ax->xdp_flags & XDP_FLAGS_DRV_MODE));
+}
+
 static int set_busy_poll(int fd)
 {
-        int one = 1, usecs = 20, budget = 64;
+        int one = 1, usecs = AX_BUSY_POLL_US, budget = AX_BUSY_POLL_BUDGET;
 
         if (setsockopt(fd, SOL_SOCKET, SO_PREFER_BUSY_POLL, &one, sizeof(one)) < 0 ||
             setsockopt(fd, SOL_SOCKET, SO_BUSY_POLL, &usecs, sizeof(usecs)) < 0 ||
@@ -519,7 +548,7 @@ static int open_queue(struct ax_backend *ax, const struct backend_cfg *cfg, unsi
 
         if (bpf_map_update_elem(map_fd, &key, &q->fd, 0) < 0)
                 return -errno;
-        if (cfg->busy_poll && (r = set_busy_poll(q->fd)) < 0)
+        if (wants_busy_poll(ax) && (r = set_busy_poll(q->fd)) < 0)
                 return r;
 
         kick_fill(q);
@@ -608,16 +637,73 @@ static unsigned port_max_mtu(unsigned frame_size, bool sg, unsigned if_mtu)
         return if_mtu < max_mtu ? if_mtu : max_mtu;
 }
 
-/* What the port uses, logged when it opens: how frames map onto UMEM frames, and who finishes checksums. */
+/* What the port uses, logged when it opens: how frames map onto UMEM frames, who finishes checksums, polling. */
 static void set_details(struct ax_backend *ax)
 {
-        snprintf(ax->details, sizeof(ax->details), "%s; transmit checksums %s",
+        char napis[64] = "";
+        size_t len = 0;
+
+        for (unsigned i = 0; i < ax->napi_count && len + 12 < sizeof(napis); i++)
+                len += (size_t)snprintf(napis + len, sizeof(napis) - len, "%s%u", i ? "," : " ", ax->napi_saved[i].id);
+        snprintf(ax->details, sizeof(ax->details), "%s; transmit checksums %s; %s%s",
                  ax->sg ? "multi-buffer: frames up to MTU 9000 over several UMEM frames"
-                        : "one UMEM frame per frame (no multi-buffer AF_XDP here: Linux >= 6.6 and, for zero-copy, a "
-                          "driver with it)",
+                        : "one UMEM frame per frame", /* where multi-buffer was wanted, degraded says why not */
                  ax->txmd ? "to the kernel in TX metadata"
-                          : "finished in software (no AF_XDP TX metadata here: Linux >= 6.8)");
+                          : "finished in software (no AF_XDP TX metadata here: Linux >= 6.8)",
+                 ax->napi_note, napis);
         ax->base.details = ax->details;
+}
+
+/*
+ * Busy polling needs the device's NAPIs to defer their interrupts to a timer while a poller keeps coming back:
+ * without that the receive work stays in softirq, on whichever core the frames come in on (on veth, the
+ * sender's), and under overload starves the worker there. Sets it on the NAPIs of our queues (where the
+ * driver does not say which those are, on every NAPI of the device) and keeps what they had, for close.
+ */
+static const char *defer_interrupts(struct ax_backend *ax)
+{
+        int ifindex = (int)if_nametoindex(ax->cfg.ifname), r = 0;
+        bool whole_device = false;
+        unsigned n = 0;
+
+        for (unsigned qi = 0; qi < ax->base.nqueues && r == 0; qi++) {
+                struct napi_conf c;
+                bool seen = false;
+
+                r = napi_conf_get(ifindex, ax->cfg.start_queue + qi, &c);
+                for (unsigned i = 0; r == 0 && i < n; i++)
+                        seen |= ax->napi_saved[i].id == c.id;
+                if (r == 0 && !seen && n < NAPI_LIST_MAX)
+                        ax->napi_saved[n++] = c;
+        }
+        if (r == -ENOENT) {
+                whole_device = true;
+                r = napi_conf_list(ifindex, ax->napi_saved, NAPI_LIST_MAX);
+                n = r > 0 ? (unsigned)r : 0;
+        }
+        if (r >= 0 && n == 0)
+                r = -ENOENT;
+        for (unsigned i = 0; r >= 0 && i < n; i++) {
+                struct napi_conf want = {.id = ax->napi_saved[i].id,
+                                         .defer_hard_irqs = AX_DEFER_HARD_IRQS,
+                                         .gro_flush_timeout_ns = AX_GRO_FLUSH_TIMEOUT_NS,
+                                         .irq_suspend_timeout_ns = ax->napi_saved[i].irq_suspend_timeout_ns};
+                r = napi_conf_set(&want);
+                ax->napi_count = r == 0 ? i + 1 : i;
+        }
+        if (r >= 0)
+                return whole_device ? "preferred busy polling, interrupts deferred (2 polls, 200 us) on every NAPI "
+                                      "of the device (the driver does not say which serves a queue):"
+                                    : "preferred busy polling, interrupts deferred (2 polls, 200 us) on the NAPI of "
+                                      "its queues:";
+        if (r == -EOPNOTSUPP)
+                return "busy polling without interrupt deferral (no per-NAPI settings here: Linux >= 6.13): "
+                       "receive work stays in softirq";
+        if (r == -EPERM)
+                return "busy polling without interrupt deferral (no CAP_NET_ADMIN to set it): receive work stays "
+                       "in softirq";
+        return "busy polling without interrupt deferral (no NAPI of the device found): receive work stays in "
+               "softirq";
 }
 
 /* A backend without sockets or UMEM yet; NULL when out of memory. */
@@ -730,6 +816,9 @@ static int ax_open(const struct backend_cfg *cfg, unsigned nqueues, struct backe
         }
         if (r < 0)
                 goto fail;
+        ax->busy_poll = wants_busy_poll(ax);
+        ax->napi_note = ax->busy_poll ? defer_interrupts(ax) : "busy polling off";
+        ax->base.epoll_busy_poll_us = ax->busy_poll ? AX_BUSY_POLL_US : 0;
         set_details(ax);
         *ret = &ax->base;
         return 0;
@@ -1037,7 +1126,7 @@ static int ax_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, un
         if (q->fd < 0)
                 return -ENODEV;
         /* Preferred busy polling: the device's receive work runs here, at the worker's pace, not in softirq. */
-        if (ax->cfg.busy_poll)
+        if (ax->busy_poll)
                 (void)recvfrom(q->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
         n = xsk_ring_cons__peek(&q->rx, budget + (ax->sg ? AX_RX_FRAGS_MAX : 0), &idx);
         if (!n) {
@@ -1191,6 +1280,12 @@ static int ax_adopt(const struct backend_cfg *cfg, unsigned nqueues, const int *
         ax->xdp_flags = NOTE_XDP_FLAGS(notes[0]);
         ax->txmd = notes[0] & NOTE_TXMD;
         ax->sg = notes[0] & NOTE_SG;
+        /* The sockets keep their busy-poll options, the NAPIs the deferral the old process set (and restores
+         * no more: what they had before is not handed over). */
+        ax->busy_poll = wants_busy_poll(ax);
+        ax->napi_note = ax->busy_poll ? "preferred busy polling (interrupt deferral as the first process left it)"
+                                      : "busy polling off";
+        ax->base.epoll_busy_poll_us = ax->busy_poll ? AX_BUSY_POLL_US : 0;
         set_details(ax);
         ax->area_fd = fds[0];
         for (unsigned i = 0; i < nqueues; i++)

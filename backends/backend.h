@@ -123,6 +123,9 @@ struct backend {
         /* Set by open() or adopt() where the way the port carries frames depends on the kernel or the device (a
          * string that lives as long as the backend); the daemon logs it with the port. NULL: nothing to say. */
         const char *details;
+        /* Set by open() or adopt(): the worker's epoll busy-polls the device's NAPI this long before it sleeps
+         * (preferred busy polling, EPIOCSPARAMS, Linux >= 6.9); 0: it does not. */
+        unsigned epoll_busy_poll_us;
 };
 
 /* backend_loopback_ops, backend_tap_ops...: one per kind in BACKEND_KINDS, defined in backends/<name>.c. */

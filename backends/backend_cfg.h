@@ -28,6 +28,8 @@ enum backend_kind {
 #define NULL_FRAME_MAX 65535
 
 enum backend_xdp_mode { BACKEND_XDP_AUTO = 0, BACKEND_XDP_NATIVE, BACKEND_XDP_SKB };
+/* afxdp's preferred busy polling; auto: where the frames come from a NAPI of the device (native XDP mode). */
+enum backend_busy_poll { BACKEND_BUSY_POLL_AUTO = 0, BACKEND_BUSY_POLL_YES, BACKEND_BUSY_POLL_NO };
 
 /* Everything a port needs from the configuration, filled by config/ or the command line. */
 struct backend_cfg {
@@ -43,15 +45,15 @@ struct backend_cfg {
 #define NULL_FRAME_MIN 60
 #define NULL_FRAME_MAX 65535
 
-        enum backend_xdp_mode xdp_mode; /* afxdp */
-        bool force_copy;                /* afxdp */
-        bool zero_copy;                 /* afxdp: require zero-copy */
-        bool busy_poll;                 /* afxdp: SO_PREFER_BUSY_POLL */
-        unsigned start_queue;           /* afxdp: first NIC queue */
-        unsigned frame_size;            /* afxdp: UMEM frame size, 2048 or 4096; 0: the smallest for the MTU */
-        char xsks_map[256];             /* afxdp: pinned xsks_map path: inhibit program loading */
-        unsigned rate;                  /* null: frames/s generated per queue pair, 0: as fast as taken */
-        unsigned frame_len;             /* null: generated frame length */
+        enum backend_xdp_mode xdp_mode;   /* afxdp */
+        bool force_copy;                  /* afxdp */
+        bool zero_copy;                   /* afxdp: require zero-copy */
+        enum backend_busy_poll busy_poll; /* afxdp */
+        unsigned start_queue;             /* afxdp: first NIC queue */
+        unsigned frame_size;              /* afxdp: UMEM frame size, 2048 or 4096; 0: the smallest for the MTU */
+        char xsks_map[256];               /* afxdp: pinned xsks_map path: inhibit program loading */
+        unsigned rate;                    /* null: frames/s generated per queue pair, 0: as fast as taken */
+        unsigned frame_len;               /* null: generated frame length */
 };
 
 #endif

@@ -66,10 +66,8 @@ RATE=${PPS_RATE:-0}
 #   nouring: tap sends frame by frame (-o io_uring=no) instead of a burst per io_uring submission (the default).
 #   sweep:  the group offers port->guest load in steps (@rate cells): delivered and loss per step, a chart
 #           (pps-sweep.png); does the delivered rate level off, or fall, as the offered load grows?
-#   xdpbusy: afxdp with preferred busy polling: vhostd -o busy_poll=yes (SO_PREFER_BUSY_POLL on its sockets, and
-#           a recvfrom() per burst that runs the device's NAPI in the worker), with napi_defer_hard_irqs 2 and
-#           gro_flush_timeout 200 us on pp0 while vhostd runs, as the kernel's AF_XDP docs describe (the peer
-#           runs without them, in its own default);
+#   nobusypoll: afxdp without preferred busy polling (-o busy_poll=no), which native mode uses by default (the
+#           worker runs the device's NAPI, vhostd defers its interrupts): what the default gains under overload;
 #   jumbo:  MTU 9000 on the veth pair and vhostd -o mtu=9000 (afxdp: multi-buffer, a frame over several UMEM
 #           frames); the front-end sends a cell larger than its 2 KiB mbufs as a chain of them (set txpkts
 #           2048,...). The peer runs too: what it carries at that size is measured, not assumed.
@@ -99,7 +97,7 @@ afxdp:1:skb:g2p/64,p2g/64:packed \
 afxdp:1:skb:g2p/64,p2g/64:packed,inorder \
 afxdp:1:native:g2p/64,g2p/1500,p2g/64,p2g/1500 \
 afxdp:1:native:p2g/64@250000,p2g/64@500000,p2g/64@1000000,p2g/64@2000000:sweep \
-afxdp:1:native:p2g/64@250000,p2g/64@500000,p2g/64@1000000,p2g/64@2000000:sweep,xdpbusy \
+afxdp:1:native:p2g/64@250000,p2g/64@500000,p2g/64@1000000,p2g/64@2000000:sweep,nobusypoll \
 afxdp:1:skb:g2p/9014:jumbo \
 afxdp:1:native:g2p/9014:jumbo,nopeer \
 tap:2::g2p/64,g2p/1500,p2g/64,p2g/1500 \
@@ -282,10 +280,7 @@ be_start_once() {
         [ -n "$INTR" ] && args+=(-o adaptive_poll=no)
         [ -n "$NOURING" ] && args+=(-o io_uring=no)
         [ -n "$JUMBO" ] && args+=(-o mtu=9000)
-        if [ -n "$XDPBUSY" ]; then
-            args+=(-o busy_poll=yes)
-            ip netns exec "$NSB" sh -c 'echo 2 >/sys/class/net/pp0/napi_defer_hard_irqs; echo 200000 >/sys/class/net/pp0/gro_flush_timeout'
-        fi
+        [ -n "$NOBUSYPOLL" ] && args+=(-o busy_poll=no)
         case $kind in
             tap) args+=(-i ptap0) ;;
             rawsock) args+=(-i pp0) ;;
@@ -343,7 +338,6 @@ be_start_once() {
 
 be_stop() {
     stop_pid "$BE_PID"
-    ip netns exec "$NSB" sh -c 'echo 0 >/sys/class/net/pp0/napi_defer_hard_irqs; echo 0 >/sys/class/net/pp0/gro_flush_timeout' 2>/dev/null || true
     dpdk_rm "${PFX}be"
     [ "$1" = afxdp ] && xdp_off
     ip -n "$NSB" link set pp0 nomaster 2>/dev/null || true
@@ -571,7 +565,7 @@ parse_group() {
     local flags
     IFS=: read -r KIND Q XM CELLSPEC flags <<<"$1"
     GFLAGS=$flags
-    NOPEER='' BUSY='' INTR='' NOURING='' JUMBO='' XDPBUSY='' PACKED=0 INORDER=0
+    NOPEER='' BUSY='' INTR='' NOURING='' JUMBO='' NOBUSYPOLL='' PACKED=0 INORDER=0
     NULL_SIZE=${CELLSPEC%%,*}
     NULL_SIZE=${NULL_SIZE#*/} # null: the port makes frames of one size, the first cell's
     [[ ,$flags, == *,nopeer,* ]] && NOPEER=1
@@ -579,12 +573,12 @@ parse_group() {
     [[ ,$flags, == *,interrupt,* ]] && INTR=1
     [[ ,$flags, == *,nouring,* ]] && NOURING=1
     [[ ,$flags, == *,jumbo,* ]] && JUMBO=1
-    [[ ,$flags, == *,xdpbusy,* ]] && XDPBUSY=1
+    [[ ,$flags, == *,nobusypoll,* ]] && NOBUSYPOLL=1
     [[ ,$flags, == *,packed,* ]] && PACKED=1
     [[ ,$flags, == *,inorder,* ]] && INORDER=1
     LAYOUT=$(layout_name "$PACKED" "$INORDER")
     PLAIN=$KIND${XM:+-$XM}-q$Q # the plain group's name: where @half finds the peer's maximum
-    GNAME=$PLAIN${BUSY:+-busy}${INTR:+-interrupt}${NOURING:+-nouring}${JUMBO:+-mtu9000}${XDPBUSY:+-xdpbusy}
+    GNAME=$PLAIN${BUSY:+-busy}${INTR:+-interrupt}${NOURING:+-nouring}${JUMBO:+-mtu9000}${NOBUSYPOLL:+-nobusypoll}
     [[ ,$flags, == *,sweep,* ]] && GNAME+=-sweep
     [[ ,$flags, == *,half,* ]] && GNAME+=-half
     [ "$LAYOUT" = split ] || GNAME+=-$LAYOUT

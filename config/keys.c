@@ -99,6 +99,13 @@ static const struct choice xdp_mode_choices[] = {
         {NULL, 0},
 };
 
+static const struct choice busy_poll_choices[] = {
+        {"auto", BACKEND_BUSY_POLL_AUTO},
+        {"yes", BACKEND_BUSY_POLL_YES},
+        {"no", BACKEND_BUSY_POLL_NO},
+        {NULL, 0},
+};
+
 static const struct choice frame_size_choices[] = {
         {"auto", 0},
         {"2048", 2048},
@@ -170,7 +177,11 @@ static const struct key_desc port_keys[] = {
          .max = 65535},
         {.name = "force_copy", .type = VAL_BOOL, .kinds = KIND_AFXDP, BOOL_FIELD(P, backend.force_copy)},
         {.name = "zero_copy", .type = VAL_BOOL, .kinds = KIND_AFXDP, BOOL_FIELD(P, backend.zero_copy)},
-        {.name = "busy_poll", .type = VAL_BOOL, .kinds = KIND_AFXDP, BOOL_FIELD(P, backend.busy_poll)},
+        {.name = "busy_poll",
+         .type = VAL_CHOICE,
+         .kinds = KIND_AFXDP,
+         FIELD(P, backend.busy_poll),
+         .choices = busy_poll_choices},
         {.name = "frame_size",
          .type = VAL_FUNC,
          .kinds = KIND_AFXDP,

@@ -126,15 +126,42 @@ ip -n "$NS" link set "$VF" mtu 1500
 
 run_mode skb generic 0 -o xdp_mode=skb
 run_mode native native 1 -o xdp_mode=native
-# Full-size frames, and preferred busy polling (SO_PREFER_BUSY_POLL, the port end deferring its interrupts:
-# the workers run the veth's NAPI).
+# Preferred busy polling, native mode's default: the workers run the port end's NAPI, which vhostd tells to
+# defer its interrupts while it runs (2 polls, 200 us, as the kernel reports it) and gives back what it had when
+# it stops. GRO on the port end gives the veth a NAPI of its own that outlives the XDP program, so that the
+# restore can be seen. Full-size frames both ways meanwhile. busy_poll = no, and skb mode, leave it alone.
+napis() { nsx "$O/tests/napi_show" "$VP" 2>&1; }
 PORT_RX_DROPPED_HAS_KERNEL=1
-nsx sh -c "echo 2 >/sys/class/net/$VP/napi_defer_hard_irqs; echo 200000 >/sys/class/net/$VP/gro_flush_timeout"
-vhostd_start big -b afxdp -i "$VP" -q 2 -o xdp_mode=native -o busy_poll=yes || bad "busy_poll: vhostd did not start"
-guest_to_port "native, busy_poll: guest->port, full-size frames" 1 1514
-port_to_guest "native, busy_poll: port->guest, full-size frames" 20000 10000 1 1514
+nsx ethtool -K "$VP" gro on >/dev/null
+napi_before=$(napis)
+vhostd_start big -b afxdp -i "$VP" -q 2 -o xdp_mode=native || bad "busy polling: vhostd did not start"
+napi_during=$(napis)
+if grep -q 'preferred busy polling, interrupts deferred' "$VLOG" &&
+    [ -n "$napi_during" ] && ! grep -v ' defer 2 gro 200000 ' <<<"$napi_during" | grep -q .; then
+    ok "native: busy polling by default, the NAPI deferring interrupts: $(tr '\n' ' ' <<<"$napi_during")"
+elif kernel_at_least 6.13; then
+    bad "native: no interrupt deferral on Linux $(uname -r): NAPIs: $(tr '\n' ' ' <<<"$napi_during"); $(grep 'afxdp port' "$VLOG")"
+fi
+guest_to_port "native, busy polling: guest->port, full-size frames" 1 1514
+port_to_guest "native, busy polling: port->guest, full-size frames" 20000 10000 1 1514
 vhostd_stop
-nsx sh -c "echo 0 >/sys/class/net/$VP/napi_defer_hard_irqs; echo 0 >/sys/class/net/$VP/gro_flush_timeout"
+napi_after=$(napis)
+if [ "$napi_after" = "$napi_before" ]; then
+    ok "native: the NAPI's settings given back when vhostd stopped ($(tr '\n' ' ' <<<"$napi_after"))"
+else
+    bad "native: NAPI settings before vhostd: $(tr '\n' ' ' <<<"$napi_before"), after: $(tr '\n' ' ' <<<"$napi_after")"
+fi
+for m in "native -o busy_poll=no" skb; do
+    # shellcheck disable=SC2086 # the mode and its options, split on purpose
+    vhostd_start nobusy -b afxdp -i "$VP" -q 1 -o xdp_mode=$m || { bad "$m: vhostd did not start"; continue; }
+    if grep -q 'busy polling off' "$VLOG" && [ "$(napis)" = "$napi_before" ]; then
+        ok "xdp_mode=$m: no busy polling, the NAPI left alone"
+    else
+        bad "xdp_mode=$m: NAPIs $(napis | tr '\n' ' '); $(grep 'afxdp port' "$VLOG")"
+    fi
+    vhostd_stop
+done
+nsx ethtool -K "$VP" gro off >/dev/null
 run_mode auto native 1
 
 # Offloads from the guest: partial checksums go to the kernel in AF_XDP TX metadata (Linux >= 6.8; finished in

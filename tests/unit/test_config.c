@@ -255,6 +255,7 @@ static void test_defaults(void **state)
         assert_true(port.backend.set_up);
         assert_false(port.backend.promisc);
         assert_int_equal(port.backend.xdp_mode, BACKEND_XDP_AUTO);
+        assert_int_equal(port.backend.busy_poll, BACKEND_BUSY_POLL_AUTO);
         assert_int_equal(port.backend.frame_size, 0); /* auto */
         assert_int_equal(port.backend.mtu, 0);
         assert_string_equal(port.backend.xsks_map, "");
@@ -378,7 +379,7 @@ static void test_afxdp(void **state)
         assert_int_equal(p->backend.start_queue, 65535);
         assert_true(p->backend.force_copy);
         assert_false(p->backend.zero_copy);
-        assert_true(p->backend.busy_poll);
+        assert_int_equal(p->backend.busy_poll, BACKEND_BUSY_POLL_YES);
         assert_int_equal(p->backend.frame_size, 2048);
         assert_string_equal(p->backend.xsks_map, "/sys/fs/bpf/xsks_map");
         assert_int_equal(p->backend.mtu, 65535);
