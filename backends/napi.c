@@ -220,6 +220,17 @@ static int open_netdev(uint16_t *family)
         return fd;
 }
 
+/* A netlink socket, and r made ready for command cmd of the netdev family (its id in r's header). */
+static int netdev_request(struct nl_req *r, uint8_t cmd)
+{
+        uint16_t family = 0;
+        int fd = open_netdev(&family);
+
+        if (fd >= 0)
+                req_init(r, family, cmd);
+        return fd;
+}
+
 /* A NAPI's settings from napi-get's answer; -EOPNOTSUPP where it has none (Linux < 6.13). */
 static int conf_of(const struct nl_answer *ans, struct napi_conf *ret)
 {
@@ -237,12 +248,10 @@ int napi_conf_list(int ifindex, struct napi_conf *out, unsigned max)
         struct nl_answer ans[NAPI_LIST_MAX];
         struct nl_req r;
         unsigned count = 0, n = 0;
-        uint16_t family;
-        int fd = open_netdev(&family), err;
+        int fd = netdev_request(&r, NETDEV_CMD_NAPI_GET), err;
 
         if (fd < 0)
                 return fd;
-        req_init(&r, family, NETDEV_CMD_NAPI_GET);
         r.nh.nlmsg_flags |= NLM_F_DUMP;
         put_u32(&r, NETDEV_A_NAPI_IFINDEX, (uint32_t)ifindex);
         err = talk_many(fd, &r, ANS_NAPI, ans, max < NAPI_LIST_MAX ? max : NAPI_LIST_MAX, &count);
@@ -258,12 +267,10 @@ int napi_conf_get(int ifindex, unsigned queue, struct napi_conf *ret)
 {
         struct nl_answer ans;
         struct nl_req r;
-        uint16_t family;
-        int fd = open_netdev(&family), err;
+        int fd = netdev_request(&r, NETDEV_CMD_QUEUE_GET), err;
 
         if (fd < 0)
                 return fd;
-        req_init(&r, family, NETDEV_CMD_QUEUE_GET);
         put_u32(&r, NETDEV_A_QUEUE_IFINDEX, (uint32_t)ifindex);
         put_u32(&r, NETDEV_A_QUEUE_TYPE, NETDEV_QUEUE_TYPE_RX);
         put_u32(&r, NETDEV_A_QUEUE_ID, queue);
@@ -272,7 +279,7 @@ int napi_conf_get(int ifindex, unsigned queue, struct napi_conf *ret)
                 err = -ENOENT;
         if (err == 0) {
                 ret->id = ans.napi_id;
-                req_init(&r, family, NETDEV_CMD_NAPI_GET);
+                req_init(&r, r.nh.nlmsg_type, NETDEV_CMD_NAPI_GET); /* the same family */
                 put_u32(&r, NETDEV_A_NAPI_ID, ret->id);
                 err = talk(fd, &r, ANS_NAPI, &ans);
         }
@@ -286,12 +293,10 @@ int napi_conf_set(const struct napi_conf *c)
 {
         struct nl_answer ans;
         struct nl_req r;
-        uint16_t family;
-        int fd = open_netdev(&family), err;
+        int fd = netdev_request(&r, NETDEV_CMD_NAPI_SET), err;
 
         if (fd < 0)
                 return fd;
-        req_init(&r, family, NETDEV_CMD_NAPI_SET);
         put_u32(&r, NETDEV_A_NAPI_ID, c->id);
         put_u32(&r, NETDEV_A_NAPI_DEFER_HARD_IRQS, c->defer_hard_irqs);
         put_u64(&r, NETDEV_A_NAPI_GRO_FLUSH_TIMEOUT, c->gro_flush_timeout_ns);
