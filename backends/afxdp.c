@@ -1125,12 +1125,14 @@ static int ax_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, un
 
         if (q->fd < 0)
                 return -ENODEV;
-        /* Preferred busy polling: the device's receive work runs here, at the worker's pace, not in softirq. */
+        /* Preferred busy polling: the device's receive work runs here, at the worker's pace, not in softirq (the
+         * same recvfrom() is the fill ring's wakeup, so an empty ring needs no second one). */
         if (ax->busy_poll)
                 (void)recvfrom(q->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
         n = xsk_ring_cons__peek(&q->rx, budget + (ax->sg ? AX_RX_FRAGS_MAX : 0), &idx);
         if (!n) {
-                kick_fill(q);
+                if (!ax->busy_poll)
+                        kick_fill(q);
                 return 0;
         }
         while (used < n && frames < budget) {
