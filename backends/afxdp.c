@@ -2,9 +2,9 @@
 /*
  * afxdp: one AF_XDP socket per queue pair, on NIC queue start_queue + q of ifname, all of a port's sockets on
  * one UMEM (XDP_SHARED_UMEM; each socket has its own fill and completion rings). Queue pair q owns a fixed
- * slice of it, AX_FRAMES frames: AX_RX_FRAMES are lent to the kernel through its fill ring for receiving, the
- * rest are its free list for sending. One copy per frame and direction: guest buffers -> UMEM frame on tx,
- * UMEM frame -> guest buffers on rx.
+ * slice of it, rx_ring + AX_TX_FRAMES frames: rx_ring frames are lent to the kernel through its fill ring for
+ * receiving, the rest are its free list for sending. One copy per frame and direction: guest buffers -> UMEM frame on
+ * tx, UMEM frame -> guest buffers on rx.
  *
  * The UMEM area is a memfd (MAP_SHARED), kept open in the backend, so that the pages can be handed to another
  * process (upgrade, issue #16). Its pages count as the process's RssShmem, not RssAnon.
@@ -73,15 +73,22 @@
 /*
  * UMEM frames per queue pair, sized from its rings: the fill and rx rings hold every rx frame, the tx and
  * completion rings every tx frame, and no ring has a slot no frame can use. The rx frames are all the buffering
- * between the NIC and a worker that is late (1024 frames: 100 ms at 10 kpps, 20 ms at 50 kpps; the kernel counts
- * what it drops beyond that, see kernel_drops); sending needs few, as completions come back at every burst and a
- * burst is at most 256 frames. 2.5 MiB per queue pair with 2 KiB frames, 5 MiB with 4 KiB (the kernel pins it all).
+ * between the NIC and a worker that is late (1024 frames: 100 ms at 10 kpps, 20 ms at 50 kpps; 4096 in skb mode,
+ * see AX_RX_RING_SKB; the kernel counts what it drops beyond that, see kernel_drops); sending needs few, as
+ * completions come back at every burst and a burst is at most 256 frames. 2.5 MiB per queue pair with 2 KiB
+ * frames, 5 MiB with 4 KiB (8.5 / 17 MiB in skb mode; the kernel pins it all).
  */
 #define AX_RX_RING 1024
 #define AX_TX_RING 256
-#define AX_RX_FRAMES AX_RX_RING
 #define AX_TX_FRAMES AX_TX_RING
-#define AX_FRAMES (AX_RX_FRAMES + AX_TX_FRAMES)
+/*
+ * In skb mode the kernel's receive work runs in the sender's context, which no busy poller drives: with the
+ * sender on the worker's core, each time the worker yields the CPU the sender may run a whole scheduler slice
+ * (ms), longer than 1024 frames last. Measured on veth, port->guest at 0.5 to 2 Mpps offered: 1024 frames fell to
+ * half the delivered rate as the load grew (the ring overflowing), 4096 levelled off with no loss. 8.5 MiB of UMEM
+ * per queue pair with 2 KiB frames instead of 2.5.
+ */
+#define AX_RX_RING_SKB 4096
 #define AX_HEADROOM 256 /* XDP_PACKET_HEADROOM: where the kernel puts received frames in a UMEM frame */
 #define AX_TXMD_LEN 24  /* sizeof(struct xsk_tx_metadata): before each tx frame's data, which starts there */
 #define AX_KICKS_MAX 64 /* sendto() calls per burst in copy mode (each moves up to 32 frames) */
@@ -156,9 +163,10 @@ struct ax_backend {
         pthread_mutex_t recover_lock; /* one queue at a time loads or finds the XDP program */
         unsigned frame_size;
         int area_fd;   /* the memfd behind area, kept for a handover to a new process */
-        uint8_t *area; /* the UMEM: nqueues slices of AX_FRAMES frames, queue pair q's at q * slice_len */
+        uint8_t *area; /* the UMEM: nqueues slices of rx_ring + AX_TX_FRAMES frames, queue pair q's at q * slice_len */
         size_t area_len;
         size_t slice_len;
+        unsigned rx_ring;      /* entries of each rx and fill ring: the frames lent to the kernel for receiving */
         struct ax_umem *umems; /* nqueues slots: every registration in use (each has a socket) */
         unsigned max_frame;    /* largest Ethernet frame we send: the MTU, an Ethernet header and a VLAN tag */
         /* The registration reserves AX_TXMD_LEN bytes before each tx frame for its TX metadata (Linux >= 6.8):
@@ -385,7 +393,7 @@ static void kick_fill(struct ax_queue *q)
 /* Every tx frame of queue qi's slice (the frames after its rx frames) on its free list. */
 static void free_all_tx(struct ax_backend *ax, unsigned qi)
 {
-        uint64_t first = (uint64_t)qi * ax->slice_len + (uint64_t)AX_RX_FRAMES * ax->frame_size;
+        uint64_t first = (uint64_t)qi * ax->slice_len + (uint64_t)ax->rx_ring * ax->frame_size;
 
         for (unsigned i = 0; i < AX_TX_FRAMES; i++)
                 ax->q[qi].free[i] = first + (uint64_t)i * ax->frame_size;
@@ -421,7 +429,7 @@ static uint8_t *map_ring(struct ax_queue *q, unsigned which, off_t pgoff, const 
 }
 
 /* Maps the four rings of q's socket into libxdp's ring structs, where the kernel has them now. */
-static int map_rings(struct ax_queue *q)
+static int map_rings(struct ax_queue *q, unsigned rx_ring)
 {
         struct xdp_mmap_offsets off;
         socklen_t optlen = sizeof(off);
@@ -429,14 +437,14 @@ static int map_rings(struct ax_queue *q)
 
         if (getsockopt(q->fd, SOL_XDP, XDP_MMAP_OFFSETS, &off, &optlen) < 0)
                 return -errno;
-        if (!(rx = map_ring(q, 0, XDP_PGOFF_RX_RING, &off.rx, AX_RX_RING, sizeof(struct xdp_desc))) ||
+        if (!(rx = map_ring(q, 0, XDP_PGOFF_RX_RING, &off.rx, rx_ring, sizeof(struct xdp_desc))) ||
             !(tx = map_ring(q, 1, XDP_PGOFF_TX_RING, &off.tx, AX_TX_RING, sizeof(struct xdp_desc))) ||
-            !(fill = map_ring(q, 2, XDP_UMEM_PGOFF_FILL_RING, &off.fr, AX_RX_RING, sizeof(__u64))) ||
+            !(fill = map_ring(q, 2, XDP_UMEM_PGOFF_FILL_RING, &off.fr, rx_ring, sizeof(__u64))) ||
             !(comp = map_ring(q, 3, XDP_UMEM_PGOFF_COMPLETION_RING, &off.cr, AX_TX_RING, sizeof(__u64))))
                 return -errno;
-        SET_RING(&q->rx, rx, &off.rx, AX_RX_RING, false);
+        SET_RING(&q->rx, rx, &off.rx, rx_ring, false);
         SET_RING(&q->tx, tx, &off.tx, AX_TX_RING, true);
-        SET_RING(&q->fill, fill, &off.fr, AX_RX_RING, true);
+        SET_RING(&q->fill, fill, &off.fr, rx_ring, true);
         SET_RING(&q->comp, comp, &off.cr, AX_TX_RING, false);
         return 0;
 }
@@ -493,9 +501,9 @@ static int open_queue(struct ax_backend *ax, const struct backend_cfg *cfg, unsi
         uint64_t base = (uint64_t)qi * ax->slice_len;
         struct ax_umem *um = NULL, *slot = NULL;
         struct sockaddr_xdp sxdp = {.sxdp_family = AF_XDP};
-        int sizes[4][2] = {{XDP_UMEM_FILL_RING, AX_RX_RING},
+        int sizes[4][2] = {{XDP_UMEM_FILL_RING, (int)ax->rx_ring},
                            {XDP_UMEM_COMPLETION_RING, AX_TX_RING},
-                           {XDP_RX_RING, AX_RX_RING},
+                           {XDP_RX_RING, (int)ax->rx_ring},
                            {XDP_TX_RING, AX_TX_RING}};
         int sibling = -1, r;
         __u32 idx, key = cfg->start_queue + qi;
@@ -519,7 +527,7 @@ static int open_queue(struct ax_backend *ax, const struct backend_cfg *cfg, unsi
         for (unsigned i = 0; i < 4; i++)
                 if (setsockopt(q->fd, SOL_XDP, sizes[i][0], &sizes[i][1], sizeof(sizes[i][1])) < 0)
                         return -errno;
-        if ((r = map_rings(q)) < 0)
+        if ((r = map_rings(q, ax->rx_ring)) < 0)
                 return r;
         /* With XDP_SHARED_UMEM the kernel takes copy/zero-copy and need_wakeup from the first socket. */
         sxdp.sxdp_ifindex = (__u32)q->ifindex;
@@ -539,11 +547,11 @@ static int open_queue(struct ax_backend *ax, const struct backend_cfg *cfg, unsi
         q->um->users++;
 
         /* Lend the rx frames to the kernel before the socket is in the map, so none arrives to an empty fill ring. */
-        if (xsk_ring_prod__reserve(&q->fill, AX_RX_FRAMES, &idx) != AX_RX_FRAMES)
+        if (xsk_ring_prod__reserve(&q->fill, ax->rx_ring, &idx) != ax->rx_ring)
                 return -ENOMEM;
-        for (unsigned i = 0; i < AX_RX_FRAMES; i++)
+        for (unsigned i = 0; i < ax->rx_ring; i++)
                 *xsk_ring_prod__fill_addr(&q->fill, idx + i) = base + (uint64_t)i * ax->frame_size;
-        xsk_ring_prod__submit(&q->fill, AX_RX_FRAMES);
+        xsk_ring_prod__submit(&q->fill, ax->rx_ring);
         free_all_tx(ax, qi);
 
         if (bpf_map_update_elem(map_fd, &key, &q->fd, 0) < 0)
@@ -621,6 +629,33 @@ static int alloc_area(struct ax_backend *ax)
             fcntl(ax->area_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
                 return -errno;
         return map_area(ax);
+}
+
+/* The UMEM's layout for rx rings of rx_ring entries (a power of two). */
+static void size_area(struct ax_backend *ax, unsigned rx_ring)
+{
+        ax->rx_ring = rx_ring;
+        ax->slice_len = (size_t)(rx_ring + AX_TX_FRAMES) * ax->frame_size;
+        ax->area_len = ax->base.nqueues * ax->slice_len;
+}
+
+/* A UMEM with the rx rings this XDP mode wants; an area made for another mode is given up first. */
+static int area_for_mode(struct ax_backend *ax, __u32 xdp_flags)
+{
+        unsigned rx_ring = (xdp_flags & XDP_FLAGS_SKB_MODE) ? AX_RX_RING_SKB : AX_RX_RING;
+
+        if (ax->area && ax->rx_ring == rx_ring)
+                return 0;
+        if (ax->area) {
+                munmap(ax->area, ax->area_len);
+                ax->area = NULL;
+        }
+        if (ax->area_fd >= 0) {
+                close(ax->area_fd);
+                ax->area_fd = -1;
+        }
+        size_area(ax, rx_ring);
+        return alloc_area(ax);
 }
 
 /* The largest MTU one UMEM frame of frame_size holds (a received frame starts after the XDP headroom). */
@@ -719,8 +754,6 @@ static struct ax_backend *ax_new(const struct backend_cfg *cfg, unsigned nqueues
         ax->map_fd = -1;
         pthread_mutex_init(&ax->recover_lock, NULL);
         ax->frame_size = frame_size;
-        ax->slice_len = (size_t)AX_FRAMES * frame_size;
-        ax->area_len = nqueues * ax->slice_len;
         ax->area_fd = -1;
         ax->max_frame = max_mtu + BACKEND_ETH_OVERHEAD;
         for (unsigned i = 0; i < nqueues; i++) {
@@ -748,8 +781,11 @@ static struct ax_backend *ax_new(const struct backend_cfg *cfg, unsigned nqueues
  */
 static int open_queues_retrying(struct ax_backend *ax, __u32 xdp_flags)
 {
-        int r = -EBUSY;
+        int r = area_for_mode(ax, xdp_flags);
 
+        if (r < 0)
+                return r;
+        r = -EBUSY;
         for (unsigned t = 0; t < AX_BUSY_RETRIES && r == -EBUSY; t++) {
                 if (t)
                         (void)nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
@@ -765,7 +801,7 @@ static int open_in_mode(struct ax_backend *ax)
         int r;
 
         if (cfg->xsks_map[0])
-                return open_queues(ax, 0);
+                return open_queues_retrying(ax, 0);
         if (cfg->xdp_mode == BACKEND_XDP_SKB)
                 return open_queues_retrying(ax, XDP_FLAGS_SKB_MODE);
         r = open_queues_retrying(ax, XDP_FLAGS_DRV_MODE);
@@ -801,8 +837,6 @@ static int ax_open(const struct backend_cfg *cfg, unsigned nqueues, struct backe
         if (!(ax = ax_new(cfg, nqueues, frame_size, max_mtu)))
                 return -ENOMEM;
         ax->sg = sg;
-        if ((r = alloc_area(ax)) < 0)
-                goto fail;
         r = open_in_mode(ax);
         if (r < 0 && sg && (r == -EINVAL || r == -EOPNOTSUPP) && cfg->mtu <= single_mtu) {
                 /* A kernel (< 6.6) or zero-copy driver without multi-buffer: one UMEM frame per frame. */
@@ -1199,7 +1233,7 @@ static int ax_rx_burst(struct backend *be, unsigned qi, struct rx_sink *sink, un
 static uint64_t make_note(const struct ax_backend *ax, const struct ax_queue *q)
 {
         return (ax->txmd ? NOTE_TXMD : 0) | (ax->sg ? NOTE_SG : 0) | (uint64_t)(ax->xdp_flags & 0x7f) |
-               (uint64_t)__builtin_ctz(ax->frame_size) << 8 | (uint64_t)__builtin_ctz(AX_RX_RING) << 16 |
+               (uint64_t)__builtin_ctz(ax->frame_size) << 8 | (uint64_t)__builtin_ctz(ax->rx_ring) << 16 |
                (uint64_t)__builtin_ctz(AX_TX_RING) << 24 | (uint64_t)(uint32_t)q->ifindex << 32;
 }
 
@@ -1249,7 +1283,7 @@ static int ax_handover_fds(struct backend *be, int *fds, unsigned max, uint64_t 
 static int adopt_queue(struct ax_backend *ax, unsigned qi, uint64_t note)
 {
         struct ax_queue *q = &ax->q[qi];
-        int r = map_rings(q);
+        int r = map_rings(q, ax->rx_ring);
 
         if (r < 0)
                 return r;
@@ -1268,7 +1302,9 @@ static int ax_adopt(const struct backend_cfg *cfg, unsigned nqueues, const int *
 
         /* The same rings and frames as the old process, or nothing: each slice's layout depends on them. */
         for (unsigned i = 0; i < nqueues; i++)
-                if (notes[i] != notes[0] || NOTE_RX_SHIFT(notes[i]) != (unsigned)__builtin_ctz(AX_RX_RING) ||
+                if (notes[i] != notes[0] ||
+                    (NOTE_RX_SHIFT(notes[i]) != (unsigned)__builtin_ctz(AX_RX_RING) &&
+                     NOTE_RX_SHIFT(notes[i]) != (unsigned)__builtin_ctz(AX_RX_RING_SKB)) ||
                     NOTE_TX_SHIFT(notes[i]) != (unsigned)__builtin_ctz(AX_TX_RING))
                         goto fail;
         if (!nqueues || (nfds != nqueues + 1 && nfds != nqueues + 2) || (frame_size != 2048 && frame_size != 4096))
@@ -1280,6 +1316,7 @@ static int ax_adopt(const struct backend_cfg *cfg, unsigned nqueues, const int *
                 goto fail;
         }
         ax->xdp_flags = NOTE_XDP_FLAGS(notes[0]);
+        size_area(ax, 1u << NOTE_RX_SHIFT(notes[0]));
         ax->txmd = notes[0] & NOTE_TXMD;
         ax->sg = notes[0] & NOTE_SG;
         /* The sockets keep their busy-poll options, the NAPIs the deferral the old process set (and restores
