@@ -180,6 +180,9 @@ struct ax_backend {
         /* The NAPIs whose interrupt deferral open() set, with what they had before (restored at close). */
         struct napi_conf napi_saved[NAPI_LIST_MAX];
         unsigned napi_count;
+        /* A child kept with CAP_NET_ADMIN that restores them when this pipe closes (we may have dropped it). */
+        int napi_restorer_fd;
+        int napi_restorer_pid;
         const char *napi_note; /* how busy polling goes, for details (a static string) */
         char details[320];     /* base.details */
         struct ax_queue q[];
@@ -344,9 +347,11 @@ static void ax_close(struct backend *be)
 
         if (!ax)
                 return;
-        /* Without CAP_NET_ADMIN by now (dropped privileges) this fails, and the deferral stays: said at open. */
-        for (unsigned i = 0; i < ax->napi_count; i++)
-                (void)napi_conf_set(&ax->napi_saved[i]);
+        if (ax->napi_restorer_fd >= 0)
+                napi_restorer_stop(ax->napi_restorer_fd, ax->napi_restorer_pid, true);
+        else /* no restorer could be made: this fails if we dropped CAP_NET_ADMIN meanwhile */
+                for (unsigned i = 0; i < ax->napi_count; i++)
+                        (void)napi_conf_set(&ax->napi_saved[i]);
         for (unsigned i = 0; i < be->nqueues; i++) {
                 close_queue(ax, &ax->q[i]);
                 free(ax->q[i].gso_buf);
@@ -726,6 +731,8 @@ static const char *defer_interrupts(struct ax_backend *ax)
                 r = napi_conf_set(&want);
                 ax->napi_count = r == 0 ? i + 1 : i;
         }
+        if (ax->napi_count)
+                ax->napi_restorer_fd = napi_restorer_start(ax->napi_saved, ax->napi_count, &ax->napi_restorer_pid);
         if (r >= 0)
                 return whole_device ? "preferred busy polling, interrupts deferred (2 polls, 200 us) on every NAPI "
                                       "of the device (the driver does not say which serves a queue):"
@@ -752,6 +759,7 @@ static struct ax_backend *ax_new(const struct backend_cfg *cfg, unsigned nqueues
         ax->base.nqueues = nqueues;
         ax->cfg = *cfg;
         ax->map_fd = -1;
+        ax->napi_restorer_fd = -1;
         pthread_mutex_init(&ax->recover_lock, NULL);
         ax->frame_size = frame_size;
         ax->area_fd = -1;
@@ -1270,6 +1278,11 @@ static int ax_handover_fds(struct backend *be, int *fds, unsigned max, uint64_t 
                         return -EBUSY; /* frames the kernel does not send (link down): they would be lost */
                 (void)nanosleep(&(struct timespec){.tv_nsec = 1000 * 1000}, NULL);
         }
+        /* The next process keeps busy polling with the deferral as we leave it, and cannot restore it (it runs
+         * unprivileged): our restorer goes, leaving the NAPIs as they are. */
+        napi_restorer_stop(ax->napi_restorer_fd, ax->napi_restorer_pid, false);
+        ax->napi_restorer_fd = -1;
+        ax->napi_count = 0;
         fds[n++] = ax->area_fd;
         for (unsigned i = 0; i < be->nqueues; i++) {
                 fds[n++] = ax->q[i].fd;

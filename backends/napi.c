@@ -7,13 +7,17 @@
 #include "backends/napi.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/genetlink.h>
 #include <linux/netlink.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 enum {
@@ -304,4 +308,62 @@ int napi_conf_set(const struct napi_conf *c)
         err = talk(fd, &r, ANS_NAPI, &ans);
         close(fd);
         return err;
+}
+
+/*
+ * The restorer runs as a fresh image of our own program (exec), so it inherits no mapping of ours: a mapped
+ * AF_XDP or packet ring would keep its socket alive, receiving. Its arguments are the settings to restore, which
+ * also shows them in ps.
+ */
+int napi_restorer_start(const struct napi_conf *saved, unsigned n, int *pid)
+{
+        char args[NAPI_LIST_MAX][80], *argv[NAPI_LIST_MAX + 3];
+        unsigned argc = 0;
+        int p[2];
+        pid_t child;
+
+        if (n > NAPI_LIST_MAX)
+                return -E2BIG;
+        argv[argc++] = "vhostd-napi";
+        argv[argc++] = NAPI_RESTORER_ARG;
+        for (unsigned i = 0; i < n; i++) {
+                snprintf(args[i], sizeof(args[i]), "%u:%u:%llu:%llu", saved[i].id, saved[i].defer_hard_irqs,
+                         (unsigned long long)saved[i].gro_flush_timeout_ns,
+                         (unsigned long long)saved[i].irq_suspend_timeout_ns);
+                argv[argc++] = args[i];
+        }
+        argv[argc] = NULL;
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return -errno;
+        child = fork();
+        if (child == 0) {
+                /* fd 3 is the pipe's read end, open across exec; nothing else above stderr is. */
+                if (p[0] == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(p[0], 3) < 0)
+                        _exit(127);
+                (void)close_range(4, ~0u, 0);
+                execv("/proc/self/exe", argv);
+                _exit(127);
+        }
+        close(p[0]);
+        if (child < 0) {
+                int err = -errno;
+                close(p[1]);
+                return err;
+        }
+        *pid = child;
+        return p[1];
+}
+
+void napi_restorer_stop(int fd, int pid, bool restore)
+{
+        if (fd < 0)
+                return;
+        if (!restore)
+                (void)!write(fd, "k", 1);
+        close(fd);
+        for (int i = 0; i < 1000; i++) {
+                if (waitpid(pid, NULL, WNOHANG) != 0)
+                        return;
+                (void)nanosleep(&(struct timespec){.tv_nsec = 1000 * 1000}, NULL);
+        }
 }

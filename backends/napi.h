@@ -7,6 +7,7 @@
 #ifndef VHOSTD_BACKENDS_NAPI_H
 #define VHOSTD_BACKENDS_NAPI_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct napi_conf {
@@ -26,5 +27,18 @@ int napi_conf_get(int ifindex, unsigned queue, struct napi_conf *ret);
 int napi_conf_list(int ifindex, struct napi_conf *out, unsigned max);
 /* Sets c->id's settings (CAP_NET_ADMIN). */
 int napi_conf_set(const struct napi_conf *c);
+
+/*
+ * A child process that gives the n NAPIs their settings back when the returned fd (the write end of a pipe, kept
+ * by the caller) closes: at napi_restorer_stop(), or when this process dies however it dies. Started while we
+ * still have CAP_NET_ADMIN, it keeps it after we drop our privileges. It is our own program run again
+ * (/proc/self/exe NAPI_RESTORER_ARG id:defer:gro:suspend...; daemon/main.c runs it): it holds
+ * no mapping or fd of ours but the pipe's read end, and reads nothing else. Returns the fd (close-on-exec), or
+ * -errno.
+ */
+#define NAPI_RESTORER_ARG "--napi-restorer"
+int napi_restorer_start(const struct napi_conf *saved, unsigned n, int *pid);
+/* restore: the child sets the saved values and is waited for (up to a second); else it exits leaving them. */
+void napi_restorer_stop(int fd, int pid, bool restore);
 
 #endif

@@ -6,8 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
+#include "backends/napi.h"
 #include "config/config.h"
 #include "daemon/caps.h"
 #include "daemon/ctl.h"
@@ -431,6 +433,48 @@ static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
         (void)sd_notify_str("WATCHDOG=1");
 }
 
+/*
+ * vhostd --napi-restorer SETTINGS...: an afxdp port's NAPI restorer (backends/napi.h), started by the port with
+ * the pipe's read end on fd 3. EOF there (the port closed, or vhostd died) means restore; a byte means leave.
+ */
+static int napi_restorer_main(int argc, char **argv)
+{
+        struct sigaction ign = {.sa_handler = SIG_IGN};
+        struct napi_conf saved[NAPI_LIST_MAX];
+        unsigned n = 0;
+        ssize_t r;
+        char c;
+
+        /* A stop signal for the whole group (systemd's, a terminal's ^C) must not end us before vhostd. */
+        (void)sigaction(SIGTERM, &ign, NULL);
+        (void)sigaction(SIGINT, &ign, NULL);
+        (void)sigaction(SIGHUP, &ign, NULL);
+        (void)prctl(PR_SET_NAME, "vhostd-napi", 0, 0, 0);
+        for (int i = 0; i < argc && n < NAPI_LIST_MAX; i++) {
+                unsigned long long gro, suspend;
+                struct napi_conf *sv = &saved[n];
+
+                if (sscanf(argv[i], "%u:%u:%llu:%llu", &sv->id, &sv->defer_hard_irqs, &gro, &suspend) != 4) {
+                        log_err("NAPI restorer: not a NAPI's settings: '%s'", argv[i]);
+                        return 2;
+                }
+                sv->gro_flush_timeout_ns = gro;
+                sv->irq_suspend_timeout_ns = suspend;
+                n++;
+        }
+        do
+                r = read(3, &c, 1);
+        while (r < 0 && errno == EINTR);
+        if (r != 0)
+                return 0; /* told to leave them (an upgrade), or no pipe */
+        for (unsigned i = 0; i < n; i++) {
+                int err = napi_conf_set(&saved[i]);
+                if (err < 0)
+                        log_msg(3, err, "NAPI restorer: cannot give NAPI %u its interrupt deferral back", saved[i].id);
+        }
+        return 0;
+}
+
 int main(int argc, char **argv)
 {
         struct cli cli;
@@ -442,6 +486,8 @@ int main(int argc, char **argv)
         int r;
         char status[256], self[4096];
 
+        if (argc >= 2 && !strcmp(argv[1], NAPI_RESTORER_ARG))
+                return napi_restorer_main(argc - 2, argv + 2);
         if (parse_args(argc, argv, &cli) < 0)
                 return 2;
         if (cli.print_caps)

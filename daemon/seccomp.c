@@ -33,8 +33,9 @@ static const int allowed[] = {
         SYS_setsockopt,
         SYS_getsockopt,
         SYS_socket,
-        SYS_bind, /* port recovery: an AF_PACKET socket bound to a re-created interface */
-        SYS_dup3, /* port recovery: a re-attached tap on the fd number the worker knows */
+        SYS_bind,        /* port recovery: an AF_PACKET socket bound to a re-created interface */
+        SYS_getsockname, /* libbpf's netlink socket, detaching or finding an XDP program (afxdp close, recovery) */
+        SYS_dup3,        /* port recovery: a re-attached tap on the fd number the worker knows */
         SYS_connect,
         SYS_fcntl,
         SYS_ioctl,
@@ -72,6 +73,7 @@ static const int allowed[] = {
         SYS_rseq,
         SYS_exit,
         SYS_exit_group,
+        SYS_wait4, /* reaping afxdp's NAPI restorer (backends/napi.c) at close */
         SYS_sched_setaffinity,
         SYS_sched_getaffinity,
         SYS_sched_yield,

@@ -151,6 +151,41 @@ if [ "$napi_after" = "$napi_before" ]; then
 else
     bad "native: NAPI settings before vhostd: $(tr '\n' ' ' <<<"$napi_before"), after: $(tr '\n' ' ' <<<"$napi_after")"
 fi
+# The same with vhostd's privileges dropped (user nobody, seccomp), stopped and killed: its restorer, a child
+# forked before the drop that keeps CAP_NET_ADMIN and holds nothing but its pipe (fds 0-3), gives the settings
+# back when vhostd closes the port or dies. The XDP program, which an unprivileged or dead vhostd cannot
+# detach, is unloaded by hand.
+alive() { local s; s=$(ps -o stat= -p "$1" 2>/dev/null); [ -n "$s" ] && [[ $s != Z* ]]; }
+for how in stopped killed; do
+    vhostd_start "restorer_$how" -b afxdp -i "$VP" -q 2 -o xdp_mode=native --user nobody --seccomp ||
+        { bad "privileges dropped: vhostd did not start"; continue; }
+    rpid=$(ps -o pid=,comm= --ppid "$VPID" | awk '$2 == "vhostd-napi" {print $1}')
+    rfds=$([ -n "$rpid" ] && ls "/proc/$rpid/fd" | wc -l)
+    napi_during=$(napis)
+    if [ -n "$rpid" ] && [ "$rfds" = 4 ] && grep -q 'running as user nobody' "$VLOG" && [ -n "$napi_during" ] &&
+        ! grep -v ' defer 2 gro 200000 ' <<<"$napi_during" | grep -q .; then
+        ok "privileges dropped: NAPIs deferring ($(tr '\n' ' ' <<<"$napi_during")), restorer $rpid holds $rfds fds"
+    elif kernel_at_least 6.13; then
+        bad "privileges dropped: restorer '${rpid:-none}' with ${rfds:-no} fds, NAPIs $(tr '\n' ' ' <<<"$napi_during"); $(grep -E 'afxdp port|running as' "$VLOG")"
+    fi
+    if [ $how = killed ]; then
+        kill -KILL "$VPID"
+        wait "$VPID" 2>/dev/null
+    else
+        vhostd_stop
+    fi
+    for _ in $(seq 50); do
+        [ -n "$rpid" ] && alive "$rpid" || break
+        sleep 0.1
+    done
+    napi_after=$(napis)
+    if [ "$napi_after" = "$napi_before" ] && ! { [ -n "$rpid" ] && alive "$rpid"; }; then
+        ok "privileges dropped, vhostd $how: the NAPI's settings given back, the restorer gone"
+    else
+        bad "privileges dropped, vhostd $how: NAPIs before $(tr '\n' ' ' <<<"$napi_before"), after $(tr '\n' ' ' <<<"$napi_after"); restorer ${rpid:-none} $( [ -n "$rpid" ] && alive "$rpid" && echo alive)"
+    fi
+    nsx xdp-loader unload -a "$VP" >/dev/null 2>&1 || ip -n "$NS" link set dev "$VP" xdpdrv off
+done
 for m in "native -o busy_poll=no" skb; do
     # shellcheck disable=SC2086 # the mode and its options, split on purpose
     vhostd_start nobusy -b afxdp -i "$VP" -q 1 -o xdp_mode=$m || { bad "$m: vhostd did not start"; continue; }
