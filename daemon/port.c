@@ -41,6 +41,9 @@ int port_open_backend(struct port *p)
                         hint = " (the MTU is larger than this port can carry)";
                 else if (!strcmp(bc->kind, "afxdp") && r == -ENOMEM)
                         hint = " (memory for its UMEM could not be allocated or pinned)";
+                else if (!strcmp(bc->kind, "afxdp") && r == -ENOBUFS)
+                        hint = " (its UMEM, pinned memory, exceeds RLIMIT_MEMLOCK: raise it, LimitMEMLOCK= in a "
+                               "systemd unit, or grant CAP_IPC_LOCK)";
                 log_msg(3, r, "%s: cannot open %s port%s%s%s", p->name, bc->kind, bc->ifname[0] ? " " : "", bc->ifname,
                         hint);
                 return r;

@@ -98,7 +98,7 @@ ct_boot() { # [NSPAWN_ARGS...]
     NAME=vhostd-t$$-$(printf '%04x' $RANDOM)
     e2e_on_exit stop_container
     systemd-nspawn -D "$ROOT" --volatile=overlay --boot --register=no --keep-unit --console=passive -M "$NAME" \
-        --bind="$RUNDIR:/run/vhostd" --capability=CAP_NET_ADMIN,CAP_BPF "$@" >"$T/nspawn.log" 2>&1 &
+        --bind="$RUNDIR:/run/vhostd" --capability=CAP_NET_ADMIN,CAP_BPF,CAP_IPC_LOCK "$@" >"$T/nspawn.log" 2>&1 &
     NSPAWN_PID=$!
     t=$SECONDS
     for _ in $(seq 200); do
