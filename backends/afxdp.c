@@ -180,9 +180,8 @@ struct ax_backend {
         /* The NAPIs whose interrupt deferral open() set, with what they had before (restored at close). */
         struct napi_conf napi_saved[NAPI_LIST_MAX];
         unsigned napi_count;
-        /* A child kept with CAP_NET_ADMIN that restores them when this pipe closes (we may have dropped it). */
-        int napi_restorer_fd;
-        int napi_restorer_pid;
+        /* A child kept with CAP_NET_ADMIN that restores them (we may have dropped it by then). */
+        struct napi_restorer napi_restorer;
         const char *napi_note; /* how busy polling goes, for details (a static string) */
         char details[320];     /* base.details */
         struct ax_queue q[];
@@ -341,14 +340,69 @@ static void release_prog(struct ax_backend *ax, bool detach)
         ax->map_fd = -1;
 }
 
+/*
+ * The UMEM area: a memfd of area_len bytes, sealed at that size, mapped shared and populated (the kernel pins
+ * every page at XDP_UMEM_REG anyway).
+ */
+static int map_area(struct ax_backend *ax)
+{
+        void *p = mmap(NULL, ax->area_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ax->area_fd, 0);
+
+        if (p == MAP_FAILED)
+                return -errno;
+        ax->area = p;
+        return 0;
+}
+
+static int alloc_area(struct ax_backend *ax)
+{
+        ax->area_fd = memfd_create("vhostd-afxdp-umem", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (ax->area_fd < 0)
+                return -errno;
+        if (ftruncate(ax->area_fd, (off_t)ax->area_len) < 0 ||
+            fcntl(ax->area_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
+                return -errno;
+        return map_area(ax);
+}
+
+static void free_area(struct ax_backend *ax)
+{
+        if (ax->area)
+                munmap(ax->area, ax->area_len);
+        if (ax->area_fd >= 0)
+                close(ax->area_fd);
+        ax->area = NULL;
+        ax->area_fd = -1;
+}
+
+/* The UMEM's layout for rx rings of rx_ring entries (a power of two). */
+static void size_area(struct ax_backend *ax, unsigned rx_ring)
+{
+        ax->rx_ring = rx_ring;
+        ax->slice_len = (size_t)(rx_ring + AX_TX_FRAMES) * ax->frame_size;
+        ax->area_len = ax->base.nqueues * ax->slice_len;
+}
+
+/* A UMEM with the rx rings this XDP mode wants; an area made for another mode is given up first. */
+static int area_for_mode(struct ax_backend *ax, __u32 xdp_flags)
+{
+        unsigned rx_ring = (xdp_flags & XDP_FLAGS_SKB_MODE) ? AX_RX_RING_SKB : AX_RX_RING;
+
+        if (ax->area && ax->rx_ring == rx_ring)
+                return 0;
+        free_area(ax);
+        size_area(ax, rx_ring);
+        return alloc_area(ax);
+}
+
 static void ax_close(struct backend *be)
 {
         struct ax_backend *ax = (struct ax_backend *)be;
 
         if (!ax)
                 return;
-        if (ax->napi_restorer_fd >= 0)
-                napi_restorer_stop(ax->napi_restorer_fd, ax->napi_restorer_pid, true);
+        if (ax->napi_restorer.fd >= 0)
+                napi_restorer_stop(&ax->napi_restorer, true);
         else /* no restorer could be made: this fails if we dropped CAP_NET_ADMIN meanwhile */
                 for (unsigned i = 0; i < ax->napi_count; i++)
                         (void)napi_conf_set(&ax->napi_saved[i]);
@@ -358,10 +412,7 @@ static void ax_close(struct backend *be)
                 free(ax->q[i].seg_buf);
         }
         release_prog(ax, ax->prog_ifindex && ax->prog_ifindex == (int)if_nametoindex(ax->cfg.ifname));
-        if (ax->area)
-                munmap(ax->area, ax->area_len);
-        if (ax->area_fd >= 0)
-                close(ax->area_fd);
+        free_area(ax);
         free(ax->umems);
         pthread_mutex_destroy(&ax->recover_lock);
         free(ax);
@@ -595,8 +646,11 @@ static int get_map(struct ax_backend *ax, int ifindex, __u32 xdp_flags, bool *re
 static int open_queues(struct ax_backend *ax, __u32 xdp_flags)
 {
         bool pinned;
-        int map_fd = get_map(ax, (int)if_nametoindex(ax->cfg.ifname), xdp_flags, &pinned), r = 0;
+        int map_fd, r = area_for_mode(ax, xdp_flags);
 
+        if (r < 0)
+                return r;
+        map_fd = get_map(ax, (int)if_nametoindex(ax->cfg.ifname), xdp_flags, &pinned);
         if (map_fd < 0)
                 return map_fd;
         for (unsigned i = 0; i < ax->base.nqueues && r == 0; i++)
@@ -609,58 +663,6 @@ static int open_queues(struct ax_backend *ax, __u32 xdp_flags)
                 close_queue(ax, &ax->q[i]);
         release_prog(ax, true);
         return r;
-}
-
-/*
- * The UMEM area: a memfd of area_len bytes, sealed at that size, mapped shared and populated (the kernel pins
- * every page at XDP_UMEM_REG anyway).
- */
-static int map_area(struct ax_backend *ax)
-{
-        void *p = mmap(NULL, ax->area_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, ax->area_fd, 0);
-
-        if (p == MAP_FAILED)
-                return -errno;
-        ax->area = p;
-        return 0;
-}
-
-static int alloc_area(struct ax_backend *ax)
-{
-        ax->area_fd = memfd_create("vhostd-afxdp-umem", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-        if (ax->area_fd < 0)
-                return -errno;
-        if (ftruncate(ax->area_fd, (off_t)ax->area_len) < 0 ||
-            fcntl(ax->area_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
-                return -errno;
-        return map_area(ax);
-}
-
-/* The UMEM's layout for rx rings of rx_ring entries (a power of two). */
-static void size_area(struct ax_backend *ax, unsigned rx_ring)
-{
-        ax->rx_ring = rx_ring;
-        ax->slice_len = (size_t)(rx_ring + AX_TX_FRAMES) * ax->frame_size;
-        ax->area_len = ax->base.nqueues * ax->slice_len;
-}
-
-/* A UMEM with the rx rings this XDP mode wants; an area made for another mode is given up first. */
-static int area_for_mode(struct ax_backend *ax, __u32 xdp_flags)
-{
-        unsigned rx_ring = (xdp_flags & XDP_FLAGS_SKB_MODE) ? AX_RX_RING_SKB : AX_RX_RING;
-
-        if (ax->area && ax->rx_ring == rx_ring)
-                return 0;
-        if (ax->area) {
-                munmap(ax->area, ax->area_len);
-                ax->area = NULL;
-        }
-        if (ax->area_fd >= 0) {
-                close(ax->area_fd);
-                ax->area_fd = -1;
-        }
-        size_area(ax, rx_ring);
-        return alloc_area(ax);
 }
 
 /* The largest MTU one UMEM frame of frame_size holds (a received frame starts after the XDP headroom). */
@@ -732,7 +734,7 @@ static const char *defer_interrupts(struct ax_backend *ax)
                 ax->napi_count = r == 0 ? i + 1 : i;
         }
         if (ax->napi_count)
-                ax->napi_restorer_fd = napi_restorer_start(ax->napi_saved, ax->napi_count, &ax->napi_restorer_pid);
+                (void)napi_restorer_start(&ax->napi_restorer, ax->napi_saved, ax->napi_count);
         if (r >= 0)
                 return whole_device ? "preferred busy polling, interrupts deferred (2 polls, 200 us) on every NAPI "
                                       "of the device (the driver does not say which serves a queue):"
@@ -759,7 +761,7 @@ static struct ax_backend *ax_new(const struct backend_cfg *cfg, unsigned nqueues
         ax->base.nqueues = nqueues;
         ax->cfg = *cfg;
         ax->map_fd = -1;
-        ax->napi_restorer_fd = -1;
+        ax->napi_restorer.fd = -1;
         pthread_mutex_init(&ax->recover_lock, NULL);
         ax->frame_size = frame_size;
         ax->area_fd = -1;
@@ -789,11 +791,8 @@ static struct ax_backend *ax_new(const struct backend_cfg *cfg, unsigned nqueues
  */
 static int open_queues_retrying(struct ax_backend *ax, __u32 xdp_flags)
 {
-        int r = area_for_mode(ax, xdp_flags);
+        int r = -EBUSY;
 
-        if (r < 0)
-                return r;
-        r = -EBUSY;
         for (unsigned t = 0; t < AX_BUSY_RETRIES && r == -EBUSY; t++) {
                 if (t)
                         (void)nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
@@ -809,7 +808,7 @@ static int open_in_mode(struct ax_backend *ax)
         int r;
 
         if (cfg->xsks_map[0])
-                return open_queues_retrying(ax, 0);
+                return open_queues(ax, 0);
         if (cfg->xdp_mode == BACKEND_XDP_SKB)
                 return open_queues_retrying(ax, XDP_FLAGS_SKB_MODE);
         r = open_queues_retrying(ax, XDP_FLAGS_DRV_MODE);
@@ -1280,8 +1279,7 @@ static int ax_handover_fds(struct backend *be, int *fds, unsigned max, uint64_t 
         }
         /* The next process keeps busy polling with the deferral as we leave it, and cannot restore it (it runs
          * unprivileged): our restorer goes, leaving the NAPIs as they are. */
-        napi_restorer_stop(ax->napi_restorer_fd, ax->napi_restorer_pid, false);
-        ax->napi_restorer_fd = -1;
+        napi_restorer_stop(&ax->napi_restorer, false);
         ax->napi_count = 0;
         fds[n++] = ax->area_fd;
         for (unsigned i = 0; i < be->nqueues; i++) {

@@ -315,13 +315,14 @@ int napi_conf_set(const struct napi_conf *c)
  * AF_XDP or packet ring would keep its socket alive, receiving. Its arguments are the settings to restore, which
  * also shows them in ps.
  */
-int napi_restorer_start(const struct napi_conf *saved, unsigned n, int *pid)
+int napi_restorer_start(struct napi_restorer *r, const struct napi_conf *saved, unsigned n)
 {
         char args[NAPI_LIST_MAX][80], *argv[NAPI_LIST_MAX + 3];
         unsigned argc = 0;
         int p[2];
         pid_t child;
 
+        r->fd = -1;
         if (n > NAPI_LIST_MAX)
                 return -E2BIG;
         argv[argc++] = "vhostd-napi";
@@ -350,19 +351,21 @@ int napi_restorer_start(const struct napi_conf *saved, unsigned n, int *pid)
                 close(p[1]);
                 return err;
         }
-        *pid = child;
-        return p[1];
+        r->fd = p[1];
+        r->pid = child;
+        return 0;
 }
 
-void napi_restorer_stop(int fd, int pid, bool restore)
+void napi_restorer_stop(struct napi_restorer *r, bool restore)
 {
-        if (fd < 0)
+        if (r->fd < 0)
                 return;
         if (!restore)
-                (void)!write(fd, "k", 1);
-        close(fd);
+                (void)!write(r->fd, "k", 1);
+        close(r->fd);
+        r->fd = -1;
         for (int i = 0; i < 1000; i++) {
-                if (waitpid(pid, NULL, WNOHANG) != 0)
+                if (waitpid(r->pid, NULL, WNOHANG) != 0)
                         return;
                 (void)nanosleep(&(struct timespec){.tv_nsec = 1000 * 1000}, NULL);
         }

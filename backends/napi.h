@@ -29,16 +29,20 @@ int napi_conf_list(int ifindex, struct napi_conf *out, unsigned max);
 int napi_conf_set(const struct napi_conf *c);
 
 /*
- * A child process that gives the n NAPIs their settings back when the returned fd (the write end of a pipe, kept
- * by the caller) closes: at napi_restorer_stop(), or when this process dies however it dies. Started while we
+ * A child process that gives the n NAPIs their settings back when r->fd (the write end of a pipe, kept by the
+ * caller) closes: at napi_restorer_stop(), or when this process dies however it dies. Started while we
  * still have CAP_NET_ADMIN, it keeps it after we drop our privileges. It is our own program run again
  * (/proc/self/exe NAPI_RESTORER_ARG id:defer:gro:suspend...; daemon/main.c runs it): it holds
- * no mapping or fd of ours but the pipe's read end, and reads nothing else. Returns the fd (close-on-exec), or
- * -errno.
+ * no mapping or fd of ours but the pipe's read end, and reads nothing else. 0 or -errno (then r->fd is -1).
  */
 #define NAPI_RESTORER_ARG "--napi-restorer"
-int napi_restorer_start(const struct napi_conf *saved, unsigned n, int *pid);
-/* restore: the child sets the saved values and is waited for (up to a second); else it exits leaving them. */
-void napi_restorer_stop(int fd, int pid, bool restore);
+struct napi_restorer {
+        int fd; /* the pipe's write end (close-on-exec), -1: none */
+        int pid;
+};
+int napi_restorer_start(struct napi_restorer *r, const struct napi_conf *saved, unsigned n);
+/* restore: the child sets the saved values and is waited for (up to a second); else it exits leaving them.
+ * Nothing without a restorer; r->fd is -1 after. */
+void napi_restorer_stop(struct napi_restorer *r, bool restore);
 
 #endif

@@ -131,13 +131,14 @@ run_mode native native 1 -o xdp_mode=native
 # it stops. GRO on the port end gives the veth a NAPI of its own that outlives the XDP program, so that the
 # restore can be seen. Full-size frames both ways meanwhile. busy_poll = no, and skb mode, leave it alone.
 napis() { nsx "$O/tests/napi_show" "$VP" 2>&1; }
+# deferring NAPIS: some NAPI listed, every one with vhostd's deferral (2 polls, 200 us).
+deferring() { [ -n "$1" ] && ! grep -v ' defer 2 gro 200000 ' <<<"$1" | grep -q .; }
 PORT_RX_DROPPED_HAS_KERNEL=1
 nsx ethtool -K "$VP" gro on >/dev/null
 napi_before=$(napis)
 vhostd_start big -b afxdp -i "$VP" -q 2 -o xdp_mode=native || bad "busy polling: vhostd did not start"
 napi_during=$(napis)
-if grep -q 'preferred busy polling, interrupts deferred' "$VLOG" &&
-    [ -n "$napi_during" ] && ! grep -v ' defer 2 gro 200000 ' <<<"$napi_during" | grep -q .; then
+if grep -q 'preferred busy polling, interrupts deferred' "$VLOG" && deferring "$napi_during"; then
     ok "native: busy polling by default, the NAPI deferring interrupts: $(tr '\n' ' ' <<<"$napi_during")"
 elif kernel_at_least 6.13; then
     bad "native: no interrupt deferral on Linux $(uname -r): NAPIs: $(tr '\n' ' ' <<<"$napi_during"); $(grep 'afxdp port' "$VLOG")"
@@ -162,8 +163,7 @@ for how in stopped killed; do
     rpid=$(ps -o pid=,comm= --ppid "$VPID" | awk '$2 == "vhostd-napi" {print $1}')
     rfds=$([ -n "$rpid" ] && ls "/proc/$rpid/fd" | wc -l)
     napi_during=$(napis)
-    if [ -n "$rpid" ] && [ "$rfds" = 4 ] && grep -q 'running as user nobody' "$VLOG" && [ -n "$napi_during" ] &&
-        ! grep -v ' defer 2 gro 200000 ' <<<"$napi_during" | grep -q .; then
+    if [ -n "$rpid" ] && [ "$rfds" = 4 ] && grep -q 'running as user nobody' "$VLOG" && deferring "$napi_during"; then
         ok "privileges dropped: NAPIs deferring ($(tr '\n' ' ' <<<"$napi_during")), restorer $rpid holds $rfds fds"
     elif kernel_at_least 6.13; then
         bad "privileges dropped: restorer '${rpid:-none}' with ${rfds:-no} fds, NAPIs $(tr '\n' ' ' <<<"$napi_during"); $(grep -E 'afxdp port|running as' "$VLOG")"
